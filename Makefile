@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The stamp is rebuilt whenever the pins or the package metadata change.
+STAMP  := $(VENV)/.torchship-installed
+
+.PHONY: demo test lint lock bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements/dev.txt requirements/prod.txt setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/torchship run models/minilm-embeddings/model.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Re-pin the requirements (needs the package registry).
+lock: $(STAMP)
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o prod.txt prod.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
+
+bench: $(STAMP)
+	$(PY) bench/serving.py
+
+clean:
+	rm -rf outputs .pytest_cache

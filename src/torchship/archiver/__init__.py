@@ -1,0 +1,1 @@
+"""The package stage: a self-contained .mar made by the real torch-model-archiver."""

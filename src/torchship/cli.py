@@ -1,0 +1,213 @@
+"""The `torchship` command: thin — parse, call the runner, print."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from torchship import __version__
+from torchship.errors import TorchshipError
+from torchship.pipeline import Runner, StageOutcome
+from torchship.settings import Settings
+from torchship.spec import load_spec
+from torchship.stages import STAGE_NAMES, STAGES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe.")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+class RichReporter:
+    def __init__(self, console: Console):
+        self.console = console
+        self._status = None
+
+    def stage_started(self, stage: str, description: str) -> None:
+        self._status = self.console.status(f"[bold]{stage}[/]: {description}")
+        self._status.start()
+
+    def progress(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(f"[bold]{message}")
+        self.console.log(f"  {message}", highlight=False)
+
+    def stage_finished(self, outcome: StageOutcome) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        mark = {"ran": "[green]✓ ran[/]", "skipped": "[cyan]= skipped (inputs unchanged)[/]",
+                "failed": "[red]✗ failed[/]"}[outcome.status]
+        self.console.print(f"[bold]{outcome.stage:<9}[/] {mark} {outcome.duration_s:6.1f}s  {outcome.summary}",
+                           highlight=False)
+
+
+def _fail(exc: BaseException) -> None:
+    if _state["debug"]:
+        err.print_exception()
+    if isinstance(exc, TorchshipError):
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.details:
+            err.print(exc.details, highlight=False, markup=False)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        raise typer.Exit(exc.exit_code)
+    err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False, markup=False)
+    err.print("[yellow]hint:[/] re-run with --debug for the traceback", highlight=False)
+    raise typer.Exit(1)
+
+
+def _summary(outcomes: list[StageOutcome]) -> Table:
+    table = Table(title="torchship run", show_lines=False)
+    for column in ("stage", "status", "seconds", "result"):
+        table.add_column(column)
+    for o in outcomes:
+        style = {"ran": "green", "skipped": "cyan", "failed": "red"}[o.status]
+        table.add_row(o.stage, f"[{style}]{o.status}[/]", f"{o.duration_s:.1f}", o.summary)
+    return table
+
+
+def _print_served(record: dict[str, Any]) -> None:
+    details = record.get("details", {})
+    for item in details.get("preview", []):
+        values = ", ".join(f"{v:+.4f}" for v in item["result"]) if item.get("dims") else str(item["result"])
+        more = f", … ({item['dims']} dims)" if item.get("dims") else ""
+        out.print(f"  {item['text'][:60]!r:<64} [{values}{more}]", highlight=False)
+    parity = details.get("parity", {})
+    if parity:
+        verdict = "ok" if parity.get("ok") else "FAILED"
+        out.print(
+            f"parity: {verdict} (served vs source, max |Δ| {parity['max_abs']:.2e} over {parity['compared']} "
+            f"results; atol {parity['atol']}, rtol {parity['rtol']})",
+            highlight=False,
+        )
+
+
+def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
+    try:
+        spec = load_spec(spec_path)
+        settings = Settings()
+        runner = Runner(spec, settings, STAGES, RichReporter(err))
+        err.print(f"[bold]{spec.name}[/] {spec.version} ({spec.task}) → {runner.root}", highlight=False)
+        outcomes = runner.run(names, force=force)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: stopped; no stage output was left half-written")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(exc)
+    err.print(_summary(outcomes))
+    verify = next((o for o in outcomes if o.stage == "verify" and o.status != "failed"), None)
+    if verify is not None:
+        out.print("served embeddings (first dims):" if spec.task == "embeddings" else "served results:")
+        _print_served(verify.record)
+    failed = outcomes[-1] if outcomes and outcomes[-1].status == "failed" else None
+    if failed is not None:
+        _fail(failed.error)
+    return outcomes
+
+
+SpecArg = Annotated[Path, typer.Argument(help="model spec (models/<name>/model.yaml)", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="re-run even if inputs are unchanged")]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    _state["debug"] = debug
+    if version:
+        out.print(f"torchship {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    until: Annotated[str | None, typer.Option(help=f"last stage to run: {', '.join(STAGE_NAMES)}")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run every stage (fetch → compile → validate → package → verify), skipping unchanged ones."""
+    if until is not None and until not in STAGE_NAMES:
+        err.print(f"[bold red]error:[/] --until {until!r} is not a stage; choose one of: {', '.join(STAGE_NAMES)}")
+        raise typer.Exit(2)
+    last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
+    _run(spec, STAGE_NAMES[: last + 1], force)
+
+
+def _stage_command(name: str, help_text: str) -> None:
+    def command(spec: SpecArg, force: ForceOpt = False) -> None:
+        _run(spec, [name], force)
+
+    command.__doc__ = help_text
+    app.command(name=name)(command)
+
+
+for _stage in STAGES:
+    _stage_command(_stage.name, f"Run only the {_stage.name} stage: {_stage.description}.")
+
+
+@app.command()
+def serve(
+    target: Annotated[Path, typer.Argument(help="a model spec (serves its packaged .mar) or a .mar file")],
+    port: Annotated[int | None, typer.Option(help="inference port on 127.0.0.1 (default: a free one)")] = None,
+) -> None:
+    """Run TorchServe in the foreground with the model; prints the URL and how to call it."""
+    from torchship.archiver.package import mar_path
+    from torchship.serving.torchserve import TorchServe
+
+    try:
+        settings = Settings()
+        if target.suffix == ".mar":
+            mar, name = target, target.stem
+        else:
+            spec = load_spec(target)
+            mar, name = mar_path(settings.stage_root(spec.name, spec.version) / "package", spec), spec.name
+            if not mar.is_file():
+                raise TorchshipError(f"{mar} does not exist", hint=f"Run `torchship run {target} --until package` first.")
+        server = TorchServe({name: mar}, settings, port=port)
+        err.print(f"starting TorchServe with {mar} …")
+        server.start()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(exc)
+    try:
+        url = f"{server.inference_url}/predictions/{name}"
+        out.print(f"[bold green]serving[/] {name} at {url}")
+        out.print(f"token: {server.inference_token}  (keys: {server.key_file})", highlight=False)
+        out.print("try:", highlight=False)
+        out.print(
+            f"  curl -s {url} -H 'Authorization: Bearer {server.inference_token}' "
+            "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
+            highlight=False, soft_wrap=True,
+        )
+        out.print("Ctrl-C stops TorchServe.")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+        err.print("[red]TorchServe exited[/]")
+        err.print(server.telling_log_lines(), markup=False, highlight=False)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        err.print("stopping TorchServe …")
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

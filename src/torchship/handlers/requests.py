@@ -1,0 +1,118 @@
+"""The request contract, the same for every task.
+
+`{"text": "..."}` -> one result; `{"texts": [...]}` -> a list of results in order; a text/plain body
+-> one result. Anything else is a `BadRequest` naming the problem; it becomes this request's own HTTP 400.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class BadRequest(Exception):
+    """A client error confined to one request of the server-side batch."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_texts: int = 64
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass
+class ParsedRequest:
+    texts: list[str]
+    single: bool  # answer one result (text / plain body) rather than a list
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _content_type(headers: dict[str, Any]) -> str:
+    for key, value in headers.items():
+        if str(key).lower() == "content-type" and isinstance(value, str):
+            return value.lower()
+        if isinstance(value, dict):  # TorchServe nests per-parameter headers: {"body": {"content-type": ...}}
+            nested = _content_type(value)
+            if nested:
+                return nested
+    return ""
+
+
+def _check_text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise BadRequest(f"{where} is empty or only whitespace")
+    return value
+
+
+def _body_size(body: Any) -> int:
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    if isinstance(body, str):
+        return len(body.encode("utf-8", "surrogatepass"))
+    # TorchServe already decoded the JSON; its re-encoded size is within a few bytes of what was sent.
+    return len(json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def decode_body(body: Any, headers: dict[str, Any], limits: Limits) -> Any:
+    """Bytes/str/already-decoded JSON -> a Python value (dict for JSON objects, str for plain text)."""
+    if body is None:
+        raise BadRequest('empty request: send {"text": "..."}, {"texts": [...]} or a text/plain body')
+    size = _body_size(body)
+    if size > limits.max_body_bytes:
+        raise BadRequest(f"request body is {size} bytes, over the limit of {limits.max_body_bytes} bytes")
+    content_type = _content_type(headers)
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
+        if "json" in content_type:
+            try:
+                return json.loads(body)
+            except ValueError as exc:
+                raise BadRequest(f"malformed JSON: {exc}") from None
+    return body
+
+
+def parse_request(
+    body: Any, headers: dict[str, Any], limits: Limits, allowed_options: dict[str, type] | None = None
+) -> ParsedRequest:
+    value = decode_body(body, headers, limits)
+    allowed_options = allowed_options or {}
+    if isinstance(value, str):
+        return ParsedRequest([_check_text(value, "the text/plain body")], single=True)
+    if not isinstance(value, dict):
+        raise BadRequest(f'JSON body must be an object like {{"text": "..."}}, got {type(value).__name__}')
+    has_text, has_texts = "text" in value, "texts" in value
+    if has_text == has_texts:
+        raise BadRequest('JSON body must have exactly one of "text" (a string) or "texts" (a list of strings)')
+    options = {k: v for k, v in value.items() if k not in ("text", "texts")}
+    unknown = sorted(set(options) - set(allowed_options))
+    if unknown:
+        allowed = ", ".join(sorted(allowed_options)) or "none for this model"
+        raise BadRequest(f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+    for name, option in options.items():
+        kind = allowed_options[name]
+        # bool is an int in Python; {"top_k": true} is still a client mistake.
+        if not isinstance(option, kind) or (isinstance(option, bool) and kind is not bool):
+            raise BadRequest(f"option '{name}' must be {kind.__name__}, got {type(option).__name__}")
+    if has_text:
+        return ParsedRequest([_check_text(value["text"], '"text"')], single=True, options=options)
+    texts = value["texts"]
+    if not isinstance(texts, list):
+        raise BadRequest(f'"texts" must be a list of strings, got {type(texts).__name__}')
+    if not texts:
+        raise BadRequest('"texts" is an empty list; send at least one text')
+    if len(texts) > limits.max_texts:
+        raise BadRequest(f'"texts" has {len(texts)} items, over the limit of {limits.max_texts} per request')
+    return ParsedRequest(
+        [_check_text(t, f'"texts"[{i}]') for i, t in enumerate(texts)], single=False, options=options
+    )

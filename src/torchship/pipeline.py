@@ -1,0 +1,268 @@
+"""Stage records, caching and the runner: a thin loop over stages.
+
+Each stage writes only into outputs/<name>/<version>/<stage>/, atomically: it fills a hidden temp dir, the
+runner adds `stage.json` (input hashes, output files with sha256, timings) and renames it into place. A
+stage whose inputs hash the same as its record, and whose recorded outputs are intact, is skipped.
+Stages never call each other; a stage reads upstream outputs through `StageContext.input_dir`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import torchship
+from torchship.errors import TorchshipError
+from torchship.hashing import file_table, sha256_file, sha256_json, sha256_tree
+from torchship.settings import Settings
+from torchship.spec import ModelSpec
+
+RECORD_NAME = "stage.json"
+_TMP_MARK = ".tmp-"
+
+
+class Reporter(Protocol):
+    """What the runner tells the user; the CLI renders it with rich, tests collect it."""
+
+    def stage_started(self, stage: str, description: str) -> None: ...
+    def progress(self, message: str) -> None: ...
+    def stage_finished(self, outcome: StageOutcome) -> None: ...
+
+
+class SilentReporter:
+    def stage_started(self, stage: str, description: str) -> None:
+        pass
+
+    def progress(self, message: str) -> None:
+        pass
+
+    def stage_finished(self, outcome: StageOutcome) -> None:
+        pass
+
+
+@dataclass
+class StageContext:
+    spec: ModelSpec
+    settings: Settings
+    out_dir: Path  # the temp dir this run writes into; becomes the stage's dir on success
+    stage_dirs: dict[str, Path]  # final dirs of the stages this one depends on
+    reporter: Reporter
+
+    def input_dir(self, stage: str) -> Path:
+        return self.stage_dirs[stage]
+
+    def progress(self, message: str) -> None:
+        self.reporter.progress(message)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: Callable[[StageContext], dict[str, Any]]  # writes into ctx.out_dir, returns details for the record
+    depends_on: tuple[str, ...] = ()
+    # Top-level spec keys the stage reads: changing any other key does not re-run it.
+    spec_keys: tuple[str, ...] = ()
+    # Hashes of inputs outside outputs/ (the source model directory, the examples file).
+    external_inputs: Callable[[ModelSpec], dict[str, str]] = lambda spec: {}
+    summarize: Callable[[dict[str, Any]], str] = lambda details: ""
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    status: str  # "ran" | "skipped" | "failed"
+    duration_s: float
+    summary: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+def code_fingerprint() -> str:
+    """Hash of torchship's own code: a new torchship re-runs stages instead of trusting old outputs."""
+    package_dir = Path(torchship.__file__).parent
+    return sha256_json(
+        {str(p.relative_to(package_dir)): sha256_file(p) for p in sorted(package_dir.rglob("*")) if p.suffix in
+         {".py", ".j2", ".yaml"} and "__pycache__" not in p.parts}
+    )
+
+
+def read_record(stage_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((stage_dir / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def outputs_intact(stage_dir: Path, record: dict[str, Any]) -> bool:
+    for rel, meta in record.get("outputs", {}).items():
+        path = stage_dir / rel
+        if not path.is_file() or path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_temp_dirs(root: Path) -> None:
+    """Temp dirs of runs that were killed (their pid is gone) are never outputs: remove them."""
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith(".") and _TMP_MARK in entry.name:
+            pid_text = entry.name.rsplit("-", 1)[-1]
+            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+class Runner:
+    def __init__(self, spec: ModelSpec, settings: Settings, stages: Iterable[Stage], reporter: Reporter):
+        self.spec = spec
+        self.settings = settings
+        self.stages = list(stages)
+        self.reporter = reporter
+        self.root = settings.stage_root(spec.name, spec.version)
+        self._code = code_fingerprint()
+        self._by_name = {s.name: s for s in self.stages}
+        self._external: dict[str, dict[str, str]] = {}
+
+    def stage_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def _inputs(self, stage: Stage) -> dict[str, str]:
+        spec_part = {key: self.spec.model_dump(mode="json", by_alias=True).get(key) for key in stage.spec_keys}
+        inputs = {"spec": sha256_json(spec_part), "torchship": self._code}
+        for dep in stage.depends_on:
+            record = read_record(self.stage_dir(dep))
+            if record is None or record.get("status") != "ok":
+                raise TorchshipError(
+                    f"stage '{stage.name}' needs the outputs of stage '{dep}', which has not run",
+                    hint=f"Run `torchship run SPEC --until {stage.name}` to run every stage up to it.",
+                )
+            if record.get("inputs") != self._inputs(self._by_name[dep]):
+                raise TorchshipError(
+                    f"stage '{stage.name}' needs the outputs of stage '{dep}', which are out of date "
+                    "(the spec, the source model or torchship changed since it ran)",
+                    hint=f"Run `torchship run SPEC --until {stage.name}` to bring every stage up to date.",
+                )
+            inputs[dep] = sha256_json(record["outputs"])
+        if stage.name not in self._external:  # hashing a source model tree is worth doing once per run
+            self._external[stage.name] = stage.external_inputs(self.spec)
+        inputs.update(self._external[stage.name])
+        return inputs
+
+    def run(self, names: list[str], force: bool = False) -> list[StageOutcome]:
+        """Run the named stages in order; stop at the first failure (it is the last outcome)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_temp_dirs(self.root)
+        outcomes: list[StageOutcome] = []
+        for name in names:
+            outcome = self._run_one(self._by_name[name], force)
+            outcomes.append(outcome)
+            if outcome.status == "failed":
+                self._drop_from(name)
+                break
+        return outcomes
+
+    def _run_one(self, stage: Stage, force: bool) -> StageOutcome:
+        self.reporter.stage_started(stage.name, stage.description)
+        started = time.perf_counter()
+        final_dir = self.stage_dir(stage.name)
+        try:
+            inputs = self._inputs(stage)
+            record = read_record(final_dir)
+            if (
+                not force
+                and record is not None
+                and record.get("status") == "ok"
+                and record.get("inputs") == inputs
+                and outputs_intact(final_dir, record)
+            ):
+                outcome = StageOutcome(
+                    stage.name, "skipped", time.perf_counter() - started,
+                    stage.summarize(record.get("details", {})), record,
+                )
+                self.reporter.stage_finished(outcome)
+                return outcome
+            record = self._execute(stage, inputs, final_dir)
+        except (Exception, KeyboardInterrupt) as exc:
+            outcome = StageOutcome(stage.name, "failed", time.perf_counter() - started, error=exc)
+            self.reporter.stage_finished(outcome)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return outcome
+        outcome = StageOutcome(
+            stage.name, "ran", record["duration_s"], stage.summarize(record["details"]), record
+        )
+        self.reporter.stage_finished(outcome)
+        return outcome
+
+    def _execute(self, stage: Stage, inputs: dict[str, str], final_dir: Path) -> dict[str, Any]:
+        tmp_dir = self.root / f".{stage.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}"
+        tmp_dir.mkdir(parents=True)
+        try:
+            started_at = datetime.now(UTC)
+            t0 = time.perf_counter()
+            ctx = StageContext(
+                self.spec, self.settings, tmp_dir,
+                {dep: self.stage_dir(dep) for dep in stage.depends_on}, self.reporter,
+            )
+            details = stage.run(ctx)
+            record = {
+                "stage": stage.name,
+                "status": "ok",
+                "model": {"name": self.spec.name, "version": self.spec.version},
+                "torchship_version": torchship.__version__,
+                "inputs": inputs,
+                "outputs": file_table(tmp_dir),
+                "started_at": started_at.isoformat(),
+                "duration_s": round(time.perf_counter() - t0, 3),
+                "details": details,
+            }
+            (tmp_dir / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            self._replace(tmp_dir, final_dir)
+            return record
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    @staticmethod
+    def _replace(tmp_dir: Path, final_dir: Path) -> None:
+        """Swap the finished temp dir into place; the old outputs stay whole until the rename."""
+        old = None
+        if final_dir.exists():
+            old = final_dir.with_name(f".{final_dir.name}.old{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
+            final_dir.rename(old)
+        tmp_dir.rename(final_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _drop_from(self, failed: str) -> None:
+        """The failed stage's old outputs, and those of every later stage, were made from inputs that no
+        longer hold: never leave them to be mistaken for the current model (e.g. a .mar packaged before
+        a validation that now fails)."""
+        names = [s.name for s in self.stages]
+        for later in names[names.index(failed) :]:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(self.stage_dir(later))
+
+
+def tree_input(path: Path) -> str:
+    """The input hash of a file or directory outside outputs/."""
+    return sha256_tree(path) if path.is_dir() else sha256_file(path)

@@ -1,0 +1,1 @@
+"""Local TorchServe: config, process lifecycle, client."""

@@ -1,0 +1,193 @@
+"""ModelSpec: the single description of a model, loaded from `models/<name>/model.yaml`.
+
+Every stage derives what it does from this spec. Loading errors name the file, the key and what is
+allowed, because the spec is hand-written YAML and the user needs to know exactly which line to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from torchship.errors import SpecError
+
+TASKS = ("embeddings", "text-classification", "token-classification", "keywords")
+Task = Literal["embeddings", "text-classification", "token-classification", "keywords"]
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+# Semantic version 2.0.0 (major.minor.patch with optional pre-release and build metadata).
+SEMVER_PATTERN = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+PKG_PREFIX = "pkg:"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CompileSpec(_Strict):
+    backend: Literal["torchscript"] = "torchscript"
+    max_length: Annotated[int, Field(ge=2, le=8192)] = 256
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+
+
+class ValidateSpec(_Strict):
+    examples: str | None = "examples.jsonl"
+    atol: Annotated[float, Field(ge=0)] = 1e-4
+    rtol: Annotated[float, Field(ge=0)] = 1e-3
+
+
+class ServeSpec(_Strict):
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    max_batch_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 5
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # torch intra-op threads per worker; None: the host's cores divided by workers.
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    # Texts longer than compile.max_length tokens: truncate (true) or answer 400 (false).
+    truncation: bool = True
+    max_texts_per_request: Annotated[int, Field(ge=1, le=10_000)] = 64
+    max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
+    response_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+
+
+class EmbeddingsSpec(_Strict):
+    # auto: read the sentence-transformers pooling config shipped with the model (1_Pooling/config.json).
+    pooling: Literal["auto", "mean", "cls", "max"] = "auto"
+    # auto: normalize when the model's modules.json lists a Normalize module.
+    normalize: Literal["auto"] | bool = "auto"
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
+    task: Task
+    source: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    compile: CompileSpec = CompileSpec()
+    validate_: ValidateSpec = Field(default=ValidateSpec(), alias="validate")
+    serve: ServeSpec = ServeSpec()
+    embeddings: EmbeddingsSpec = EmbeddingsSpec()
+
+    # Where the spec file lives; relative paths in the spec resolve against it. Not a YAML key.
+    spec_path: Path = Field(default=Path("model.yaml"), exclude=True)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, value: str) -> str:
+        if value.startswith(PKG_PREFIX):
+            rest = value[len(PKG_PREFIX) :]
+            module = rest.split("/", 1)[0]
+            if not module or not all(part.isidentifier() for part in module.split(".")):
+                raise ValueError(
+                    f"'{value}' is not of the form pkg:MODULE/SUBDIR (MODULE an importable Python module)"
+                )
+        return value
+
+    @property
+    def validate(self) -> ValidateSpec:  # type: ignore[override]
+        return self.validate_
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.spec_path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the spec, resolved against the spec file's directory."""
+        path = Path(os.path.expanduser(relative))
+        return path if path.is_absolute() else (self.spec_dir / path).resolve()
+
+    def examples_path(self) -> Path | None:
+        return self.resolve(self.validate.examples) if self.validate.examples else None
+
+    def fingerprint(self) -> str:
+        """The spec's content as canonical JSON: a stage's cache key includes it."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at the mapping that holds `loc` (for 'unknown key' errors)."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = next(
+            (f for name, f in current.model_fields.items() if (f.alias or name) == part),
+            None,
+        )
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        current = field.annotation
+    return sorted(
+        (f.alias or name) for name, f in current.model_fields.items() if not f.exclude
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(ModelSpec, loc)
+        return f"unknown key '{key}'; allowed keys here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"missing required key '{key}'"
+    message = error["msg"]
+    if kind == "string_pattern_mismatch":
+        if loc[-1] == "name":
+            message = "must be lowercase letters, digits and '-', e.g. 'minilm-embeddings'"
+        elif loc[-1] == "version":
+            message = "must be a semantic version MAJOR.MINOR.PATCH, e.g. '1.0.0'"
+    got = error.get("input")
+    shown = "" if kind == "missing" or isinstance(got, dict) else f" (got {got!r})"
+    return f"key '{key}': {message}{shown}"
+
+
+def parse_spec(data: Any, spec_path: Path) -> ModelSpec:
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{spec_path}: the spec must be a YAML mapping of keys (name, version, task, source, ...), "
+            f"not {type(data).__name__}",
+            hint="See the README's 'Model spec' section for an example.",
+        )
+    if "spec_path" in data:
+        raise SpecError(f"{spec_path}: unknown key 'spec_path'")
+    try:
+        return ModelSpec.model_validate({**data, "spec_path": spec_path.resolve()})
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        raise SpecError(
+            f"{spec_path}: " + "; ".join(problems),
+            hint="Fix the spec file; the README's 'Model spec' section lists every key and its allowed values.",
+        ) from None
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate a spec file; every failure is a SpecError naming the file and the key."""
+    spec_path = Path(path)
+    if spec_path.is_dir():
+        spec_path = spec_path / "model.yaml"
+    if not spec_path.is_file():
+        raise SpecError(
+            f"spec file {spec_path} does not exist",
+            hint="Pass the path of a model.yaml, e.g. models/minilm-embeddings/model.yaml.",
+        )
+    try:
+        data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{spec_path}: the file is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{spec_path}{where}: invalid YAML: {problem}") from None
+    return parse_spec(data, spec_path)

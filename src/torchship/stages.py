@@ -1,0 +1,31 @@
+"""The stages in order, with what each depends on and which spec keys it reads."""
+
+from __future__ import annotations
+
+from torchship.archiver.package import run_package, summarize_package
+from torchship.compile.torchscript import run_compile, summarize_compile
+from torchship.examples import load_examples
+from torchship.hashing import sha256_json
+from torchship.pipeline import Stage
+from torchship.sources import run_fetch, source_inputs, summarize_fetch
+from torchship.spec import ModelSpec
+from torchship.validate.parity import run_validate, summarize_validate
+from torchship.validate.served import run_verify, summarize_verify
+
+
+def _examples_input(spec: ModelSpec) -> dict[str, str]:
+    return {"examples": sha256_json(load_examples(spec))}
+
+
+STAGES: list[Stage] = [
+    Stage("fetch", "fetch the source model", run_fetch, (), ("source",), source_inputs, summarize_fetch),
+    Stage("compile", "trace and freeze (TorchScript)", run_compile, ("fetch",),
+          ("task", "compile", "validate"), summarize=summarize_compile),
+    Stage("validate", "compiled vs source parity", run_validate, ("fetch", "compile"),
+          ("task", "compile", "validate", "embeddings"), _examples_input, summarize_validate),
+    Stage("package", "build the .mar (torch-model-archiver)", run_package, ("fetch", "compile", "validate"),
+          ("name", "version", "task", "compile", "serve", "embeddings"), summarize=summarize_package),
+    Stage("verify", "serve in a real TorchServe, check parity", run_verify, ("fetch", "package"),
+          ("name", "task", "compile", "validate", "serve", "embeddings"), _examples_input, summarize_verify),
+]
+STAGE_NAMES = [s.name for s in STAGES]

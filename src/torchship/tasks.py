@@ -1,0 +1,30 @@
+"""Task settings derived from the spec and the fetched model, shared by package, validate and verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from torchship.handlers.pooling import embed, sentence_transformers_pooling
+from torchship.spec import ModelSpec
+
+
+def embedding_settings(spec: ModelSpec, model_dir: Path) -> tuple[str, bool]:
+    """(pooling mode, normalize): the spec's choice, or the model's sentence-transformers config."""
+    auto_mode, auto_normalize = sentence_transformers_pooling(model_dir)
+    mode = auto_mode if spec.embeddings.pooling == "auto" else spec.embeddings.pooling
+    normalize = auto_normalize if spec.embeddings.normalize == "auto" else bool(spec.embeddings.normalize)
+    return mode, normalize
+
+
+def task_output(spec: ModelSpec, model_dir: Path):
+    """(model output, attention mask) -> the per-text result tensor the handler serves."""
+    if spec.task == "embeddings":
+        mode, normalize = embedding_settings(spec, model_dir)
+        return lambda output, mask: embed(output, mask, mode, normalize)
+    raise NotImplementedError(f"task {spec.task!r} is not implemented yet")
+
+
+def first_output(output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return output

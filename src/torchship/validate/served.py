@@ -1,0 +1,121 @@
+"""The verify stage: the .mar in a real local TorchServe answers like the source model in-process.
+
+The examples go one request each, concurrently (so TorchServe batches them server-side), then all of
+them in one `{"texts": [...]}` request, then the first as a text/plain body. Every served result must
+equal the source model's result within the spec's tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import torch
+
+from torchship.archiver.package import mar_path
+from torchship.errors import ServedParityError, ServingError
+from torchship.examples import load_examples
+from torchship.pipeline import StageContext
+from torchship.reference import source_results
+from torchship.serving.torchserve import TorchServe
+from torchship.sources import MODEL_DIRNAME
+
+SERVED_FILE = "served.json"
+PREVIEW_DIMS = 6
+
+
+def _post(client: httpx.Client, name: str, content: str | bytes, content_type: str) -> Any:
+    response = client.post(f"/predictions/{name}", content=content, headers={"Content-Type": content_type})
+    if response.status_code != 200:
+        raise ServingError(f"TorchServe answered {response.status_code} for a valid request: {response.text[:300]}")
+    return response.json()
+
+
+def query(server: TorchServe, name: str, texts: list[str]) -> dict[str, Any]:
+    """Served results for each text, three ways; with the latency of the single-text requests."""
+    latencies: list[float] = []
+
+    with server.client() as client:
+        def one(text: str) -> Any:
+            started = time.perf_counter()
+            result = _post(client, name, json.dumps({"text": text}), "application/json")
+            latencies.append((time.perf_counter() - started) * 1000)
+            return result
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            singles = list(pool.map(one, texts))
+        batch = _post(client, name, json.dumps({"texts": texts}), "application/json")
+        plain = _post(client, name, texts[0].encode("utf-8"), "text/plain; charset=utf-8")
+    latencies.sort()
+    return {
+        "singles": singles,
+        "batch": batch,
+        "plain": plain,
+        "latency_ms": {"p50": latencies[len(latencies) // 2], "max": latencies[-1]},
+    }
+
+
+def compare_served(served: dict[str, Any], expected: list[torch.Tensor], texts: list[str], atol: float, rtol: float) -> dict[str, Any]:
+    worst = {"max_abs": 0.0, "text": None, "mode": None}
+    ok = True
+    views = [("single", served["singles"]), ("texts", served["batch"]), ("text/plain", [served["plain"]])]
+    for mode, results in views:
+        if len(results) > len(expected):
+            raise ServedParityError(f"TorchServe returned {len(results)} results for {len(expected)} texts ({mode})")
+        for i, result in enumerate(results):
+            got = torch.tensor(result, dtype=torch.float32)
+            want = expected[i].float()
+            if got.shape != want.shape:
+                raise ServedParityError(
+                    f"served result for '{texts[i][:60]}' ({mode}) has shape {list(got.shape)}, expected {list(want.shape)}"
+                )
+            delta = (got - want).abs()
+            if delta.max().item() > worst["max_abs"]:
+                worst = {"max_abs": delta.max().item(), "text": texts[i], "mode": mode}
+            ok = ok and bool((delta <= atol + rtol * want.abs()).all())
+    return {"ok": ok, **worst, "atol": atol, "rtol": rtol, "compared": sum(len(r) for _, r in views)}
+
+
+def run_verify(ctx: StageContext) -> dict[str, Any]:
+    spec = ctx.spec
+    texts = load_examples(ctx.spec)
+    if not texts:
+        raise ServingError(
+            f"{spec.spec_path}: verify needs examples to send (validate.examples)",
+            hint='Add an examples.jsonl with lines like {"text": "..."} and set validate.examples.',
+        )
+    mar = mar_path(ctx.input_dir("package"), spec)
+    ctx.progress("computing source-model outputs in-process")
+    expected = source_results(spec, ctx.input_dir("fetch") / MODEL_DIRNAME, texts)
+    ctx.progress("starting TorchServe 0.12.0 on 127.0.0.1")
+    started = time.perf_counter()
+    with TorchServe({spec.name: mar}, ctx.settings) as server:
+        ready_s = time.perf_counter() - started
+        ctx.progress(f"TorchServe ready in {ready_s:.1f} s; sending {len(texts)} examples")
+        served = query(server, spec.name, texts)
+    parity = compare_served(served, expected, texts, spec.validate.atol, spec.validate.rtol)
+    preview = [
+        {"text": text, "result": result[:PREVIEW_DIMS] if isinstance(result, list) else result,
+         "dims": len(result) if isinstance(result, list) else None}
+        for text, result in zip(texts[:3], served["singles"][:3], strict=True)
+    ]
+    record = {"parity": parity, "latency_ms": served["latency_ms"], "startup_s": round(ready_s, 2), "preview": preview}
+    (ctx.out_dir / SERVED_FILE).write_text(json.dumps({**record, "texts": texts, "served": served["singles"]}) + "\n")
+    if not parity["ok"]:
+        raise ServedParityError(
+            f"served parity failed: TorchServe's result for '{parity['text'][:60]}' ({parity['mode']} request) "
+            f"differs from the source model by {parity['max_abs']:.3g} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
+            hint="The .mar serves something other than what was validated; check the handler settings in model-config.yaml.",
+        )
+    return record
+
+
+def summarize_verify(details: dict[str, Any]) -> str:
+    parity = details.get("parity", {})
+    return (
+        f"parity {'ok' if parity.get('ok') else 'FAILED'} · max|Δ| {parity.get('max_abs', 0):.2e} over "
+        f"{parity.get('compared')} results · p50 {details.get('latency_ms', {}).get('p50', 0):.0f} ms"
+    )
