@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -37,7 +38,7 @@ class RichReporter:
     def progress(self, message: str) -> None:
         if self._status is not None:
             self._status.update(f"[bold]{message}")
-        self.console.log(f"  {message}", highlight=False)
+        self.console.print(f"  [dim]… {message}[/]", highlight=False)
 
     def stage_finished(self, outcome: StageOutcome) -> None:
         if self._status is not None:
@@ -203,6 +204,9 @@ def serve(
 
 
 def main() -> None:
+    # Models come from local directories only; never let a library reach for the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ def load_source_model(model_dir: Path, task: str) -> torch.nn.Module:
     """The eager source model in eval mode, with attention that traces to plain tensor ops."""
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()  # a bar per load would drown the stage output
     auto_class = getattr(transformers, _AUTO_CLASS[task])
     try:
         model = auto_class.from_pretrained(str(model_dir), attn_implementation="eager")

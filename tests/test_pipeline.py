@@ -1,0 +1,111 @@
+"""The runner: records, cache skips, atomic stage dirs, nothing half-written on failure."""
+
+import json
+
+from conftest import run_stages
+
+from torchship.errors import TorchshipError
+from torchship.pipeline import Runner, SilentReporter, Stage, remove_abandoned_temp_dirs
+from torchship.spec import load_spec
+from torchship.stages import STAGES
+
+
+def test_fetch_records_inputs_outputs_and_duration(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+    [outcome] = run_stages(spec, settings, until="fetch")
+    assert outcome.status == "ran"
+    stage_dir = settings.stage_root(spec.name, spec.version) / "fetch"
+    record = json.loads((stage_dir / "stage.json").read_text())
+    assert record["status"] == "ok" and record["duration_s"] >= 0
+    assert {"spec", "torchship", "source"} <= set(record["inputs"])
+    assert "model/config.json" in record["outputs"]
+    assert len(record["outputs"]["model/config.json"]["sha256"]) == 64
+
+
+def test_unchanged_inputs_skip_and_changed_inputs_rerun(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+    first = run_stages(spec, settings, until="validate")
+    assert [o.status for o in first] == ["ran", "ran", "ran"]
+    second = run_stages(spec, settings, until="validate")
+    assert [o.status for o in second] == ["skipped", "skipped", "skipped"]
+    # New examples change validate's inputs only.
+    examples = tiny_spec_path.parent / "examples.jsonl"
+    examples.write_text(examples.read_text() + '{"text": "a new example"}\n')
+    third = run_stages(spec, settings, until="validate")
+    assert [o.status for o in third] == ["skipped", "skipped", "ran"]
+    forced = run_stages(spec, settings, until="fetch", force=True)
+    assert forced[0].status == "ran"
+
+
+def test_tampered_output_is_not_trusted(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+    run_stages(spec, settings, until="fetch")
+    config = settings.stage_root(spec.name, spec.version) / "fetch" / "model" / "config.json"
+    config.write_text(config.read_text() + " ")
+    assert run_stages(spec, settings, until="fetch")[0].status == "ran"
+
+
+def test_out_of_date_dependency_is_refused(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+    run_stages(spec, settings, until="compile")
+    text = tiny_spec_path.read_text().replace("max_length: 64", "max_length: 32")
+    tiny_spec_path.write_text(text)
+    changed = load_spec(tiny_spec_path)
+    runner = Runner(changed, settings, STAGES, SilentReporter())
+    [outcome] = runner.run(["validate"])
+    assert outcome.status == "failed"
+    assert isinstance(outcome.error, TorchshipError) and "out of date" in str(outcome.error)
+
+
+def test_failed_stage_leaves_no_output_and_no_temp_dir(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+
+    def half_then_fail(ctx):
+        (ctx.out_dir / "partial.bin").write_bytes(b"x" * 100)
+        raise RuntimeError("disk on fire")
+
+    stages = [Stage("broken", "fails half-way", half_then_fail)]
+    [outcome] = Runner(spec, settings, stages, SilentReporter()).run(["broken"])
+    assert outcome.status == "failed" and "disk on fire" in str(outcome.error)
+    root = settings.stage_root(spec.name, spec.version)
+    assert list(root.iterdir()) == []
+
+
+def test_a_failed_rerun_removes_stale_outputs_of_that_stage_and_later(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+    calls = {"n": 0}
+
+    def flaky(ctx):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("second run fails")
+        (ctx.out_dir / "out.txt").write_text("ok")
+        return {}
+
+    def later(ctx):
+        (ctx.out_dir / "later.txt").write_text("made from the first output")
+        return {}
+
+    stages = [Stage("first", "", flaky), Stage("second", "", later, ("first",))]
+    runner = Runner(spec, settings, stages, SilentReporter())
+    assert [o.status for o in runner.run(["first", "second"])] == ["ran", "ran"]
+    outcomes = runner.run(["first", "second"], force=True)
+    assert [o.status for o in outcomes] == ["failed"]
+    root = settings.stage_root(spec.name, spec.version)
+    assert not (root / "first").exists() and not (root / "second").exists()
+
+
+def test_abandoned_temp_dirs_of_dead_processes_are_removed(tmp_path):
+    dead = tmp_path / ".compile.tmp-abcd1234-999999999"
+    alive = tmp_path / f".compile.tmp-abcd1234-{__import__('os').getpid()}"
+    for d in (dead, alive):
+        d.mkdir()
+    remove_abandoned_temp_dirs(tmp_path)
+    assert not dead.exists() and alive.exists()
+
+
+def test_stage_before_its_dependency_is_refused(tiny_spec_path, settings):
+    spec = load_spec(tiny_spec_path)
+    [outcome] = Runner(spec, settings, STAGES, SilentReporter()).run(["package"])
+    assert outcome.status == "failed"
+    assert "has not run" in str(outcome.error)

@@ -1,0 +1,78 @@
+"""Tiny Hugging Face models built from configs and saved with save_pretrained, so the real loading code
+runs on small data (no hub downloads here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+WORDS = (
+    "the a an is was be to of and in on at for with cat dog mat rug sat ran fast slow model serve "
+    "torch text word token hello world good bad great terrible movie film love hate paris london "
+    "john mary works lives city company apple google search vector embed short long sentence test "
+    "ok yes no it this that he she they we you i . , ! ? -"
+).split()
+
+
+def write_vocab(directory: Path) -> Path:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)]
+    vocab = specials + WORDS + letters + [str(d) for d in range(10)]
+    path = directory / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return path
+
+
+def save_tiny_bert(directory: Path, *, seed: int = 0, sentence_transformers: bool = True) -> Path:
+    """A 2-layer BERT (hidden 32) with a word-piece tokenizer and a sentence-transformers pooling config."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = write_vocab(directory)
+    vocab = {token: i for i, token in enumerate(vocab_file.read_text().split())}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=37, max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    if sentence_transformers:
+        (directory / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]))
+        (directory / "1_Pooling").mkdir(exist_ok=True)
+        (directory / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+        }))
+        (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    return directory
+
+
+EXAMPLES = [
+    "the cat sat on the mat .",
+    "hello world",
+    "john lives in paris and works for google .",
+    "a great movie , i love it !",
+    "ok",
+]
+
+
+def write_spec(directory: Path, source: str, *, name: str = "tiny-embeddings", extra: str = "") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "examples.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in EXAMPLES))
+    spec = directory / "model.yaml"
+    spec.write_text(
+        f"name: {name}\nversion: 0.1.0\ntask: embeddings\nsource: {source}\n"
+        "compile: {backend: torchscript, max_length: 64, batch_size: 4}\n"
+        "validate: {examples: examples.jsonl, atol: 1.0e-5, rtol: 1.0e-4}\n"
+        "serve: {batch_size: 4, max_batch_delay_ms: 50, workers: 1, threads: 1, max_texts_per_request: 8}\n"
+        + extra
+    )
+    return spec
