@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from torchship.errors import ServingError
-from torchship.serving.ports import HOST, ensure_port_free, free_port
+from torchship.serving.ports import HOST, ensure_port_free, free_ports
 from torchship.settings import Settings
 
 # Log lines worth showing when a start fails: the cause is usually among them.
@@ -36,12 +36,16 @@ class Ports:
     inference: int
     management: int
     metrics: int
+    # TorchServe always starts its gRPC servers too (default 7070/7071): they need free ports as well.
+    grpc_inference: int
+    grpc_management: int
 
     @staticmethod
     def choose(inference: int | None = None) -> Ports:
         if inference is not None:
             ensure_port_free(inference)
-        return Ports(inference or free_port(), free_port(), free_port())
+        chosen = free_ports(5)
+        return Ports(inference or chosen[0], *chosen[1:])
 
 
 def java_executable(settings: Settings) -> str:
@@ -60,6 +64,10 @@ def config_properties(ports: Ports, model_store: Path, settings: Settings) -> st
         "inference_address": f"http://{HOST}:{ports.inference}",
         "management_address": f"http://{HOST}:{ports.management}",
         "metrics_address": f"http://{HOST}:{ports.metrics}",
+        "grpc_inference_address": HOST,
+        "grpc_inference_port": str(ports.grpc_inference),
+        "grpc_management_address": HOST,
+        "grpc_management_port": str(ports.grpc_management),
         "model_store": str(model_store),
         "disable_token_authorization": "false",
         "enable_model_api": "false",

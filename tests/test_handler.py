@@ -1,0 +1,184 @@
+"""The handler in-process, driven the way TorchServe drives it (a Context per batch)."""
+
+import json
+import zipfile
+
+import pytest
+import torch
+import yaml
+
+from torchship.handlers.encoder import bucket_for, length_sorted_chunks
+from torchship.handlers.requests import BadRequest, Limits, parse_request
+from torchship.handlers.service import TextHandler
+
+LIMITS = Limits(max_texts=3, max_body_bytes=2048)
+JSON_HEADERS = {"body": {"content-type": "application/json"}}
+
+
+class FakeContext:
+    """The parts of ts.context.Context the handler uses, recording per-request statuses."""
+
+    def __init__(self, model_dir, config, n):
+        self.system_properties = {"model_dir": str(model_dir)}
+        self.model_yaml_config = config
+        self.status = {}
+        self.content_type = {}
+        self.headers = [JSON_HEADERS] * n
+
+    def set_response_status(self, code, phrase, idx):
+        self.status[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx, value):
+        self.content_type[idx] = value
+
+    def get_all_request_header(self, idx):
+        return self.headers[idx]
+
+
+@pytest.fixture(scope="module")
+def extracted(tiny_package, tmp_path_factory):
+    """The tiny .mar unpacked, as TorchServe does before loading it."""
+    _, _, mar = tiny_package
+    target = tmp_path_factory.mktemp("extracted")
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(target)
+    return target, yaml.safe_load((target / "model-config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def handler(extracted):
+    model_dir, config = extracted
+    h = TextHandler()
+    h.initialize(FakeContext(model_dir, config, 0))
+    return h
+
+
+def call(handler, extracted, bodies, headers=None):
+    ctx = FakeContext(*extracted, len(bodies))
+    if headers:
+        ctx.headers = headers
+    return handler.handle([{"body": b} for b in bodies], ctx), ctx
+
+
+# --- request contract ------------------------------------------------------------------------------
+
+
+def test_contract_shapes():
+    assert parse_request({"text": "hi"}, {}, LIMITS).single
+    many = parse_request({"texts": ["a", "b"]}, {}, LIMITS)
+    assert many.texts == ["a", "b"] and not many.single
+    assert parse_request("plain text", {}, LIMITS).texts == ["plain text"]
+    assert parse_request(b'{"text": "raw json"}', JSON_HEADERS, LIMITS).texts == ["raw json"]
+    assert parse_request("caf\u00e9".encode(), {"Content-Type": "text/plain"}, LIMITS).texts == ["caf\u00e9"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (b'{"text": ', JSON_HEADERS, "malformed JSON"),
+        (b"\xff\xfe\xfa", {}, "not valid UTF-8"),
+        ({"text": 5}, {}, "must be a string"),
+        ({"text": "   "}, {}, "empty or only whitespace"),
+        ("\n\t ", {}, "empty or only whitespace"),
+        ({"texts": []}, {}, "empty list"),
+        ({"texts": "abc"}, {}, "must be a list"),
+        ({"texts": ["a", 3]}, {}, '"texts"[1] must be a string'),
+        ({"texts": ["a"] * 4}, {}, "over the limit of 3"),
+        ({"text": "a", "texts": ["b"]}, {}, "exactly one of"),
+        ({}, {}, "exactly one of"),
+        ([1, 2], {}, "must be an object"),
+        ({"text": "a", "top_k": 3}, {}, "unknown option(s) 'top_k'"),
+        ("x" * 3000, {}, "over the limit of 2048 bytes"),
+        (None, {}, "empty request"),
+    ],
+)
+def test_bad_requests_name_the_problem(body, headers, message):
+    with pytest.raises(BadRequest) as info:
+        parse_request(body, headers, LIMITS)
+    assert message in info.value.message and info.value.status == 400
+
+
+def test_options_are_type_checked():
+    parsed = parse_request({"text": "a", "top_k": 2}, {}, LIMITS, {"top_k": int})
+    assert parsed.options == {"top_k": 2}
+    with pytest.raises(BadRequest, match="must be int"):
+        parse_request({"text": "a", "top_k": True}, {}, LIMITS, {"top_k": int})
+
+
+# --- batching --------------------------------------------------------------------------------------
+
+
+def test_length_sorted_chunks_group_similar_lengths():
+    chunks = length_sorted_chunks([5, 100, 7, 98, 6], max_batch=2)
+    assert chunks == [[1, 3], [2, 4], [0]]
+
+
+def test_bucket_for_picks_the_smallest_that_fits():
+    assert bucket_for(1, [16, 64, 256]) == 16
+    assert bucket_for(16, [16, 64, 256]) == 16
+    assert bucket_for(17, [16, 64, 256]) == 64
+    with pytest.raises(ValueError):
+        bucket_for(300, [16, 64, 256])
+
+
+def test_dynamic_padding_pads_each_sub_batch_to_its_longest(handler):
+    widths = []
+    forward = handler.encoder.forward
+    handler.encoder.forward = lambda ids, mask: (widths.append(ids.shape[1]), forward(ids, mask))[1]
+    try:
+        rows = handler.encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4).ids
+        handler.encoder.run(rows, handler._reduce)
+    finally:
+        handler.encoder.forward = forward
+    assert sorted(widths) == [3, 13]
+
+
+# --- the handler -----------------------------------------------------------------------------------
+
+
+def test_matches_sentence_transformers(handler, extracted, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["the cat sat on the mat .", "hello world", "ok", "john lives in paris and works for google ."]
+    expected = SentenceTransformer(str(tiny_model_dir), device="cpu").encode(texts, convert_to_tensor=True)
+    [got], ctx = call(handler, extracted, [{"texts": texts}])
+    assert ctx.status == {}
+    assert torch.allclose(torch.tensor(got), expected, atol=1e-5)
+    assert abs(torch.tensor(got[0]).norm().item() - 1) < 1e-5
+
+
+def test_one_bad_request_does_not_fail_the_batch(handler, extracted):
+    bodies = [{"text": "hello world"}, b"{not json", {"texts": []}, "ok", {"text": "hello world", "x": 1}]
+    responses, ctx = call(handler, extracted, bodies, headers=[JSON_HEADERS, JSON_HEADERS, {}, {}, {}])
+    assert set(ctx.status) == {1, 2, 4}
+    assert all(code == 400 for code, _ in ctx.status.values())
+    assert len(responses[0]) == 32 and len(responses[3]) == 32
+    assert responses[1]["code"] == 400 and "malformed JSON" in responses[1]["message"]
+    assert "empty list" in responses[2]["message"]
+    assert json.dumps(responses)  # every response is JSON-serializable
+
+
+def test_text_over_max_length_is_rejected_when_truncation_is_off(extracted):
+    model_dir, config = extracted
+    strict = TextHandler()
+    strict.initialize(FakeContext(model_dir, {"handler": {**config["handler"], "truncation": False}}, 0))
+    long_text = " ".join(["cat"] * 100)
+    responses, ctx = call(strict, extracted, [{"text": long_text}, {"text": "ok"}])
+    assert ctx.status[0][0] == 400 and "over this model's max_length of 64" in responses[0]["message"]
+    assert 1 not in ctx.status and len(responses[1]) == 32
+
+
+def test_truncation_on_cuts_long_texts_to_max_length(handler, extracted):
+    long_text = " ".join(["cat"] * 100)
+    [got], ctx = call(handler, extracted, [{"text": long_text}])
+    assert ctx.status == {} and len(got) == 32
+
+
+def test_model_failure_is_a_500_per_request_not_a_dead_worker(handler, extracted, monkeypatch):
+    def boom(ids, mask):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(handler.encoder, "forward", boom)
+    responses, ctx = call(handler, extracted, [{"text": "a"}, {"text": ""}])
+    assert ctx.status[0][0] == 500 and ctx.status[1][0] == 400
+    assert "kaboom" not in json.dumps(responses)  # internals stay in the worker log
