@@ -12,13 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import save_tiny_bert, write_spec  # noqa: E402
-
-from torchship.archiver.package import mar_path  # noqa: E402
-from torchship.pipeline import Runner, SilentReporter  # noqa: E402
-from torchship.settings import Settings  # noqa: E402
-from torchship.spec import ModelSpec, load_spec  # noqa: E402
-from torchship.stages import STAGES  # noqa: E402
+from tiny_models import save_tiny_bert, write_spec
+from torchship.archiver.package import mar_path
+from torchship.pipeline import Runner, SilentReporter
+from torchship.settings import Settings
+from torchship.spec import ModelSpec, load_spec
+from torchship.stages import STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"

@@ -3,7 +3,6 @@
 import json
 
 from conftest import run_stages
-
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner, SilentReporter, Stage, remove_abandoned_temp_dirs
 from torchship.spec import load_spec

@@ -66,7 +66,11 @@ def test_wrong_type_names_key_and_value(tmp_path):
 @pytest.mark.parametrize(
     ("replace", "with_", "expected"),
     [
-        ("task: embeddings", "task: translation", "'embeddings', 'text-classification', 'token-classification' or 'keywords'"),
+        (
+            "task: embeddings",
+            "task: translation",
+            "'embeddings', 'text-classification', 'token-classification' or 'keywords'",
+        ),
         ("name: demo-model", "name: Demo_Model", "lowercase letters, digits and '-'"),
         ("version: 1.2.3", "version: v1", "semantic version"),
         ("backend: torchscript", "backend: onnx", "'torchscript'"),

@@ -7,9 +7,9 @@ import zipfile
 import pytest
 import torch
 import yaml
+
 from conftest import run_stages
 from tiny_models import write_spec
-
 from torchship.errors import CompileError, SourceError, ValidationFailed
 from torchship.spec import load_spec
 
@@ -160,10 +160,17 @@ def test_package_is_self_contained(tiny_package):
         handler_sources = [archive.read(n).decode() for n in names if n.startswith("torchship_handlers/")]
     assert manifest["model"]["modelName"] == spec.name and manifest["model"]["modelVersion"] == spec.version
     assert manifest["model"]["handler"] == "torchship_entry.py"
-    assert {"model.pt", "torchship_entry.py", "torchship_handlers/service.py", "tokenizer/tokenizer_config.json",
-            "config.json"} <= names
+    assert {
+        "model.pt",
+        "torchship_entry.py",
+        "torchship_handlers/service.py",
+        "tokenizer/tokenizer_config.json",
+        "config.json",
+    } <= names
     # The handler must run in a TorchServe without torchship installed.
-    assert handler_sources and not any("import torchship" in s or "from torchship" in s for s in handler_sources)
+    assert handler_sources and not any(
+        "import torchship" in s or "from torchship" in s for s in handler_sources
+    )
     assert config["batchSize"] == 4 and config["minWorkers"] == config["maxWorkers"] == 1
     assert config["handler"]["threads"] == 1 and config["handler"]["pooling"] == "mean"
     assert config["handler"]["normalize"] is True

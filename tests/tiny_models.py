@@ -8,17 +8,87 @@ from pathlib import Path
 
 import torch
 
-WORDS = (
-    "the a an is was be to of and in on at for with cat dog mat rug sat ran fast slow model serve "
-    "torch text word token hello world good bad great terrible movie film love hate paris london "
-    "john mary works lives city company apple google search vector embed short long sentence test "
-    "ok yes no it this that he she they we you i . , ! ? -"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "is",
+    "was",
+    "be",
+    "to",
+    "of",
+    "and",
+    "in",
+    "on",
+    "at",
+    "for",
+    "with",
+    "cat",
+    "dog",
+    "mat",
+    "rug",
+    "sat",
+    "ran",
+    "fast",
+    "slow",
+    "model",
+    "serve",
+    "torch",
+    "text",
+    "word",
+    "token",
+    "hello",
+    "world",
+    "good",
+    "bad",
+    "great",
+    "terrible",
+    "movie",
+    "film",
+    "love",
+    "hate",
+    "paris",
+    "london",
+    "john",
+    "mary",
+    "works",
+    "lives",
+    "city",
+    "company",
+    "apple",
+    "google",
+    "search",
+    "vector",
+    "embed",
+    "short",
+    "long",
+    "sentence",
+    "test",
+    "ok",
+    "yes",
+    "no",
+    "it",
+    "this",
+    "that",
+    "he",
+    "she",
+    "they",
+    "we",
+    "you",
+    "i",
+    ".",
+    ",",
+    "!",
+    "?",
+    "-",
+]
 
 
 def write_vocab(directory: Path) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
+        f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)
+    ]
     vocab = specials + WORDS + letters + [str(d) for d in range(10)]
     path = directory / "vocab.txt"
     path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
@@ -34,24 +104,50 @@ def save_tiny_bert(directory: Path, *, seed: int = 0, sentence_transformers: boo
     vocab = {token: i for i, token in enumerate(vocab_file.read_text().split())}
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=37, max_position_embeddings=128,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
     )
     torch.manual_seed(seed)
     BertModel(config).eval().save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     if sentence_transformers:
-        (directory / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-        ]))
+        (directory / "modules.json").write_text(
+            json.dumps(
+                [
+                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {
+                        "idx": 1,
+                        "name": "1",
+                        "path": "1_Pooling",
+                        "type": "sentence_transformers.models.Pooling",
+                    },
+                    {
+                        "idx": 2,
+                        "name": "2",
+                        "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize",
+                    },
+                ]
+            )
+        )
         (directory / "1_Pooling").mkdir(exist_ok=True)
-        (directory / "1_Pooling" / "config.json").write_text(json.dumps({
-            "word_embedding_dimension": 32, "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-        }))
-        (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+        (directory / "1_Pooling" / "config.json").write_text(
+            json.dumps(
+                {
+                    "word_embedding_dimension": 32,
+                    "pooling_mode_cls_token": False,
+                    "pooling_mode_mean_tokens": True,
+                    "pooling_mode_max_tokens": False,
+                }
+            )
+        )
+        (directory / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": 64, "do_lower_case": False})
+        )
     return directory
 
 

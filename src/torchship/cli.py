@@ -20,8 +20,10 @@ from torchship.settings import Settings
 from torchship.spec import load_spec
 from torchship.stages import STAGE_NAMES, STAGES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe.")
-out = Console()
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe."
+)
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 _state = {"debug": False}
 
@@ -44,10 +46,15 @@ class RichReporter:
         if self._status is not None:
             self._status.stop()
             self._status = None
-        mark = {"ran": "[green]✓ ran[/]", "skipped": "[cyan]= skipped (inputs unchanged)[/]",
-                "failed": "[red]✗ failed[/]"}[outcome.status]
-        self.console.print(f"[bold]{outcome.stage:<9}[/] {mark} {outcome.duration_s:6.1f}s  {outcome.summary}",
-                           highlight=False)
+        mark = {
+            "ran": "[green]✓ ran[/]",
+            "skipped": "[cyan]= skipped (inputs unchanged)[/]",
+            "failed": "[red]✗ failed[/]",
+        }[outcome.status]
+        self.console.print(
+            f"[bold]{outcome.stage:<9}[/] {mark} {outcome.duration_s:6.1f}s  {outcome.summary}",
+            highlight=False,
+        )
 
 
 def _fail(exc: BaseException) -> None:
@@ -137,7 +144,9 @@ def run(
 ) -> None:
     """Run every stage (fetch → compile → validate → package → verify), skipping unchanged ones."""
     if until is not None and until not in STAGE_NAMES:
-        err.print(f"[bold red]error:[/] --until {until!r} is not a stage; choose one of: {', '.join(STAGE_NAMES)}")
+        err.print(
+            f"[bold red]error:[/] --until {until!r} is not a stage; choose one of: {', '.join(STAGE_NAMES)}"
+        )
         raise typer.Exit(2)
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
     _run(spec, STAGE_NAMES[: last + 1], force)
@@ -158,7 +167,9 @@ for _stage in STAGES:
 @app.command()
 def serve(
     target: Annotated[Path, typer.Argument(help="a model spec (serves its packaged .mar) or a .mar file")],
-    port: Annotated[int | None, typer.Option(help="inference port on 127.0.0.1 (default: a free one)")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="inference port on 127.0.0.1 (default: a free one)")
+    ] = None,
 ) -> None:
     """Run TorchServe in the foreground with the model; prints the URL and how to call it."""
     from torchship.archiver.package import mar_path
@@ -172,7 +183,9 @@ def serve(
             spec = load_spec(target)
             mar, name = mar_path(settings.stage_root(spec.name, spec.version) / "package", spec), spec.name
             if not mar.is_file():
-                raise TorchshipError(f"{mar} does not exist", hint=f"Run `torchship run {target} --until package` first.")
+                raise TorchshipError(
+                    f"{mar} does not exist", hint=f"Run `torchship run {target} --until package` first."
+                )
         server = TorchServe({name: mar}, settings, port=port)
         err.print(f"starting TorchServe with {mar} …")
         server.start()
@@ -188,7 +201,8 @@ def serve(
         out.print(
             f"  curl -s {url} -H 'Authorization: Bearer {server.inference_token}' "
             "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         out.print("Ctrl-C stops TorchServe.")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -91,8 +91,11 @@ def code_fingerprint() -> str:
     """Hash of torchship's own code: a new torchship re-runs stages instead of trusting old outputs."""
     package_dir = Path(torchship.__file__).parent
     return sha256_json(
-        {str(p.relative_to(package_dir)): sha256_file(p) for p in sorted(package_dir.rglob("*")) if p.suffix in
-         {".py", ".j2", ".yaml"} and "__pycache__" not in p.parts}
+        {
+            str(p.relative_to(package_dir)): sha256_file(p)
+            for p in sorted(package_dir.rglob("*"))
+            if p.suffix in {".py", ".j2", ".yaml"} and "__pycache__" not in p.parts
+        }
     )
 
 
@@ -147,7 +150,9 @@ class Runner:
         return self.root / name
 
     def _inputs(self, stage: Stage) -> dict[str, str]:
-        spec_part = {key: self.spec.model_dump(mode="json", by_alias=True).get(key) for key in stage.spec_keys}
+        spec_part = {
+            key: self.spec.model_dump(mode="json", by_alias=True).get(key) for key in stage.spec_keys
+        }
         inputs = {"spec": sha256_json(spec_part), "torchship": self._code}
         for dep in stage.depends_on:
             record = read_record(self.stage_dir(dep))
@@ -196,8 +201,11 @@ class Runner:
                 and outputs_intact(final_dir, record)
             ):
                 outcome = StageOutcome(
-                    stage.name, "skipped", time.perf_counter() - started,
-                    stage.summarize(record.get("details", {})), record,
+                    stage.name,
+                    "skipped",
+                    time.perf_counter() - started,
+                    stage.summarize(record.get("details", {})),
+                    record,
                 )
                 self.reporter.stage_finished(outcome)
                 return outcome
@@ -221,8 +229,11 @@ class Runner:
             started_at = datetime.now(UTC)
             t0 = time.perf_counter()
             ctx = StageContext(
-                self.spec, self.settings, tmp_dir,
-                {dep: self.stage_dir(dep) for dep in stage.depends_on}, self.reporter,
+                self.spec,
+                self.settings,
+                tmp_dir,
+                {dep: self.stage_dir(dep) for dep in stage.depends_on},
+                self.reporter,
             )
             details = stage.run(ctx)
             record = {

@@ -15,7 +15,9 @@ class Settings(BaseSettings):
         env_prefix="TORCHSHIP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    outputs_dir: Path = Field(Path("outputs"), description="Where stages write outputs/<name>/<version>/<stage>/")
+    outputs_dir: Path = Field(
+        Path("outputs"), description="Where stages write outputs/<name>/<version>/<stage>/"
+    )
     torchserve_start_timeout_s: float = Field(
         180.0, gt=0, description="How long verify/serve wait for TorchServe to load the model"
     )

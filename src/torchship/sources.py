@@ -36,7 +36,9 @@ def resolve_source(spec: ModelSpec) -> Path:
                 f"source '{source}': Python package module '{module}' is not installed",
                 hint=f"Install the package that provides '{module}' (e.g. `pip install {module.replace('_', '-')}`).",
             )
-        base = Path(found.origin).parent if found.origin else Path(next(iter(found.submodule_search_locations)))
+        base = (
+            Path(found.origin).parent if found.origin else Path(next(iter(found.submodule_search_locations)))
+        )
         path = base / subdir if subdir else base
     elif "://" in source:
         scheme = source.split("://", 1)[0]
@@ -85,4 +87,6 @@ def run_fetch(ctx: StageContext) -> dict[str, Any]:
 
 
 def summarize_fetch(details: dict[str, Any]) -> str:
-    return f"{details.get('model_type')} · {details.get('files')} files · {details.get('bytes', 0) / 1e6:.1f} MB"
+    return (
+        f"{details.get('model_type')} · {details.get('files')} files · {details.get('bytes', 0) / 1e6:.1f} MB"
+    )

@@ -124,12 +124,12 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             (f for name, f in current.model_fields.items() if (f.alias or name) == part),
             None,
         )
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
             return []
         current = field.annotation
-    return sorted(
-        (f.alias or name) for name, f in current.model_fields.items() if not f.exclude
-    )
+    return sorted((f.alias or name) for name, f in current.model_fields.items() if not f.exclude)
 
 
 def _describe(error: dict[str, Any]) -> str:

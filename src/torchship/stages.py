@@ -19,13 +19,39 @@ def _examples_input(spec: ModelSpec) -> dict[str, str]:
 
 STAGES: list[Stage] = [
     Stage("fetch", "fetch the source model", run_fetch, (), ("source",), source_inputs, summarize_fetch),
-    Stage("compile", "trace and freeze (TorchScript)", run_compile, ("fetch",),
-          ("task", "compile", "validate"), summarize=summarize_compile),
-    Stage("validate", "compiled vs source parity", run_validate, ("fetch", "compile"),
-          ("task", "compile", "validate", "embeddings"), _examples_input, summarize_validate),
-    Stage("package", "build the .mar (torch-model-archiver)", run_package, ("fetch", "compile", "validate"),
-          ("name", "version", "task", "compile", "serve", "embeddings"), summarize=summarize_package),
-    Stage("verify", "serve in a real TorchServe, check parity", run_verify, ("fetch", "package"),
-          ("name", "task", "compile", "validate", "serve", "embeddings"), _examples_input, summarize_verify),
+    Stage(
+        "compile",
+        "trace and freeze (TorchScript)",
+        run_compile,
+        ("fetch",),
+        ("task", "compile", "validate"),
+        summarize=summarize_compile,
+    ),
+    Stage(
+        "validate",
+        "compiled vs source parity",
+        run_validate,
+        ("fetch", "compile"),
+        ("task", "compile", "validate", "embeddings"),
+        _examples_input,
+        summarize_validate,
+    ),
+    Stage(
+        "package",
+        "build the .mar (torch-model-archiver)",
+        run_package,
+        ("fetch", "compile", "validate"),
+        ("name", "version", "task", "compile", "serve", "embeddings"),
+        summarize=summarize_package,
+    ),
+    Stage(
+        "verify",
+        "serve in a real TorchServe, check parity",
+        run_verify,
+        ("fetch", "package"),
+        ("name", "task", "compile", "validate", "serve", "embeddings"),
+        _examples_input,
+        summarize_verify,
+    ),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

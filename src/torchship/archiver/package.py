@@ -33,8 +33,12 @@ TOKENIZER_DIR = "tokenizer"
 # TorchServe imports the --handler file by its base name from the extracted archive's root.
 ENTRY_SOURCE = f'"""TorchServe entry point of a torchship .mar."""\nfrom {HANDLER_PACKAGE}.service import handle  # noqa: F401\n'
 REQUIRED_IN_MAR = (
-    "MAR-INF/MANIFEST.json", MODEL_FILE, ENTRY_FILE, MODEL_CONFIG_FILE,
-    f"{HANDLER_PACKAGE}/service.py", f"{TOKENIZER_DIR}/tokenizer_config.json",
+    "MAR-INF/MANIFEST.json",
+    MODEL_FILE,
+    ENTRY_FILE,
+    MODEL_CONFIG_FILE,
+    f"{HANDLER_PACKAGE}/service.py",
+    f"{TOKENIZER_DIR}/tokenizer_config.json",
 )
 
 
@@ -77,7 +81,11 @@ def _archiver_command() -> list[str]:
     script = Path(sys.executable).with_name("torch-model-archiver")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from model_archiver.model_packaging import generate_model_archive as g; g()"]
+    return [
+        sys.executable,
+        "-c",
+        "from model_archiver.model_packaging import generate_model_archive as g; g()",
+    ]
 
 
 def build_bundle(spec: ModelSpec, model_dir: Path, bundle: Path) -> None:
@@ -126,22 +134,37 @@ def run_package(ctx: StageContext) -> dict[str, Any]:
     ctx.progress("running torch-model-archiver")
     run_archiver(
         [
-            "--model-name", spec.name,
-            "--version", spec.version,
-            "--serialized-file", str(ctx.input_dir("compile") / MODEL_FILE),
-            "--handler", str(entry),
-            "--extra-files", str(bundle),
-            "--config-file", str(config_file),
-            "--runtime", "python",
-            "--export-path", str(ctx.out_dir),
+            "--model-name",
+            spec.name,
+            "--version",
+            spec.version,
+            "--serialized-file",
+            str(ctx.input_dir("compile") / MODEL_FILE),
+            "--handler",
+            str(entry),
+            "--extra-files",
+            str(bundle),
+            "--config-file",
+            str(config_file),
+            "--runtime",
+            "python",
+            "--export-path",
+            str(ctx.out_dir),
         ],
         work,
     )
     shutil.rmtree(work)
     mar = mar_path(ctx.out_dir, spec)
     names = check_archive(mar)
-    return {"mar": mar.name, "bytes": mar.stat().st_size, "files_in_mar": len(names), "model_config": model_config(spec, model_dir)}
+    return {
+        "mar": mar.name,
+        "bytes": mar.stat().st_size,
+        "files_in_mar": len(names),
+        "model_config": model_config(spec, model_dir),
+    }
 
 
 def summarize_package(details: dict[str, Any]) -> str:
-    return f"{details.get('mar')} · {details.get('bytes', 0) / 1e6:.1f} MB · {details.get('files_in_mar')} files"
+    return (
+        f"{details.get('mar')} · {details.get('bytes', 0) / 1e6:.1f} MB · {details.get('files_in_mar')} files"
+    )

@@ -34,7 +34,9 @@ def _probe_shapes(max_length: int) -> list[list[int]]:
     return [[min(max_length, 37), 5, 3], [2], [max_length, max(2, max_length // 3)]]
 
 
-def trace_model(eager: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.jit.ScriptModule, int]:
+def trace_model(
+    eager: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.jit.ScriptModule, int]:
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
         traced = torch.jit.trace(eager, (ids, mask), check_trace=False)

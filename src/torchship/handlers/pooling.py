@@ -25,7 +25,9 @@ def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str
     raise ValueError(f"unknown pooling mode {mode!r}; allowed: {', '.join(POOLING_MODES)}")
 
 
-def embed(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str, normalize: bool) -> torch.Tensor:
+def embed(
+    token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str, normalize: bool
+) -> torch.Tensor:
     pooled = pool(token_embeddings, attention_mask, mode)
     return F.normalize(pooled, p=2, dim=1) if normalize else pooled
 
@@ -44,7 +46,9 @@ def sentence_transformers_pooling(model_dir: Path) -> tuple[str, bool]:
                 if config_file.is_file():
                     config = json.loads(config_file.read_text())
                     for candidate in POOLING_MODES:
-                        if config.get(f"pooling_mode_{candidate}_tokens") or config.get(f"pooling_mode_{candidate}_token"):
+                        if config.get(f"pooling_mode_{candidate}_tokens") or config.get(
+                            f"pooling_mode_{candidate}_token"
+                        ):
                             mode = candidate
                             break
     return mode, normalize

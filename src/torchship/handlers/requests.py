@@ -93,7 +93,9 @@ def parse_request(
         raise BadRequest(f'JSON body must be an object like {{"text": "..."}}, got {type(value).__name__}')
     has_text, has_texts = "text" in value, "texts" in value
     if has_text == has_texts:
-        raise BadRequest('JSON body must have exactly one of "text" (a string) or "texts" (a list of strings)')
+        raise BadRequest(
+            'JSON body must have exactly one of "text" (a string) or "texts" (a list of strings)'
+        )
     options = {k: v for k, v in value.items() if k not in ("text", "texts")}
     unknown = sorted(set(options) - set(allowed_options))
     if unknown:

@@ -134,17 +134,28 @@ class TorchServe:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         models = [f"{name}={mar.name}" for name, mar in self.mars.items()]
-        command = _torchserve_command() + [
-            "--start", "--foreground", "--ncs",
-            "--ts-config", str(config),
-            "--model-store", str(store),
-            "--models", *models,
+        command = [
+            *_torchserve_command(),
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config",
+            str(config),
+            "--model-store",
+            str(store),
+            "--models",
+            *models,
         ]
         console = (logs / "console.log").open("wb")
         # A session of its own: stop() signals the launcher, the Java frontend and every Python worker.
         self.process = subprocess.Popen(
-            command, cwd=self.workdir, env=env, stdout=console, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            command,
+            cwd=self.workdir,
+            env=env,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         console.close()
         try:
@@ -224,7 +235,9 @@ class TorchServe:
         return "\n".join(lines[-limit:]) or "\n".join(self.log_lines()[-limit:])
 
     def _fail(self, message: str, hint: str) -> ServingError:
-        return ServingError(message, hint=f"{hint} Logs: {self.workdir / 'logs'}", details=self.telling_log_lines())
+        return ServingError(
+            message, hint=f"{hint} Logs: {self.workdir / 'logs'}", details=self.telling_log_lines()
+        )
 
     def _models_ready(self) -> bool:
         if not self.key_file.is_file():
@@ -233,8 +246,9 @@ class TorchServe:
             token = self.keys()["management"]
         except (ValueError, KeyError):
             return False  # being written
-        with httpx.Client(base_url=self.management_url, timeout=5.0,
-                          headers={"Authorization": f"Bearer {token}"}) as client:
+        with httpx.Client(
+            base_url=self.management_url, timeout=5.0, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
             for name in self.mars:
                 try:
                     response = client.get(f"/models/{name}")

@@ -66,7 +66,9 @@ def build_cases(spec: ModelSpec, tokenizer, texts: list[str]) -> list[Case]:
             # The first row has the target length; the others are shorter, so padding is exercised too.
             row_lengths = [length] + [max(one_token, length // (k + 2)) for k in range(size - 1)]
             seed += 1
-            cases.append(Case(f"{label} (length {length}), batch {size}", token_rows(tokenizer, row_lengths, seed)))
+            cases.append(
+                Case(f"{label} (length {length}), batch {size}", token_rows(tokenizer, row_lengths, seed))
+            )
     return cases
 
 
@@ -85,13 +87,15 @@ def compare(spec: ModelSpec, model_dir: Path, compiled, cases: list[Case], token
                 "model_output": Diff.of(out_c[real], out_s[real], atol, rtol),
                 "task_output": Diff.of(reduce(out_c, mask), reduce(out_s, mask), atol, rtol),
             }
-            per_case.append({
-                "case": case.name,
-                "batch": len(case.rows),
-                "length": int(ids.shape[1]),
-                "outputs": {k: vars(v) for k, v in diffs.items()},
-                "ok": all(d.excess <= 0 for d in diffs.values()),
-            })
+            per_case.append(
+                {
+                    "case": case.name,
+                    "batch": len(case.rows),
+                    "length": int(ids.shape[1]),
+                    "outputs": {k: vars(v) for k, v in diffs.items()},
+                    "ok": all(d.excess <= 0 for d in diffs.values()),
+                }
+            )
     outputs = {}
     for name in ("model_output", "task_output"):
         worst = max(per_case, key=lambda c: c["outputs"][name]["excess"])

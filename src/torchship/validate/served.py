@@ -30,7 +30,9 @@ PREVIEW_DIMS = 6
 def _post(client: httpx.Client, name: str, content: str | bytes, content_type: str) -> Any:
     response = client.post(f"/predictions/{name}", content=content, headers={"Content-Type": content_type})
     if response.status_code != 200:
-        raise ServingError(f"TorchServe answered {response.status_code} for a valid request: {response.text[:300]}")
+        raise ServingError(
+            f"TorchServe answered {response.status_code} for a valid request: {response.text[:300]}"
+        )
     return response.json()
 
 
@@ -39,6 +41,7 @@ def query(server: TorchServe, name: str, texts: list[str]) -> dict[str, Any]:
     latencies: list[float] = []
 
     with server.client() as client:
+
         def one(text: str) -> Any:
             started = time.perf_counter()
             result = _post(client, name, json.dumps({"text": text}), "application/json")
@@ -58,13 +61,17 @@ def query(server: TorchServe, name: str, texts: list[str]) -> dict[str, Any]:
     }
 
 
-def compare_served(served: dict[str, Any], expected: list[torch.Tensor], texts: list[str], atol: float, rtol: float) -> dict[str, Any]:
+def compare_served(
+    served: dict[str, Any], expected: list[torch.Tensor], texts: list[str], atol: float, rtol: float
+) -> dict[str, Any]:
     worst = {"max_abs": 0.0, "text": None, "mode": None}
     ok = True
     views = [("single", served["singles"]), ("texts", served["batch"]), ("text/plain", [served["plain"]])]
     for mode, results in views:
         if len(results) > len(expected):
-            raise ServedParityError(f"TorchServe returned {len(results)} results for {len(expected)} texts ({mode})")
+            raise ServedParityError(
+                f"TorchServe returned {len(results)} results for {len(expected)} texts ({mode})"
+            )
         for i, result in enumerate(results):
             got = torch.tensor(result, dtype=torch.float32)
             want = expected[i].float()
@@ -98,12 +105,22 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         served = query(server, spec.name, texts)
     parity = compare_served(served, expected, texts, spec.validate.atol, spec.validate.rtol)
     preview = [
-        {"text": text, "result": result[:PREVIEW_DIMS] if isinstance(result, list) else result,
-         "dims": len(result) if isinstance(result, list) else None}
+        {
+            "text": text,
+            "result": result[:PREVIEW_DIMS] if isinstance(result, list) else result,
+            "dims": len(result) if isinstance(result, list) else None,
+        }
         for text, result in zip(texts[:3], served["singles"][:3], strict=True)
     ]
-    record = {"parity": parity, "latency_ms": served["latency_ms"], "startup_s": round(ready_s, 2), "preview": preview}
-    (ctx.out_dir / SERVED_FILE).write_text(json.dumps({**record, "texts": texts, "served": served["singles"]}) + "\n")
+    record = {
+        "parity": parity,
+        "latency_ms": served["latency_ms"],
+        "startup_s": round(ready_s, 2),
+        "preview": preview,
+    }
+    (ctx.out_dir / SERVED_FILE).write_text(
+        json.dumps({**record, "texts": texts, "served": served["singles"]}) + "\n"
+    )
     if not parity["ok"]:
         raise ServedParityError(
             f"served parity failed: TorchServe's result for '{parity['text'][:60]}' ({parity['mode']} request) "
