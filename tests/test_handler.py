@@ -123,13 +123,14 @@ def test_bucket_for_picks_the_smallest_that_fits():
 
 def test_dynamic_padding_pads_each_sub_batch_to_its_longest(handler):
     widths = []
-    forward = handler.encoder.forward
-    handler.encoder.forward = lambda ids, mask: (widths.append(ids.shape[1]), forward(ids, mask))[1]
+    encoder = handler.task.encoder
+    forward = encoder.forward
+    encoder.forward = lambda ids, mask: (widths.append(ids.shape[1]), forward(ids, mask))[1]
     try:
-        rows = handler.encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4).ids
-        handler.encoder.run(rows, handler._reduce)
+        rows = encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4).ids
+        encoder.run(rows, handler.task.reduce)
     finally:
-        handler.encoder.forward = forward
+        encoder.forward = forward
     assert sorted(widths) == [3, 13]
 
 
@@ -178,7 +179,7 @@ def test_model_failure_is_a_500_per_request_not_a_dead_worker(handler, extracted
     def boom(ids, mask):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(handler.encoder, "forward", boom)
+    monkeypatch.setattr(handler.task.encoder, "forward", boom)
     responses, ctx = call(handler, extracted, [{"text": "a"}, {"text": ""}])
     assert ctx.status[0][0] == 500 and ctx.status[1][0] == 400
     assert "kaboom" not in json.dumps(responses)  # internals stay in the worker log

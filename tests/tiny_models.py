@@ -160,15 +160,54 @@ EXAMPLES = [
 ]
 
 
-def write_spec(directory: Path, source: str, *, name: str = "tiny-embeddings", extra: str = "") -> Path:
+def write_spec(
+    directory: Path, source: str, *, name: str = "tiny-embeddings", task: str = "embeddings", extra: str = ""
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "examples.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in EXAMPLES))
     spec = directory / "model.yaml"
     spec.write_text(
-        f"name: {name}\nversion: 0.1.0\ntask: embeddings\nsource: {source}\n"
+        f"name: {name}\nversion: 0.1.0\ntask: {task}\nsource: {source}\n"
         "compile: {backend: torchscript, max_length: 64, batch_size: 4}\n"
         "validate: {examples: examples.jsonl, atol: 1.0e-5, rtol: 1.0e-4}\n"
         "serve: {batch_size: 4, max_batch_delay_ms: 50, workers: 1, threads: 1, max_texts_per_request: 8}\n"
         + extra
     )
     return spec
+
+
+SENTIMENT_LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+
+
+def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, labels=None) -> Path:
+    """A tiny sequence classifier (BERT or DistilBERT) with the word-piece tokenizer, labels in id2label."""
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizer,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    labels = labels or SENTIMENT_LABELS
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = write_vocab(directory)
+    vocab = {token: i for i, token in enumerate(vocab_file.read_text().split())}
+    label_kwargs = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}}
+    torch.manual_seed(seed)
+    if arch == "bert":
+        config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=37, max_position_embeddings=128, **label_kwargs)
+        model = BertForSequenceClassification(config)
+    elif arch == "distilbert":
+        config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=37,
+                                  max_position_embeddings=128, **label_kwargs)
+        model = DistilBertForSequenceClassification(config)
+    else:
+        raise ValueError(arch)
+    # Random heads give near-uniform scores; a larger head makes the ranking of labels meaningful.
+    with torch.no_grad():
+        model.classifier.weight.mul_(20)
+    model.eval().save_pretrained(str(directory))
+    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(str(directory))
+    return directory

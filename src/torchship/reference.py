@@ -1,24 +1,24 @@
-"""In-process outputs of the source (eager) model: what served and compiled outputs must equal."""
+"""In-process results of the source (eager) model: what served results must equal.
+
+The same handler code that runs inside TorchServe runs here with the eager model in place of the traced
+one, so a served/in-process difference can only come from the .mar (the traced model, the packaged
+tokenizer and settings) or from TorchServe itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from torchship.handlers.encoder import Encoder
-from torchship.modeling import load_source_model, load_tokenizer
+from torchship.archiver.package import handler_config
+from torchship.handlers.requests import ParsedRequest
+from torchship.handlers.service import build_task, predict
+from torchship.modeling import load_source_model
 from torchship.spec import ModelSpec
-from torchship.tasks import task_output
 
 
-def source_results(spec: ModelSpec, model_dir: Path, texts: list[str]) -> list[torch.Tensor]:
-    """One result per text (e.g. its embedding), computed with the source model in this process."""
-    encoder = Encoder(
-        forward=load_source_model(model_dir, spec.task),
-        tokenizer=load_tokenizer(model_dir),
-        max_length=spec.compile.max_length,
-        truncation=True,
-        max_batch=spec.compile.batch_size,
-    )
-    return encoder.run(encoder.tokenize(texts).ids, task_output(spec, model_dir))
+def source_results(spec: ModelSpec, model_dir: Path, texts: list[str]) -> list[Any]:
+    """One result per text, as the handler would answer `{"text": ...}`, from the source model."""
+    config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
+    task = build_task(model_dir, config, forward=load_source_model(model_dir, spec.task))
+    return predict(task, [ParsedRequest([text], single=True) for text in texts])

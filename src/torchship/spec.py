@@ -67,6 +67,31 @@ class EmbeddingsSpec(_Strict):
     normalize: Literal["auto"] | bool = "auto"
 
 
+class TokenClassificationSpec(_Strict):
+    # How sub-word predictions merge into entities, as in transformers' token-classification pipeline.
+    aggregation_strategy: Literal["none", "simple", "first", "max", "average"] = "simple"
+    ignore_labels: list[str] = ["O"]
+
+
+class KeywordsSpec(_Strict):
+    """KeyBERT-style extraction; per-request `top_n`, `use_mmr`, `diversity` override these defaults."""
+
+    ngram_range: tuple[Annotated[int, Field(ge=1, le=6)], Annotated[int, Field(ge=1, le=6)]] = (1, 1)
+    # "english": scikit-learn's English stop words (what KeyBERT uses); "none"; or your own list.
+    stop_words: Literal["english", "none"] | list[str] = "english"
+    top_n: Annotated[int, Field(ge=1, le=100)] = 5
+    use_mmr: bool = False
+    diversity: Annotated[float, Field(ge=0, le=1)] = 0.5
+    max_candidates: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+    @field_validator("ngram_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError(f"must be [min, max] with min <= max, got {list(value)}")
+        return value
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
@@ -77,6 +102,8 @@ class ModelSpec(_Strict):
     validate_: ValidateSpec = Field(default=ValidateSpec(), alias="validate")
     serve: ServeSpec = ServeSpec()
     embeddings: EmbeddingsSpec = EmbeddingsSpec()
+    token_classification: TokenClassificationSpec = TokenClassificationSpec()
+    keywords: KeywordsSpec = KeywordsSpec()
 
     # Where the spec file lives; relative paths in the spec resolve against it. Not a YAML key.
     spec_path: Path = Field(default=Path("model.yaml"), exclude=True)

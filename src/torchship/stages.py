@@ -17,6 +17,9 @@ def _examples_input(spec: ModelSpec) -> dict[str, str]:
     return {"examples": sha256_json(load_examples(spec))}
 
 
+# The task-specific spec sections (pooling, aggregation, keyword settings) shape handler results.
+TASK_KEYS = ("embeddings", "token_classification", "keywords")
+
 STAGES: list[Stage] = [
     Stage("fetch", "fetch the source model", run_fetch, (), ("source",), source_inputs, summarize_fetch),
     Stage(
@@ -32,7 +35,7 @@ STAGES: list[Stage] = [
         "compiled vs source parity",
         run_validate,
         ("fetch", "compile"),
-        ("task", "compile", "validate", "embeddings"),
+        ("task", "compile", "validate", *TASK_KEYS),
         _examples_input,
         summarize_validate,
     ),
@@ -41,7 +44,7 @@ STAGES: list[Stage] = [
         "build the .mar (torch-model-archiver)",
         run_package,
         ("fetch", "compile", "validate"),
-        ("name", "version", "task", "compile", "serve", "embeddings"),
+        ("name", "version", "task", "compile", "serve", *TASK_KEYS),
         summarize=summarize_package,
     ),
     Stage(
@@ -49,7 +52,7 @@ STAGES: list[Stage] = [
         "serve in a real TorchServe, check parity",
         run_verify,
         ("fetch", "package"),
-        ("name", "task", "compile", "validate", "serve", "embeddings"),
+        ("name", "task", "compile", "validate", "serve", *TASK_KEYS),
         _examples_input,
         summarize_verify,
     ),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from torchship.handlers.pooling import embed, sentence_transformers_pooling
 from torchship.spec import ModelSpec
+
+Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def embedding_settings(spec: ModelSpec, model_dir: Path) -> tuple[str, bool]:
@@ -18,13 +21,10 @@ def embedding_settings(spec: ModelSpec, model_dir: Path) -> tuple[str, bool]:
     return mode, normalize
 
 
-def task_output(spec: ModelSpec, model_dir: Path):
-    """(model output, attention mask) -> the per-text result tensor the handler serves."""
-    if spec.task == "embeddings":
+def task_output(spec: ModelSpec, model_dir: Path) -> Reduce:
+    """(model output, attention mask) -> the tensor the task's answer is computed from, for parity checks:
+    pooled embeddings, or class probabilities per text / per token."""
+    if spec.task in ("embeddings", "keywords"):
         mode, normalize = embedding_settings(spec, model_dir)
         return lambda output, mask: embed(output, mask, mode, normalize)
-    raise NotImplementedError(f"task {spec.task!r} is not implemented yet")
-
-
-def first_output(output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return output
+    return lambda logits, mask: logits.float().softmax(dim=-1)

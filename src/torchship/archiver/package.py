@@ -59,9 +59,33 @@ def handler_config(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
         "max_texts_per_request": spec.serve.max_texts_per_request,
         "max_body_bytes": spec.serve.max_body_bytes,
     }
-    if spec.task == "embeddings":
+    if spec.task in ("embeddings", "keywords"):
         config["pooling"], config["normalize"] = embedding_settings(spec, model_dir)
+    if spec.task == "token-classification":
+        config["aggregation_strategy"] = spec.token_classification.aggregation_strategy
+        config["ignore_labels"] = list(spec.token_classification.ignore_labels)
+    if spec.task == "keywords":
+        keywords = spec.keywords
+        config.update(
+            ngram_range=list(keywords.ngram_range),
+            stop_words=stop_word_list(keywords.stop_words),
+            top_n=keywords.top_n,
+            use_mmr=keywords.use_mmr,
+            diversity=keywords.diversity,
+            max_candidates=keywords.max_candidates,
+        )
     return config
+
+
+def stop_word_list(choice: str | list[str]) -> list[str]:
+    """The handler cannot import scikit-learn, so its English stop words travel as data in the config."""
+    if choice == "none":
+        return []
+    if choice == "english":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        return sorted(ENGLISH_STOP_WORDS)
+    return sorted(set(choice))
 
 
 def model_config(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:

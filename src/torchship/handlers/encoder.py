@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -21,8 +22,12 @@ Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class Tokenized:
-    ids: list[list[int]]
+    encoding: Any  # the tokenizer's BatchEncoding: input_ids, and offsets/word ids when asked for
     too_long: dict[int, int]  # index -> token count, for texts over max_length when truncation is off
+
+    @property
+    def ids(self) -> list[list[int]]:
+        return self.encoding["input_ids"]
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:
@@ -70,14 +75,18 @@ class Encoder:
         self.buckets = sorted(buckets) if buckets else None
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+    def tokenize(self, texts: Sequence[str], offsets: bool = False) -> Tokenized:
         # One tokenizer call for the whole server-side batch: the fast tokenizer parallelizes it.
         encoded = self.tokenizer(
-            list(texts), add_special_tokens=True, truncation=self.truncation, max_length=self.max_length
+            list(texts),
+            add_special_tokens=True,
+            truncation=self.truncation,
+            max_length=self.max_length,
+            return_offsets_mapping=offsets,
+            return_special_tokens_mask=offsets,
         )
-        ids = encoded["input_ids"]
-        too_long = {i: len(row) for i, row in enumerate(ids) if len(row) > self.max_length}
-        return Tokenized(ids, too_long)
+        too_long = {i: len(row) for i, row in enumerate(encoded["input_ids"]) if len(row) > self.max_length}
+        return Tokenized(encoded, too_long)
 
     def check_length(self, tokenized: Tokenized, index: int) -> None:
         if index in tokenized.too_long:

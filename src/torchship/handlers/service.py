@@ -15,22 +15,76 @@ from typing import Any
 
 import torch
 
-from .encoder import Encoder
-from .pooling import embed
+from .encoder import Encoder, Forward
 from .requests import BadRequest, Limits, ParsedRequest, parse_request
+from .tasks import TASKS, Task, read_model_config
 
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
-SUPPORTED_TASKS = ("embeddings",)
-
-
 _REASONS = {400: "Bad Request", 413: "Payload Too Large", 500: "Internal Server Error"}
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     kind = _REASONS.get(status, "Error").replace(" ", "")
     return {"code": status, "type": kind, "message": message}
+
+
+def build_task(model_dir: Path, config: dict[str, Any], forward: Forward | None = None) -> Task:
+    """The task runner for a model dir: the extracted .mar, or (in-process) a Hugging Face model dir with
+    `forward` given. Shared by TorchServe and torchship's own parity checks, so both run the same code."""
+    from transformers import AutoTokenizer
+
+    task_name = config.get("task", "embeddings")
+    if task_name not in TASKS:
+        raise ValueError(f"task {task_name!r} is not supported by this handler; supported: {', '.join(TASKS)}")
+    if forward is None:
+        forward = torch.jit.load(str(model_dir / config.get("model_file", "model.pt")), map_location="cpu").eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.get("tokenizer_dir", ".")))
+    encoder = Encoder(
+        forward=forward,
+        tokenizer=tokenizer,
+        max_length=int(config["max_length"]),
+        truncation=bool(config.get("truncation", True)),
+        max_batch=int(config.get("compute_batch_size", 8)),
+        buckets=config.get("buckets"),
+    )
+    return TASKS[task_name](encoder, config, read_model_config(model_dir))
+
+
+def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
+    """Results for parsed requests, in order; a request that fails a check gets its BadRequest instead."""
+    flat = [text for r in requests for text in r.texts]
+    tokenized = task.encoder.tokenize(flat, offsets=task.needs_offsets)
+    outcomes: list[Any] = []
+    texts: list[str] = []
+    rows: list[int] = []
+    options: list[dict[str, Any]] = []
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for request in requests:
+        end = start + len(request.texts)
+        try:
+            task.check_options(request.options)
+            for i in range(start, end):
+                task.encoder.check_length(tokenized, i)
+        except BadRequest as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+            spans.append((len(texts), len(texts) + end - start))
+            texts.extend(request.texts)
+            rows.extend(range(start, end))
+            options.extend([request.options] * (end - start))
+        start = end
+    results = task.run(texts, tokenized.encoding, rows, options) if texts else []
+    span_iter = iter(spans)
+    for position, (request, outcome) in enumerate(zip(requests, outcomes, strict=True)):
+        if outcome is None:
+            first, last = next(span_iter)
+            values = results[first:last]
+            outcomes[position] = values[0] if request.single else values
+    return outcomes
 
 
 class TextHandler:
@@ -42,70 +96,20 @@ class TextHandler:
     def initialize(self, context) -> None:
         model_dir = Path(context.system_properties["model_dir"])
         config = dict((context.model_yaml_config or {}).get("handler") or {})
-        self.configure(model_dir, config)
-
-    def configure(self, model_dir: Path, config: dict[str, Any]) -> None:
-        from transformers import AutoTokenizer
-
-        self.task = config.get("task", "embeddings")
-        if self.task not in SUPPORTED_TASKS:
-            raise ValueError(f"task {self.task!r} is not supported by this handler: {SUPPORTED_TASKS}")
         # Each worker gets its own share of the cores; otherwise every worker sizes its pool from the
         # whole host and several workers oversubscribe the CPU.
         workers = int(config.get("workers") or 1)
         threads = int(config.get("threads") or max(1, (os.cpu_count() or 1) // workers))
         torch.set_num_threads(threads)
-        model = torch.jit.load(str(model_dir / config.get("model_file", "model.pt")), map_location="cpu")
-        model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.get("tokenizer_dir", "tokenizer")))
-        self.encoder = Encoder(
-            forward=model,
-            tokenizer=tokenizer,
-            max_length=int(config["max_length"]),
-            truncation=bool(config.get("truncation", True)),
-            max_batch=int(config.get("compute_batch_size", 8)),
-            buckets=config.get("buckets"),
-        )
+        self.task = build_task(model_dir, config)
         self.limits = Limits(
             max_texts=int(config.get("max_texts_per_request", 64)),
             max_body_bytes=int(config.get("max_body_bytes", 1024 * 1024)),
         )
-        self.pooling = config.get("pooling", "mean")
-        self.normalize = bool(config.get("normalize", True))
-        # One warm-up forward so the first real request does not pay for the JIT's profiling runs.
-        self.encoder.run([self.encoder.tokenize(["warm up"]).ids[0]] * 2, self._reduce)
+        # One warm-up batch so the first real request does not pay for the JIT's profiling runs.
+        predict(self.task, [ParsedRequest(["warm up", "a warm-up text"], single=False)])
         self.initialized = True
-        logger.info("torchship handler ready: task=%s threads=%d model_dir=%s", self.task, threads, model_dir)
-
-    def _reduce(self, output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return embed(output, mask, self.pooling, self.normalize)
-
-    def predict_texts(self, requests: list[ParsedRequest]) -> list[Any]:
-        """Results for already-parsed requests; a request whose text is too long gets a BadRequest."""
-        flat = [text for r in requests for text in r.texts]
-        tokenized = self.encoder.tokenize(flat)
-        results: list[Any] = []
-        rows: list[list[int]] = []
-        spans: list[tuple[int, int] | BadRequest] = []
-        start = 0
-        for request in requests:
-            end = start + len(request.texts)
-            try:
-                for i in range(start, end):
-                    self.encoder.check_length(tokenized, i)
-                spans.append((len(rows), len(rows) + end - start))
-                rows.extend(tokenized.ids[start:end])
-            except BadRequest as exc:
-                spans.append(exc)
-            start = end
-        vectors = self.encoder.run(rows, self._reduce) if rows else []
-        for request, span in zip(requests, spans, strict=True):
-            if isinstance(span, BadRequest):
-                results.append(span)
-                continue
-            values = [v.tolist() for v in vectors[span[0] : span[1]]]
-            results.append(values[0] if request.single else values)
-        return results
+        logger.info("torchship handler ready: task=%s threads=%d", config.get("task"), threads)
 
     def handle(self, data: list[dict[str, Any]] | None, context) -> list[Any] | None:
         if data is None:  # TorchServe calls the function entry point with None to initialize
@@ -116,12 +120,12 @@ class TextHandler:
         for idx, item in enumerate(data):
             try:
                 body = item.get("body") if item.get("body") is not None else item.get("data")
-                parsed[idx] = parse_request(body, _headers(context, idx), self.limits)
+                parsed[idx] = parse_request(body, _headers(context, idx), self.limits, self.task.options)
             except BadRequest as exc:
                 responses[idx] = self._fail(context, idx, exc.status, exc.message)
         if parsed:
             try:
-                for idx, result in zip(parsed, self.predict_texts(list(parsed.values())), strict=True):
+                for idx, result in zip(parsed, predict(self.task, list(parsed.values())), strict=True):
                     if isinstance(result, BadRequest):
                         responses[idx] = self._fail(context, idx, result.status, result.message)
                     else:

@@ -72,6 +72,12 @@ def build_cases(spec: ModelSpec, tokenizer, texts: list[str]) -> list[Case]:
     return cases
 
 
+def _real_positions(output: torch.Tensor, mask: torch.Tensor):
+    """Per-token outputs: only the unpadded positions (padding is an output nobody reads). Per-text
+    outputs (classification logits): everything."""
+    return mask.bool() if output.shape[:2] == mask.shape else slice(None)
+
+
 def compare(spec: ModelSpec, model_dir: Path, compiled, cases: list[Case], tokenizer) -> dict[str, Any]:
     source = load_source_model(model_dir, spec.task)
     reduce = task_output(spec, model_dir)
@@ -82,7 +88,7 @@ def compare(spec: ModelSpec, model_dir: Path, compiled, cases: list[Case], token
         for case in cases:
             ids, mask = pad_rows(case.rows, pad_id)
             out_c, out_s = compiled(ids, mask), source(ids, mask)
-            real = mask.bool()  # padded positions are not an output anybody reads
+            real = _real_positions(out_s, mask)
             diffs = {
                 "model_output": Diff.of(out_c[real], out_s[real], atol, rtol),
                 "task_output": Diff.of(reduce(out_c, mask), reduce(out_s, mask), atol, rtol),

@@ -1,0 +1,103 @@
+"""One class per task: which per-request options it takes, and how a batch of texts becomes results.
+
+Every task gets the same inputs — the texts of a whole server-side batch, already tokenized — so the
+model runs once per length-sorted sub-batch, whatever mix of requests arrived together.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from .encoder import Encoder
+from .pooling import embed
+from .requests import BadRequest
+
+
+def _check_int(options: dict[str, Any], name: str, low: int, high: int) -> None:
+    if name in options and not low <= options[name] <= high:
+        raise BadRequest(f"option '{name}' must be between {low} and {high}, got {options[name]}")
+
+
+class Task:
+    """Base: `options` are the per-request options a client may send, with their types."""
+
+    options: ClassVar[dict[str, type]] = {}
+    needs_offsets: ClassVar[bool] = False
+
+    def __init__(self, encoder: Encoder, config: dict[str, Any], model_config: dict[str, Any]):
+        self.encoder = encoder
+        self.config = config
+        self.model_config = model_config
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise BadRequest for option values out of range (types are checked by the request parser)."""
+
+    def run(self, texts: list[str], encoding: Any, rows: list[int], options: list[dict[str, Any]]) -> list[Any]:
+        """One JSON-serializable result per text. `rows[i]` indexes texts[i] in `encoding`."""
+        raise NotImplementedError
+
+
+class EmbeddingsTask(Task):
+    def reduce(self, output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return embed(output, mask, self.config.get("pooling", "mean"), bool(self.config.get("normalize", True)))
+
+    def run(self, texts, encoding, rows, options):
+        ids = [encoding["input_ids"][r] for r in rows]
+        return [vector.tolist() for vector in self.encoder.run(ids, self.reduce)]
+
+
+class TextClassificationTask(Task):
+    """Equal to transformers' text-classification pipeline with top_k=None: every label, best first."""
+
+    options: ClassVar[dict[str, type]] = {"top_k": int}
+
+    def __init__(self, encoder, config, model_config):
+        super().__init__(encoder, config, model_config)
+        self.labels = {int(k): v for k, v in model_config.get("id2label", {}).items()}
+        problem = model_config.get("problem_type")
+        num_labels = len(self.labels)
+        # The same choice the pipeline makes: sigmoid for multi-label or single-logit heads.
+        if problem == "regression":
+            self.function = "none"
+        elif problem == "multi_label_classification" or num_labels == 1:
+            self.function = "sigmoid"
+        else:
+            self.function = "softmax"
+
+    def check_options(self, options):
+        _check_int(options, "top_k", 1, max(1, len(self.labels)))
+
+    def reduce(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.function == "softmax":
+            return logits.softmax(dim=-1)
+        if self.function == "sigmoid":
+            return logits.sigmoid()
+        return logits
+
+    def run(self, texts, encoding, rows, options):
+        ids = [encoding["input_ids"][r] for r in rows]
+        results = []
+        for scores, opts in zip(self.encoder.run(ids, self.reduce), options, strict=True):
+            ranked = sorted(
+                ({"label": self.labels.get(i, f"LABEL_{i}"), "score": s} for i, s in enumerate(scores.tolist())),
+                key=lambda item: item["score"],
+                reverse=True,
+            )
+            results.append(ranked[: opts["top_k"]] if "top_k" in opts else ranked)
+        return results
+
+
+TASKS: dict[str, type[Task]] = {
+    "embeddings": EmbeddingsTask,
+    "text-classification": TextClassificationTask,
+}
+
+
+def read_model_config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
