@@ -1,10 +1,10 @@
 """text-classification: the handler's answers equal transformers' pipeline(top_k=None) on the source."""
 
 import pytest
+
 from conftest import packaged
 from test_handler import FakeContext
 from tiny_models import EXAMPLES, save_tiny_classifier, write_spec
-
 from torchship.handlers.service import TextHandler
 
 TEXTS = [*EXAMPLES, "this film was terrible , i hate it", "a  great   movie"]
@@ -14,13 +14,15 @@ TEXTS = [*EXAMPLES, "this film was terrible , i hate it", "a  great   movie"]
 def classifier(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"cls-{request.param}")
     model_dir = save_tiny_classifier(root / "model", request.param)
-    spec_path = write_spec(root / "spec", str(model_dir), name=f"tiny-{request.param}-sentiment",
-                           task="text-classification")
+    spec_path = write_spec(
+        root / "spec", str(model_dir), name=f"tiny-{request.param}-sentiment", task="text-classification"
+    )
     spec, settings, mar = packaged(spec_path, root / "outputs")
     return model_dir, mar
 
 
-def _handler(mar, tmp_path):
+def extracted_handler(mar, tmp_path):
+    """The .mar unpacked as TorchServe does, and its handler initialized from it."""
     import zipfile
 
     import yaml
@@ -39,7 +41,7 @@ def test_equals_the_transformers_pipeline(classifier, tmp_path):
     model_dir, mar = classifier
     reference = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir), top_k=None)
     expected = reference(TEXTS)
-    handler, config = _handler(mar, tmp_path)
+    handler, config = extracted_handler(mar, tmp_path)
     ctx = FakeContext(tmp_path, config, 1)
     [got] = handler.handle([{"body": {"texts": TEXTS}}], ctx)
     assert ctx.status == {}
@@ -53,11 +55,16 @@ def test_equals_the_transformers_pipeline(classifier, tmp_path):
 
 def test_top_k_option(classifier, tmp_path):
     _, mar = classifier
-    handler, config = _handler(mar, tmp_path)
+    handler, config = extracted_handler(mar, tmp_path)
     ctx = FakeContext(tmp_path, config, 3)
     top1, bad, wrong_type = handler.handle(
-        [{"body": {"text": "hello world", "top_k": 1}}, {"body": {"text": "hello", "top_k": 9}},
-         {"body": {"text": "hello", "top_k": "2"}}], ctx)
+        [
+            {"body": {"text": "hello world", "top_k": 1}},
+            {"body": {"text": "hello", "top_k": 9}},
+            {"body": {"text": "hello", "top_k": "2"}},
+        ],
+        ctx,
+    )
     assert len(top1) == 1 and set(top1[0]) == {"label", "score"}
     assert ctx.status[1][0] == 400 and "between 1 and 3" in bad["message"]
     assert ctx.status[2][0] == 400 and "must be int" in wrong_type["message"]

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 
 from .encoder import Encoder
+from .ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
 from .pooling import embed
 from .requests import BadRequest
 
@@ -36,14 +37,18 @@ class Task:
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise BadRequest for option values out of range (types are checked by the request parser)."""
 
-    def run(self, texts: list[str], encoding: Any, rows: list[int], options: list[dict[str, Any]]) -> list[Any]:
+    def run(
+        self, texts: list[str], encoding: Any, rows: list[int], options: list[dict[str, Any]]
+    ) -> list[Any]:
         """One JSON-serializable result per text. `rows[i]` indexes texts[i] in `encoding`."""
         raise NotImplementedError
 
 
 class EmbeddingsTask(Task):
     def reduce(self, output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return embed(output, mask, self.config.get("pooling", "mean"), bool(self.config.get("normalize", True)))
+        return embed(
+            output, mask, self.config.get("pooling", "mean"), bool(self.config.get("normalize", True))
+        )
 
     def run(self, texts, encoding, rows, options):
         ids = [encoding["input_ids"][r] for r in rows]
@@ -84,7 +89,10 @@ class TextClassificationTask(Task):
         results = []
         for scores, opts in zip(self.encoder.run(ids, self.reduce), options, strict=True):
             ranked = sorted(
-                ({"label": self.labels.get(i, f"LABEL_{i}"), "score": s} for i, s in enumerate(scores.tolist())),
+                (
+                    {"label": self.labels.get(i, f"LABEL_{i}"), "score": s}
+                    for i, s in enumerate(scores.tolist())
+                ),
                 key=lambda item: item["score"],
                 reverse=True,
             )
@@ -92,9 +100,49 @@ class TextClassificationTask(Task):
         return results
 
 
+class TokenClassificationTask(Task):
+    """Entities with character offsets, equal to transformers' token-classification pipeline."""
+
+    options: ClassVar[dict[str, type]] = {"aggregation_strategy": str}
+    needs_offsets: ClassVar[bool] = True
+
+    def __init__(self, encoder, config, model_config):
+        super().__init__(encoder, config, model_config)
+        self.labels = {int(k): v for k, v in model_config.get("id2label", {}).items()}
+        self.facts = TokenizerFacts.of(encoder.tokenizer)
+        self.strategy = config.get("aggregation_strategy", "simple")
+        self.ignore_labels = tuple(config.get("ignore_labels", ("O",)))
+
+    def check_options(self, options):
+        strategy = options.get("aggregation_strategy", self.strategy)
+        if strategy not in AGGREGATION_STRATEGIES:
+            raise BadRequest(
+                f"option 'aggregation_strategy' must be one of {', '.join(AGGREGATION_STRATEGIES)}, got {strategy!r}"
+            )
+
+    def run(self, texts, encoding, rows, options):
+        ids = [encoding["input_ids"][r] for r in rows]
+        logits = self.encoder.run(ids, lambda output, mask: output)
+        return [
+            entities(
+                text,
+                row_ids,
+                encoding["offset_mapping"][r],
+                encoding["special_tokens_mask"][r],
+                row_logits[: len(row_ids)],  # drop the sub-batch's padding
+                self.labels,
+                opts.get("aggregation_strategy", self.strategy),
+                self.facts,
+                self.ignore_labels,
+            )
+            for text, r, row_ids, row_logits, opts in zip(texts, rows, ids, logits, options, strict=True)
+        ]
+
+
 TASKS: dict[str, type[Task]] = {
     "embeddings": EmbeddingsTask,
     "text-classification": TextClassificationTask,
+    "token-classification": TokenClassificationTask,
 }
 
 

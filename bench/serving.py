@@ -1,0 +1,335 @@
+"""Serving benchmark: torchship's handler in a real TorchServe vs the in-process floor vs a baseline.
+
+Usage (after `make demo`, or it packages the demo model itself):
+
+    .venv/bin/python bench/serving.py [--spec models/minilm-embeddings/model.yaml] [--quick]
+
+Measures, side by side in one run and on the same machine:
+  * served     torchship's .mar in TorchServe 0.12.0 (dynamic padding, server-side batching)
+  * baseline   the same traced model behind a handler that behaves like TorchServe's stock Hugging Face
+               example (pad to max_length, one request at a time): bench/baseline_handler.py
+  * in-process the handler's own code calling the traced model directly, in batches of serve.batch_size:
+               the floor no server can beat (no HTTP, no queueing)
+for short (~16 tokens) and long (~200 tokens) texts at concurrency 1, 8 and 32. Writes
+bench/results/serving-<timestamp>.json, bench/results/serving-latest.json and serving-latest.html
+(a self-contained chart). The load generator runs on the same cores as TorchServe, as a client on the
+same host would; compare ratios from one run, not absolute numbers across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from torchship.archiver.package import (  # noqa: E402
+    MODEL_CONFIG_FILE,
+    build_bundle,
+    handler_config,
+    mar_path,
+    run_archiver,
+)
+from torchship.compile.torchscript import MODEL_FILE  # noqa: E402
+from torchship.handlers.requests import ParsedRequest  # noqa: E402
+from torchship.handlers.service import build_task, predict  # noqa: E402
+from torchship.pipeline import Runner, SilentReporter  # noqa: E402
+from torchship.serving.torchserve import TorchServe  # noqa: E402
+from torchship.settings import Settings  # noqa: E402
+from torchship.sources import MODEL_DIRNAME  # noqa: E402
+from torchship.spec import load_spec  # noqa: E402
+from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
+
+WORDS = ["model", "serving", "latency", "matters", "when", "every", "request", "waits", "for", "a", "batch", "of", "texts", "to", "be", "padded", "and", "run", "through", "the", "encoder", "so", "we", "measure", "throughput", "under", "load", "with", "short", "and", "long", "sentences", "about", "cats", "dogs", "markets", "weather", "travel", "music", "science", "history", "football", "cooking", "gardens", "rivers", "mountains"]
+CONCURRENCY = (1, 8, 32)
+
+
+def make_texts(tokenizer, target_tokens: int, count: int) -> list[str]:
+    """`count` different texts of about `target_tokens` tokens (specials included)."""
+    texts = []
+    for i in range(count):
+        words: list[str] = []
+        while True:
+            words.append(WORDS[(i * 7 + len(words) * 3) % len(WORDS)])
+            n = len(tokenizer(" ".join(words))["input_ids"])
+            if n >= target_tokens:
+                break
+        texts.append(" ".join(words))
+    return texts
+
+
+def percentiles(latencies_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies_ms)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "mean": statistics.fmean(ordered)}
+
+
+def load_test(url: str, token: str, texts: list[str], concurrency: int) -> dict:
+    """Send every text once as {"text": ...} with `concurrency` requests in flight."""
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits) as client:
+
+        def one(text: str) -> None:
+            nonlocal failures
+            started = time.perf_counter()
+            response = client.post(url, json={"text": text})
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                failures += response.status_code != 200
+
+        # Warm the connections and the worker outside the measurement.
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, texts[:concurrency]))
+        latencies.clear()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, texts))
+        wall = time.perf_counter() - started
+    return {
+        "requests": len(texts),
+        "failures": failures,
+        "throughput_rps": len(texts) / wall,
+        **percentiles(latencies),
+    }
+
+
+def in_process(task, texts: list[str], batch_size: int) -> dict:
+    """The handler's code on the traced model in this process, batch_size texts per call."""
+    predict(task, [ParsedRequest(texts[:batch_size], single=False)])  # warm-up
+    latencies = []
+    started = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        t0 = time.perf_counter()
+        predict(task, [ParsedRequest([t], single=True) for t in texts[i : i + batch_size]])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    wall = time.perf_counter() - started
+    return {
+        "requests": len(texts),
+        "failures": 0,
+        "throughput_rps": len(texts) / wall,
+        **percentiles(latencies),
+    }
+
+
+def ensure_packaged(spec, settings) -> None:
+    outcomes = Runner(spec, settings, STAGES, SilentReporter()).run(
+        STAGE_NAMES[: STAGE_NAMES.index("package") + 1]
+    )
+    if outcomes[-1].status == "failed":
+        raise SystemExit(f"packaging {spec.name} failed: {outcomes[-1].error}")
+
+
+def build_baseline_mar(spec, settings, workdir: Path) -> Path:
+    root = settings.stage_root(spec.name, spec.version)
+    model_dir = root / "fetch" / MODEL_DIRNAME
+    bundle = workdir / "bundle"
+    build_bundle(spec, model_dir, bundle)
+    config = {
+        "minWorkers": 1,
+        "maxWorkers": 1,
+        "batchSize": 1,
+        "maxBatchDelay": 0,
+        "responseTimeout": 120,
+        "handler": {
+            "max_length": spec.compile.max_length,
+            "threads": handler_config(spec, model_dir)["threads"],
+        },
+    }
+    config_file = workdir / MODEL_CONFIG_FILE
+    config_file.write_text(yaml.safe_dump(config))
+    name = "baseline"
+    run_archiver(
+        [
+            "--model-name",
+            name,
+            "--version",
+            "1.0",
+            "--serialized-file",
+            str(root / "compile" / MODEL_FILE),
+            "--handler",
+            str(REPO / "bench" / "baseline_handler.py"),
+            "--extra-files",
+            str(bundle),
+            "--config-file",
+            str(config_file),
+            "--runtime",
+            "python",
+            "--export-path",
+            str(workdir),
+        ],
+        workdir,
+    )
+    return workdir / f"{name}.mar"
+
+
+def chart_html(result: dict) -> str:
+    """A self-contained HTML page: one bar chart of throughput per text kind (inline SVG, no assets)."""
+    colors = {"in-process": "#6b7280", "served": "#2563eb", "baseline": "#dc2626"}
+    sections = []
+    for kind in ("short", "long"):
+        rows = [r for r in result["runs"] if r["texts"] == kind]
+        top = max(r["throughput_rps"] for r in rows) or 1
+        bars, y = [], 20
+        for c in CONCURRENCY:
+            for system in ("in-process", "served", "baseline"):
+                match = [r for r in rows if r["system"] == system and r["concurrency"] == c]
+                if not match:
+                    continue
+                r = match[0]
+                width = 520 * r["throughput_rps"] / top
+                bars.append(
+                    f'<text x="0" y="{y + 12}" font-size="12">{system} c={c}</text>'
+                    f'<rect x="130" y="{y}" width="{width:.1f}" height="16" fill="{colors[system]}"/>'
+                    f'<text x="{136 + width:.1f}" y="{y + 12}" font-size="12">{r["throughput_rps"]:.0f}/s '
+                    f"(p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms)</text>"
+                )
+                y += 22
+            y += 8
+        sections.append(
+            f"<h2>{kind} texts (~{result['token_targets'][kind]} tokens): throughput</h2>"
+            f'<svg width="900" height="{y + 10}" xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>'
+        )
+    ratios = "".join(f"<li>{k}: {v:.2f}</li>" for k, v in result["ratios"].items())
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>torchship serving benchmark</title>"
+        f"<body style='font-family:sans-serif'><h1>torchship serving benchmark</h1>"
+        f"<p>{result['model']} · {result['machine']} · {result['timestamp']}</p><ul>{ratios}</ul>"
+        f"{''.join(sections)}</body>"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", default=str(REPO / "models" / "minilm-embeddings" / "model.yaml"))
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, noisy numbers)")
+    args = parser.parse_args()
+    spec, settings = load_spec(args.spec), Settings()
+    counts = {"short": 64, "long": 24} if args.quick else {"short": 384, "long": 96}
+    token_targets = {"short": 16, "long": 200}
+
+    print(f"packaging {spec.name} (cached when unchanged) …", flush=True)
+    ensure_packaged(spec, settings)
+    root = settings.stage_root(spec.name, spec.version)
+    model_dir = root / "fetch" / MODEL_DIRNAME
+    threads = handler_config(spec, model_dir)["threads"] or max(
+        1, (os.cpu_count() or 1) // spec.serve.workers
+    )
+    torch.set_num_threads(threads)
+    task = build_task(
+        root / "fetch" / MODEL_DIRNAME,
+        {**handler_config(spec, model_dir), "tokenizer_dir": "."},
+        forward=torch.jit.load(str(root / "compile" / MODEL_FILE)).eval(),
+    )
+    texts = {kind: make_texts(task.encoder.tokenizer, token_targets[kind], counts[kind]) for kind in counts}
+
+    runs = []
+    workdir = Path(tempfile.mkdtemp(prefix="torchship-bench-"))
+    try:
+        baseline = build_baseline_mar(spec, settings, workdir)
+        print("starting TorchServe with the torchship .mar and the baseline .mar …", flush=True)
+        with TorchServe(
+            {spec.name: mar_path(root / "package", spec), "baseline": baseline}, settings
+        ) as server:
+            token = server.inference_token
+            for kind in ("short", "long"):
+                runs.append(
+                    {
+                        "system": "in-process",
+                        "texts": kind,
+                        "concurrency": None,
+                        **in_process(task, texts[kind], spec.serve.batch_size),
+                    }
+                )
+                print(f"  in-process {kind:5}: {runs[-1]['throughput_rps']:7.1f} texts/s", flush=True)
+                for concurrency in CONCURRENCY:
+                    for system, name in (("served", spec.name), ("baseline", "baseline")):
+                        url = f"{server.inference_url}/predictions/{name}"
+                        run = {
+                            "system": system,
+                            "texts": kind,
+                            "concurrency": concurrency,
+                            **load_test(url, token, texts[kind], concurrency),
+                        }
+                        runs.append(run)
+                        print(
+                            f"  {system:10} {kind:5} c={concurrency:<3}: {run['throughput_rps']:7.1f} req/s  "
+                            f"p50 {run['p50']:6.1f} ms  p95 {run['p95']:6.1f} ms  p99 {run['p99']:6.1f} ms"
+                            f"  failures {run['failures']}",
+                            flush=True,
+                        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    for run in runs:  # the in-process floor applies to every concurrency level
+        if run["system"] == "in-process":
+            run["concurrency"] = "n/a"
+
+    def rps(system, kind, concurrency=32):
+        return next(
+            r["throughput_rps"]
+            for r in runs
+            if r["system"] == system
+            and r["texts"] == kind
+            and (system == "in-process" or r["concurrency"] == concurrency)
+        )
+
+    ratios = {
+        "served / in-process, short, c=32 (target >= 0.80)": rps("served", "short")
+        / rps("in-process", "short"),
+        "served / baseline, short, c=32 (target >= 4)": rps("served", "short") / rps("baseline", "short"),
+        "served / baseline, long, c=32 (target >= 1)": rps("served", "long") / rps("baseline", "long"),
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    result = {
+        "timestamp": stamp,
+        "model": f"{spec.name} {spec.version}",
+        "quick": args.quick,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, torch {torch.__version__}",
+        "settings": {
+            "serve_batch_size": spec.serve.batch_size,
+            "max_batch_delay_ms": spec.serve.max_batch_delay_ms,
+            "workers": spec.serve.workers,
+            "threads": threads,
+            "max_length": spec.compile.max_length,
+        },
+        "token_targets": token_targets,
+        "runs": runs,
+        "ratios": ratios,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in (f"serving-{stamp}.json", "serving-latest.json"):
+        (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "serving-latest.html").write_text(chart_html(result))
+    print("\nratios:")
+    for key, value in ratios.items():
+        print(f"  {key}: {value:.2f}")
+    print(f"\nwrote {RESULTS / f'serving-{stamp}.json'} and {RESULTS / 'serving-latest.html'}")
+
+
+if __name__ == "__main__":
+    main()
