@@ -17,7 +17,7 @@ def classifier(request, tmp_path_factory):
     spec_path = write_spec(
         root / "spec", str(model_dir), name=f"tiny-{request.param}-sentiment", task="text-classification"
     )
-    spec, settings, mar = packaged(spec_path, root / "outputs")
+    _, _, mar = packaged(spec_path, root / "outputs")
     return model_dir, mar
 
 

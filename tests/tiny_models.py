@@ -196,12 +196,26 @@ def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, 
     label_kwargs = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}}
     torch.manual_seed(seed)
     if arch == "bert":
-        config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=37, max_position_embeddings=128, **label_kwargs)
+        config = BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=128,
+            **label_kwargs,
+        )
         model = BertForSequenceClassification(config)
     elif arch == "distilbert":
-        config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=37,
-                                  max_position_embeddings=128, **label_kwargs)
+        config = DistilBertConfig(
+            vocab_size=len(vocab),
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=37,
+            max_position_embeddings=128,
+            **label_kwargs,
+        )
         model = DistilBertForSequenceClassification(config)
     else:
         raise ValueError(arch)

@@ -37,9 +37,13 @@ def build_task(model_dir: Path, config: dict[str, Any], forward: Forward | None 
 
     task_name = config.get("task", "embeddings")
     if task_name not in TASKS:
-        raise ValueError(f"task {task_name!r} is not supported by this handler; supported: {', '.join(TASKS)}")
+        raise ValueError(
+            f"task {task_name!r} is not supported by this handler; supported: {', '.join(TASKS)}"
+        )
     if forward is None:
-        forward = torch.jit.load(str(model_dir / config.get("model_file", "model.pt")), map_location="cpu").eval()
+        forward = torch.jit.load(
+            str(model_dir / config.get("model_file", "model.pt")), map_location="cpu"
+        ).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.get("tokenizer_dir", ".")))
     encoder = Encoder(
         forward=forward,

@@ -18,7 +18,9 @@ class JsonDiff:
         self.ok = False
 
 
-def compare_json(got: Any, want: Any, atol: float, rtol: float, path: str = "", diff: JsonDiff | None = None) -> JsonDiff:
+def compare_json(
+    got: Any, want: Any, atol: float, rtol: float, path: str = "", diff: JsonDiff | None = None
+) -> JsonDiff:
     diff = diff or JsonDiff()
     if isinstance(want, bool) or isinstance(got, bool):
         if got != want:

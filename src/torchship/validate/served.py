@@ -61,20 +61,31 @@ def query(server: TorchServe, name: str, texts: list[str]) -> dict[str, Any]:
     }
 
 
-def compare_served(served: dict[str, Any], expected: list[Any], texts: list[str], atol: float, rtol: float) -> dict[str, Any]:
+def compare_served(
+    served: dict[str, Any], expected: list[Any], texts: list[str], atol: float, rtol: float
+) -> dict[str, Any]:
     """Every served result (single requests, the `texts` request, the text/plain one) vs the source's."""
     views = [("single", served["singles"]), ("texts", served["batch"]), ("text/plain", [served["plain"]])]
     max_abs, failure = 0.0, None
     for mode, results in views:
         if len(results) > len(expected):
-            raise ServedParityError(f"TorchServe returned {len(results)} results for {len(expected)} texts ({mode})")
+            raise ServedParityError(
+                f"TorchServe returned {len(results)} results for {len(expected)} texts ({mode})"
+            )
         for i, result in enumerate(results):
             diff = compare_json(result, expected[i], atol, rtol)
             max_abs = max(max_abs, diff.max_abs)
             if not diff.ok and failure is None:
                 failure = {"text": texts[i], "mode": mode, "mismatch": diff.mismatch}
     compared = sum(len(r) for _, r in views)
-    return {"ok": failure is None, "max_abs": max_abs, "failure": failure, "atol": atol, "rtol": rtol, "compared": compared}
+    return {
+        "ok": failure is None,
+        "max_abs": max_abs,
+        "failure": failure,
+        "atol": atol,
+        "rtol": rtol,
+        "compared": compared,
+    }
 
 
 def run_verify(ctx: StageContext) -> dict[str, Any]:
