@@ -21,6 +21,7 @@ from torchship.stages import STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
+KEYWORDS_SPEC = REPO / "models" / "minilm-keywords" / "model.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -62,12 +63,41 @@ def minilm_package(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def torchserve(tiny_package, minilm_package):
-    """One real TorchServe for the test session, serving the tiny model and the demo model."""
+def keywords_package(tmp_path_factory):
+    return packaged(KEYWORDS_SPEC, tmp_path_factory.mktemp("keywords-package"))
+
+
+@pytest.fixture(scope="session")
+def sentiment_package(tmp_path_factory):
+    from tiny_models import save_tiny_classifier
+
+    root = tmp_path_factory.mktemp("sentiment-package")
+    model_dir = save_tiny_classifier(root / "model", "bert")
+    return packaged(
+        write_spec(root / "spec", str(model_dir), name="tiny-sentiment", task="text-classification"),
+        root / "outputs",
+    )
+
+
+@pytest.fixture(scope="session")
+def ner_package(tmp_path_factory):
+    from test_ner import BIO_LABELS, save_roberta
+
+    root = tmp_path_factory.mktemp("ner-package")
+    model_dir = save_roberta(root / "model", 0, BIO_LABELS)
+    return packaged(
+        write_spec(root / "spec", str(model_dir), name="tiny-ner", task="token-classification"),
+        root / "outputs",
+    )
+
+
+@pytest.fixture(scope="session")
+def torchserve(tiny_package, minilm_package, keywords_package, sentiment_package, ner_package):
+    """One real TorchServe for the test session, serving a model of every task (the demo models too)."""
     from torchship.serving.torchserve import TorchServe
 
-    (tiny, settings, tiny_mar), (minilm, _, minilm_mar) = tiny_package, minilm_package
-    server = TorchServe({tiny.name: tiny_mar, minilm.name: minilm_mar}, settings)
+    packages = (tiny_package, minilm_package, keywords_package, sentiment_package, ner_package)
+    server = TorchServe({spec.name: mar for spec, _, mar in packages}, tiny_package[1])
     server.start()
     try:
         yield server

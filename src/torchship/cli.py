@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -82,12 +83,25 @@ def _summary(outcomes: list[StageOutcome]) -> Table:
     return table
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
 def _print_served(record: dict[str, Any]) -> None:
     details = record.get("details", {})
     for item in details.get("preview", []):
-        values = ", ".join(f"{v:+.4f}" for v in item["result"]) if item.get("dims") else str(item["result"])
-        more = f", … ({item['dims']} dims)" if item.get("dims") else ""
-        out.print(f"  {item['text'][:60]!r:<64} [{values}{more}]", highlight=False)
+        if item.get("dims"):
+            values = ", ".join(f"{v:+.4f}" for v in item["result"])
+            shown = f"[{values}, … ({item['dims']} dims)]"
+        else:
+            shown = json.dumps(_rounded(item["result"]), ensure_ascii=False)
+        out.print(f"  {item['text'][:60]!r}\n    → {shown}", highlight=False)
     parity = details.get("parity", {})
     if parity:
         verdict = "ok" if parity.get("ok") else "FAILED"
@@ -113,7 +127,7 @@ def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
     err.print(_summary(outcomes))
     verify = next((o for o in outcomes if o.stage == "verify" and o.status != "failed"), None)
     if verify is not None:
-        out.print("served embeddings (first dims):" if spec.task == "embeddings" else "served results:")
+        out.print(f"served results ({spec.task}):")
         _print_served(verify.record)
     failed = outcomes[-1] if outcomes and outcomes[-1].status == "failed" else None
     if failed is not None:

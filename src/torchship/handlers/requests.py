@@ -103,8 +103,10 @@ def parse_request(
         raise BadRequest(f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
     for name, option in options.items():
         kind = allowed_options[name]
-        # bool is an int in Python; {"top_k": true} is still a client mistake.
-        if not isinstance(option, kind) or (isinstance(option, bool) and kind is not bool):
+        # JSON has one number type: 1 is a fine float. bool is an int in Python, but {"top_k": true} is
+        # still a client mistake.
+        accepted = (int, float) if kind is float else kind
+        if not isinstance(option, accepted) or (isinstance(option, bool) and kind is not bool):
             raise BadRequest(f"option '{name}' must be {kind.__name__}, got {type(option).__name__}")
     if has_text:
         return ParsedRequest([_check_text(value["text"], '"text"')], single=True, options=options)

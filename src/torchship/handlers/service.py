@@ -72,6 +72,7 @@ def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
             task.check_options(request.options)
             for i in range(start, end):
                 task.encoder.check_length(tokenized, i)
+                task.check_text(flat[i])
         except BadRequest as exc:
             outcomes.append(exc)
         else:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 
 from .encoder import Encoder
+from .keywords import candidates, select
 from .ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
 from .pooling import embed
 from .requests import BadRequest
@@ -36,6 +37,9 @@ class Task:
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise BadRequest for option values out of range (types are checked by the request parser)."""
+
+    def check_text(self, text: str) -> None:
+        """Raise BadRequest for a text this task cannot answer (beyond the shared length check)."""
 
     def run(
         self, texts: list[str], encoding: Any, rows: list[int], options: list[dict[str, Any]]
@@ -139,7 +143,59 @@ class TokenClassificationTask(Task):
         ]
 
 
+class KeywordsTask(EmbeddingsTask):
+    """KeyBERT-style: candidate n-grams of the text, ranked by cosine similarity to the text's embedding
+    (optionally diversified with MMR). The text and all its candidates are embedded in one batch."""
+
+    options: ClassVar[dict[str, type]] = {"top_n": int, "use_mmr": bool, "diversity": float}
+
+    def __init__(self, encoder, config, model_config):
+        super().__init__(encoder, config, model_config)
+        self.ngram_range = tuple(config.get("ngram_range", (1, 1)))
+        self.stop_words = frozenset(config.get("stop_words", ()))
+        self.max_candidates = int(config.get("max_candidates", 1000))
+
+    def settings(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "top_n": options.get("top_n", self.config.get("top_n", 5)),
+            "use_mmr": options.get("use_mmr", self.config.get("use_mmr", False)),
+            "diversity": float(options.get("diversity", self.config.get("diversity", 0.5))),
+        }
+
+    def check_options(self, options):
+        _check_int(options, "top_n", 1, 100)
+        if "diversity" in options and not 0 <= options["diversity"] <= 1:
+            raise BadRequest(f"option 'diversity' must be between 0 and 1, got {options['diversity']}")
+
+    def check_text(self, text: str) -> None:
+        count = len(candidates(text, self.ngram_range, self.stop_words))
+        if count > self.max_candidates:
+            raise BadRequest(
+                f"text yields {count} candidate phrases, over this model's limit of {self.max_candidates}; "
+                "send a shorter text"
+            )
+
+    def run(self, texts, encoding, rows, options):
+        phrases = [candidates(text, self.ngram_range, self.stop_words) for text in texts]
+        flat = [p for group in phrases for p in group]
+        doc_ids = [encoding["input_ids"][r] for r in rows]
+        phrase_ids = self.encoder.tokenize(flat).ids if flat else []
+        # Texts and candidates in one call: the length sort groups the short candidates together.
+        vectors = self.encoder.run(doc_ids + list(phrase_ids), self.reduce)
+        docs, phrase_vectors = vectors[: len(texts)], vectors[len(texts) :]
+        results, start = [], 0
+        for doc, group, opts in zip(docs, phrases, options, strict=True):
+            group_vectors = phrase_vectors[start : start + len(group)]
+            start += len(group)
+            if not group:
+                results.append([])
+                continue
+            results.append(select(doc, torch.stack(group_vectors), group, **self.settings(opts)))
+        return results
+
+
 TASKS: dict[str, type[Task]] = {
+    "keywords": KeywordsTask,
     "embeddings": EmbeddingsTask,
     "text-classification": TextClassificationTask,
     "token-classification": TokenClassificationTask,

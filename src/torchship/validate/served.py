@@ -88,6 +88,10 @@ def compare_served(
     }
 
 
+def _is_vector(result: Any) -> bool:
+    return isinstance(result, list) and bool(result) and all(isinstance(v, float) for v in result)
+
+
 def run_verify(ctx: StageContext) -> dict[str, Any]:
     spec = ctx.spec
     texts = load_examples(ctx.spec)
@@ -107,11 +111,10 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         served = query(server, spec.name, texts)
     parity = compare_served(served, expected, texts, spec.validate.atol, spec.validate.rtol)
     preview = [
-        {
-            "text": text,
-            "result": result[:PREVIEW_DIMS] if isinstance(result, list) else result,
-            "dims": len(result) if isinstance(result, list) else None,
-        }
+        # A vector (embeddings) is shortened to its first dims; structured results are shown whole.
+        {"text": text, "result": result[:PREVIEW_DIMS], "dims": len(result)}
+        if _is_vector(result)
+        else {"text": text, "result": result, "dims": None}
         for text, result in zip(texts[:3], served["singles"][:3], strict=True)
     ]
     record = {
