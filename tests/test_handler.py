@@ -121,6 +121,23 @@ def test_bucket_for_picks_the_smallest_that_fits():
         bucket_for(300, [16, 64, 256])
 
 
+def test_buckets_pad_each_sub_batch_to_the_smallest_bucket_that_fits(handler):
+    from torchship.handlers.encoder import Encoder
+
+    widths = []
+    base = handler.task.encoder
+    encoder = Encoder(
+        lambda ids, mask: (widths.append(ids.shape[1]), base.forward(ids, mask))[1],
+        base.tokenizer,
+        max_length=64,
+        max_batch=4,
+        buckets=[8, 32, 64],
+    )
+    rows = encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4).ids
+    encoder.run(rows, handler.task.reduce)
+    assert sorted(widths) == [8, 32]
+
+
 def test_dynamic_padding_pads_each_sub_batch_to_its_longest(handler):
     widths = []
     encoder = handler.task.encoder

@@ -50,7 +50,7 @@ def test_unknown_key_is_named_with_the_allowed_keys(tmp_path):
     message = error_of(tmp_path, GOOD.replace("batch_size: 4}", "batch_size: 4, dynamic: true}"))
     assert "model.yaml" in message
     assert "unknown key 'compile.dynamic'" in message
-    assert "backend, batch_size, max_length" in message
+    assert "backend, batch_size, buckets, max_length" in message
 
 
 def test_unknown_top_level_key(tmp_path):
@@ -113,3 +113,14 @@ def test_settings_read_environment_then_dotenv(tmp_path, monkeypatch):
     settings = Settings()
     assert settings.outputs_dir == Path("from-env")
     assert settings.torchserve_heap == "2g"
+
+
+def test_buckets_are_ascending_and_end_at_max_length(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD.replace("batch_size: 4}", "batch_size: 4, buckets: [16, 64]}")))
+    assert spec.compile.buckets == [16, 64, 128]
+    assert "strictly ascending" in error_of(
+        tmp_path, GOOD.replace("batch_size: 4}", "batch_size: 4, buckets: [64, 16]}")
+    )
+    assert "beyond compile.max_length" in error_of(
+        tmp_path, GOOD.replace("batch_size: 4}", "batch_size: 4, buckets: [16, 512]}")
+    )

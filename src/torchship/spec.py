@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from torchship.errors import SpecError
 
@@ -39,6 +39,21 @@ class CompileSpec(_Strict):
     backend: Literal["torchscript"] = "torchscript"
     max_length: Annotated[int, Field(ge=2, le=8192)] = 256
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    # Sequence-length buckets: each sub-batch is padded to the smallest bucket that fits, instead of to
+    # its longest text. Fixed-shape backends need them; max_length is always the last bucket.
+    buckets: list[Annotated[int, Field(ge=2, le=8192)]] | None = None
+
+    @model_validator(mode="after")
+    def _buckets_up_to_max_length(self) -> CompileSpec:
+        if self.buckets is None:
+            return self
+        if self.buckets != sorted(set(self.buckets)):
+            raise ValueError(f"compile.buckets must be strictly ascending, got {self.buckets}")
+        if self.buckets[-1] > self.max_length:
+            raise ValueError(f"compile.buckets {self.buckets} go beyond compile.max_length {self.max_length}")
+        if self.buckets[-1] != self.max_length:
+            object.__setattr__(self, "buckets", [*self.buckets, self.max_length])
+        return self
 
 
 class ValidateSpec(_Strict):

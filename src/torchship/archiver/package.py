@@ -54,6 +54,7 @@ def handler_config(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
         "max_length": spec.compile.max_length,
         "truncation": spec.serve.truncation,
         "compute_batch_size": spec.compile.batch_size,
+        "buckets": spec.compile.buckets,
         "workers": spec.serve.workers,
         "threads": spec.serve.threads,  # None: the serving host's cores divided by workers
         "max_texts_per_request": spec.serve.max_texts_per_request,
