@@ -10,7 +10,7 @@ from torchship.handlers.service import TextHandler
 TEXTS = [*EXAMPLES, "this film was terrible , i hate it", "a  great   movie"]
 
 
-@pytest.fixture(scope="module", params=["bert", "distilbert"])
+@pytest.fixture(scope="module", params=["bert", "distilbert", "roberta"])
 def classifier(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"cls-{request.param}")
     model_dir = save_tiny_classifier(root / "model", request.param)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import WORDS, write_vocab
+from tiny_models import roberta_tokenizer, write_vocab
 from torchship.handlers.ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
 
 # The pipeline warns that byte-level BPE has no word boundaries; that heuristic is what is compared here.
@@ -35,15 +35,6 @@ TEXTS = [
     "the cat sat on the mat",
     "x",
     "",
-]
-
-# Sentences the RoBERTa byte-level BPE is trained on: a small vocabulary, so most words split.
-BPE_CORPUS = [
-    "the cat sat on the mat.",
-    "John lives in Paris and works for Google.",
-    "Mary loves London!",
-    "hello world, a great movie",
-    "the company Apple is in the city",
 ]
 
 
@@ -110,30 +101,12 @@ def save_distilbert(directory: Path, seed: int, labels: dict[int, str]) -> Path:
 
 
 def save_roberta(directory: Path, seed: int, labels: dict[int, str]) -> Path:
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaForTokenClassification, RobertaTokenizer
+    from transformers import RobertaConfig, RobertaForTokenClassification
 
     directory.mkdir(parents=True)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        BPE_CORPUS * 3 + [" ".join(WORDS)],
-        vocab_size=400,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    bpe_dir = directory / "bpe"
-    bpe_dir.mkdir()
-    bpe.save_model(str(bpe_dir))
-    vocab = json.loads((bpe_dir / "vocab.json").read_text())
-    merges = [
-        tuple(line.split(" "))
-        for line in (bpe_dir / "merges.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
+    tokenizer = roberta_tokenizer(directory / "bpe")
     config = RobertaConfig(
-        vocab_size=len(vocab),
+        vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,

@@ -85,6 +85,7 @@ BAD = [
     ({"texts": []}, "application/json", "empty list"),
     ({"texts": ["a"] * 9}, "application/json", "over the limit of 8"),
     ({"text": "a", "bogus": 1}, "application/json", "unknown option"),
+    ({"text": "cat " * 300_000}, "application/json", "over the limit of 1048576 bytes"),
 ]
 
 

@@ -178,15 +178,50 @@ def write_spec(
 
 SENTIMENT_LABELS = {0: "negative", 1: "neutral", 2: "positive"}
 
+# Sentences the RoBERTa byte-level BPE is trained on: a small vocabulary, so most words split.
+BPE_CORPUS = [
+    "the cat sat on the mat.",
+    "John lives in Paris and works for Google.",
+    "Mary loves London!",
+    "hello world, a great movie",
+    "the company Apple is in the city",
+]
+
+
+def roberta_tokenizer(workdir: Path):
+    """A RoBERTa tokenizer with a byte-level BPE trained here on a few sentences (no downloads)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        BPE_CORPUS * 3 + [" ".join(WORDS)],
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(workdir))
+    vocab = json.loads((workdir / "vocab.json").read_text())
+    merges = [
+        tuple(line.split(" "))
+        for line in (workdir / "merges.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    return RobertaTokenizer(vocab=vocab, merges=merges)
+
 
 def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, labels=None) -> Path:
-    """A tiny sequence classifier (BERT or DistilBERT) with the word-piece tokenizer, labels in id2label."""
+    """A tiny sequence classifier (BERT, DistilBERT or RoBERTa) and its tokenizer, labels in id2label."""
     from transformers import (
         BertConfig,
         BertForSequenceClassification,
         BertTokenizer,
         DistilBertConfig,
         DistilBertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
     )
 
     labels = labels or SENTIMENT_LABELS
@@ -217,11 +252,29 @@ def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, 
             **label_kwargs,
         )
         model = DistilBertForSequenceClassification(config)
+    elif arch == "roberta":
+        tokenizer = roberta_tokenizer(directory / "bpe")
+        config = RobertaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=130,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **label_kwargs,
+        )
+        model = RobertaForSequenceClassification(config)
     else:
         raise ValueError(arch)
     # Random heads give near-uniform scores; a larger head makes the ranking of labels meaningful.
+    head = getattr(model.classifier, "out_proj", model.classifier)
     with torch.no_grad():
-        model.classifier.weight.mul_(20)
+        head.weight.mul_(20)
     model.eval().save_pretrained(str(directory))
-    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(str(directory))
+    if arch != "roberta":
+        tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    tokenizer.save_pretrained(str(directory))
     return directory

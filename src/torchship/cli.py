@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe."
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 
