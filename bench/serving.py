@@ -144,7 +144,9 @@ async def _load_test(url: str, token: str, texts: list[str], concurrency: int) -
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
+    ) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(text: str) -> None:
@@ -291,8 +293,17 @@ def main() -> None:
     spec, settings = load_spec(args.spec), Settings()
     if args.threads or args.batch_size or args.workers:
         # An experiment: its own outputs, so the demo's cached stages stay as they are.
-        serve = spec.serve.model_copy(update={k: v for k, v in
-                                              {"threads": args.threads, "batch_size": args.batch_size, "workers": args.workers}.items() if v})
+        serve = spec.serve.model_copy(
+            update={
+                k: v
+                for k, v in {
+                    "threads": args.threads,
+                    "batch_size": args.batch_size,
+                    "workers": args.workers,
+                }.items()
+                if v
+            }
+        )
         compile_ = spec.compile.model_copy(update={"batch_size": args.batch_size} if args.batch_size else {})
         spec = spec.model_copy(update={"serve": serve, "compile": compile_})
         settings = Settings(outputs_dir=settings.outputs_dir / "bench-experiments")
@@ -373,7 +384,9 @@ def main() -> None:
         ratios["served / in-process, short, c=32 (target >= 0.80)"] = short / rps("in-process", "short")
         ratios["served / baseline, short, c=32 (target >= 4)"] = short / rps("baseline", "short")
     if "long" in kinds:
-        ratios["served / baseline, long, c=32 (target >= 1)"] = rps("served", "long") / rps("baseline", "long")
+        ratios["served / baseline, long, c=32 (target >= 1)"] = rps("served", "long") / rps(
+            "baseline", "long"
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
         "timestamp": stamp,
