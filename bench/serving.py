@@ -219,28 +219,16 @@ def build_baseline_mar(spec, settings, workdir: Path) -> Path:
     config_file = workdir / MODEL_CONFIG_FILE
     config_file.write_text(yaml.safe_dump(config))
     name = "baseline"
-    run_archiver(
-        [
-            "--model-name",
-            name,
-            "--version",
-            "1.0",
-            "--serialized-file",
-            str(root / "compile" / MODEL_FILE),
-            "--handler",
-            str(REPO / "bench" / "baseline_handler.py"),
-            "--extra-files",
-            str(bundle),
-            "--config-file",
-            str(config_file),
-            "--runtime",
-            "python",
-            "--export-path",
-            str(workdir),
-        ],
+    return run_archiver(
+        name,
+        "1.0",
+        root / "compile" / MODEL_FILE,
+        REPO / "bench" / "baseline_handler.py",
+        bundle,
+        config_file,
+        workdir,
         workdir,
     )
-    return workdir / f"{name}.mar"
 
 
 def chart_html(result: dict) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import roberta_tokenizer, write_vocab
+from tiny_models import save_tiny_labelled
 from torchship.handlers.ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
 
 # The pipeline warns that byte-level BPE has no word boundaries; that heuristic is what is compared here.
@@ -48,83 +48,16 @@ def _scale_classifier(model: torch.nn.Module, seed: int) -> None:
         head.bias[0] = 1.0
 
 
-def _bert_vocab(tmp: Path) -> dict[str, int]:
-    return {token: i for i, token in enumerate(write_vocab(tmp).read_text().split())}
+def _saver(arch: str):
+    def save(directory: Path, seed: int, labels: dict[int, str]) -> Path:
+        return save_tiny_labelled(
+            directory, arch, "token", labels, seed, lambda m: _scale_classifier(m, seed)
+        )
+
+    return save
 
 
-def save_bert(directory: Path, seed: int, labels: dict[int, str]) -> Path:
-    from transformers import BertConfig, BertForTokenClassification, BertTokenizer
-
-    directory.mkdir(parents=True)
-    vocab = _bert_vocab(directory)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=128,
-        num_labels=len(labels),
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
-    torch.manual_seed(seed)
-    model = BertForTokenClassification(config).eval()
-    _scale_classifier(model, seed)
-    model.save_pretrained(str(directory))
-    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(str(directory))
-    return directory
-
-
-def save_distilbert(directory: Path, seed: int, labels: dict[int, str]) -> Path:
-    from transformers import DistilBertConfig, DistilBertForTokenClassification, DistilBertTokenizer
-
-    directory.mkdir(parents=True)
-    vocab = _bert_vocab(directory)
-    config = DistilBertConfig(
-        vocab_size=len(vocab),
-        dim=32,
-        n_layers=2,
-        n_heads=2,
-        hidden_dim=37,
-        max_position_embeddings=128,
-        num_labels=len(labels),
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
-    torch.manual_seed(seed)
-    model = DistilBertForTokenClassification(config).eval()
-    _scale_classifier(model, seed)
-    model.save_pretrained(str(directory))
-    DistilBertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(str(directory))
-    return directory
-
-
-def save_roberta(directory: Path, seed: int, labels: dict[int, str]) -> Path:
-    from transformers import RobertaConfig, RobertaForTokenClassification
-
-    directory.mkdir(parents=True)
-    tokenizer = roberta_tokenizer(directory / "bpe")
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=130,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        num_labels=len(labels),
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-    )
-    torch.manual_seed(seed)
-    model = RobertaForTokenClassification(config).eval()
-    _scale_classifier(model, seed)
-    model.save_pretrained(str(directory))
-    tokenizer.save_pretrained(str(directory))
-    return directory
+save_bert, save_distilbert, save_roberta = _saver("bert"), _saver("distilbert"), _saver("roberta")
 
 
 MODELS = {

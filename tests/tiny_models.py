@@ -212,50 +212,36 @@ def roberta_tokenizer(workdir: Path):
     return RobertaTokenizer(vocab=vocab, merges=merges)
 
 
-def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, labels=None) -> Path:
-    """A tiny sequence classifier (BERT, DistilBERT or RoBERTa) and its tokenizer, labels in id2label."""
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        BertTokenizer,
-        DistilBertConfig,
-        DistilBertForSequenceClassification,
-        RobertaConfig,
-        RobertaForSequenceClassification,
-    )
+def tiny_tokenizer(arch: str, directory: Path):
+    """The tokenizer of a tiny model: word-piece for BERT/DistilBERT, byte-level BPE for RoBERTa."""
+    from transformers import BertTokenizer, DistilBertTokenizer
 
-    labels = labels or SENTIMENT_LABELS
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab_file = write_vocab(directory)
-    vocab = {token: i for i, token in enumerate(vocab_file.read_text().split())}
-    label_kwargs = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}}
-    torch.manual_seed(seed)
+    if arch == "roberta":
+        return roberta_tokenizer(directory / "bpe")
+    vocab = {token: i for i, token in enumerate(write_vocab(directory).read_text().split())}
+    return (DistilBertTokenizer if arch == "distilbert" else BertTokenizer)(vocab=vocab, do_lower_case=True)
+
+
+def tiny_config(arch: str, tokenizer, labels: dict[int, str]):
+    """A 2-layer, 32-wide config of the architecture, with the labels in id2label."""
+    from transformers import BertConfig, DistilBertConfig, RobertaConfig
+
+    common = {"vocab_size": len(tokenizer), "id2label": labels, "label2id": {v: k for k, v in labels.items()}}
     if arch == "bert":
-        config = BertConfig(
-            vocab_size=len(vocab),
+        return BertConfig(
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
             intermediate_size=37,
             max_position_embeddings=128,
-            **label_kwargs,
+            **common,
         )
-        model = BertForSequenceClassification(config)
-    elif arch == "distilbert":
-        config = DistilBertConfig(
-            vocab_size=len(vocab),
-            dim=32,
-            n_layers=2,
-            n_heads=2,
-            hidden_dim=37,
-            max_position_embeddings=128,
-            **label_kwargs,
+    if arch == "distilbert":
+        return DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=128, **common
         )
-        model = DistilBertForSequenceClassification(config)
-    elif arch == "roberta":
-        tokenizer = roberta_tokenizer(directory / "bpe")
-        config = RobertaConfig(
-            vocab_size=len(tokenizer),
+    if arch == "roberta":
+        return RobertaConfig(
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
@@ -264,17 +250,36 @@ def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, 
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
-            **label_kwargs,
+            **common,
         )
-        model = RobertaForSequenceClassification(config)
-    else:
-        raise ValueError(arch)
+    raise ValueError(f"unknown tiny architecture {arch!r}")
+
+
+def save_tiny_labelled(
+    directory: Path, arch: str, head: str, labels: dict[int, str], seed: int, shape_head
+) -> Path:
+    """A tiny sequence- or token-classification model saved with save_pretrained, with its tokenizer.
+    `shape_head(model)` makes the random classifier decisive, so tests compare meaningful answers."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_tokenizer(arch, directory)
+    auto = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}[head]
+    torch.manual_seed(seed)
+    model = auto.from_config(tiny_config(arch, tokenizer, labels)).eval()
+    shape_head(model)
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def _amplify_head(model) -> None:
     # Random heads give near-uniform scores; a larger head makes the ranking of labels meaningful.
     head = getattr(model.classifier, "out_proj", model.classifier)
     with torch.no_grad():
         head.weight.mul_(20)
-    model.eval().save_pretrained(str(directory))
-    if arch != "roberta":
-        tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
-    tokenizer.save_pretrained(str(directory))
-    return directory
+
+
+def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, labels=None) -> Path:
+    """A tiny sequence classifier (BERT, DistilBERT or RoBERTa) and its tokenizer, labels in id2label."""
+    return save_tiny_labelled(directory, arch, "sequence", labels or SENTIMENT_LABELS, seed, _amplify_head)

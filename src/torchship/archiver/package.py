@@ -122,16 +122,34 @@ def build_bundle(spec: ModelSpec, model_dir: Path, bundle: Path) -> None:
     shutil.copy2(model_dir / "config.json", bundle / "config.json")
 
 
-def run_archiver(args: list[str], workdir: Path) -> None:
+def run_archiver(
+    name: str,
+    version: str,
+    model_file: Path,
+    handler: Path,
+    extra: Path,
+    config_file: Path,
+    export: Path,
+    workdir: Path,
+) -> Path:
+    """Run the real torch-model-archiver; returns the path of the .mar it wrote into `export`."""
+    args = [
+        "--model-name", name, "--version", version, "--serialized-file", str(model_file),
+        "--handler", str(handler), "--extra-files", str(extra), "--config-file", str(config_file),
+        "--runtime", "python", "--export-path", str(export),
+    ]  # fmt: skip
     # torch-model-archiver stages files in $TMPDIR/<model name>: a private TMPDIR keeps parallel runs apart.
     env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir)}
-    result = subprocess.run(_archiver_command() + args, capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        [*_archiver_command(), *args], capture_output=True, text=True, env=env, check=False
+    )
     if result.returncode != 0:
         output = (result.stderr or result.stdout).strip().splitlines()
         raise PackageError(
             f"torch-model-archiver failed (exit {result.returncode}): {output[-1] if output else 'no output'}",
             details="\n".join(output[-20:]),
         )
+    return export / f"{name}.mar"
 
 
 def check_archive(path: Path) -> list[str]:
@@ -158,24 +176,13 @@ def run_package(ctx: StageContext) -> dict[str, Any]:
     config_file.write_text(yaml.safe_dump(model_config(spec, model_dir), sort_keys=False))
     ctx.progress("running torch-model-archiver")
     run_archiver(
-        [
-            "--model-name",
-            spec.name,
-            "--version",
-            spec.version,
-            "--serialized-file",
-            str(ctx.input_dir("compile") / MODEL_FILE),
-            "--handler",
-            str(entry),
-            "--extra-files",
-            str(bundle),
-            "--config-file",
-            str(config_file),
-            "--runtime",
-            "python",
-            "--export-path",
-            str(ctx.out_dir),
-        ],
+        spec.name,
+        spec.version,
+        ctx.input_dir("compile") / MODEL_FILE,
+        entry,
+        bundle,
+        config_file,
+        ctx.out_dir,
         work,
     )
     shutil.rmtree(work)
