@@ -48,6 +48,7 @@ from torchship.archiver.package import (  # noqa: E402
     run_archiver,
 )
 from torchship.compile.torchscript import MODEL_FILE  # noqa: E402
+from torchship.handlers.loading import load_forward  # noqa: E402
 from torchship.handlers.requests import ParsedRequest  # noqa: E402
 from torchship.handlers.service import build_task, predict  # noqa: E402
 from torchship.pipeline import Runner, SilentReporter  # noqa: E402
@@ -222,12 +223,12 @@ def build_baseline_mar(spec, settings, workdir: Path) -> Path:
     return run_archiver(
         name,
         "1.0",
-        root / "compile" / MODEL_FILE,
         REPO / "bench" / "baseline_handler.py",
         bundle,
         config_file,
         workdir,
         workdir,
+        model_file=root / "compile" / MODEL_FILE,
     )
 
 
@@ -311,7 +312,7 @@ def main() -> None:
     task = build_task(
         root / "fetch" / MODEL_DIRNAME,
         {**handler_config(spec, model_dir), "tokenizer_dir": "."},
-        forward=torch.jit.load(str(root / "compile" / MODEL_FILE)).eval(),
+        forward=load_forward(root / "compile", spec.task),
     )
     texts = {kind: make_texts(task.encoder.tokenizer, token_targets[kind], counts[kind]) for kind in counts}
 

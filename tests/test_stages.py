@@ -73,10 +73,16 @@ def test_compile_traces_a_shape_dynamic_module(tiny_spec_path, settings):
     spec = load_spec(tiny_spec_path)
     outcome = run_stages(spec, settings, until="compile")[-1]
     details = outcome.record["details"]
-    assert details["dynamic_shapes"] is True and details["traced_shape"] == [2, 16]
+    assert details["mode"] == "dynamic" and details["dynamic_shapes"] is True
+    assert details["traced_shape"] == [2, 16] and "optimized" in details
     assert all(p["ok"] for p in details["probes"])
     assert {p["length"] for p in details["probes"]} - {16}, "probed only the traced length"
-    module = torch.jit.load(str(stage_dir(settings, spec, "compile") / "model.pt"))
+    compiled = stage_dir(settings, spec, "compile")
+    assert json.loads((compiled / "compiled.json").read_text()) == {
+        "format": "torchscript",
+        "file": "model.pt",
+    }
+    module = torch.jit.load(str(compiled / "model.pt"))
     out = module(torch.tensor([[2, 10, 11, 3]]), torch.ones(1, 4, dtype=torch.long))
     assert out.shape == (1, 4, 32)
 
@@ -97,55 +103,53 @@ class _DictOutput(torch.nn.Module):
 
 
 def test_compile_refuses_a_trace_that_bakes_in_the_length(tiny_spec_path, settings, monkeypatch):
-    monkeypatch.setattr("torchship.compile.torchscript.load_source_model", lambda *a: _ShapeDependent())
+    monkeypatch.setattr("torchship.compile.load_source_model", lambda *a: _ShapeDependent())
     spec = load_spec(tiny_spec_path)
     error = fail_of(run_stages(spec, settings, until="compile"))
     assert isinstance(error, CompileError) and "not shape-dynamic" in str(error)
+    assert "compile.buckets" in error.hint
     assert not stage_dir(settings, spec, "compile").exists()
+
+
+def test_with_buckets_a_length_dependent_model_gets_one_trace_per_bucket(
+    tiny_spec_path, settings, monkeypatch
+):
+    monkeypatch.setattr("torchship.compile.load_source_model", lambda *a: _ShapeDependent())
+    spec = load_spec(tiny_spec_path)
+    spec = spec.model_copy(update={"compile": spec.compile.model_copy(update={"buckets": [16, 64]})})
+    outcome = run_stages(spec, settings, until="compile")[-1]
+    assert outcome.status == "ran", outcome.error
+    details = outcome.record["details"]
+    assert details["mode"] == "per-bucket" and "length 37" in details["dynamic_failure"]
+    assert {(s["batch"], s["length"]) for s in details["shapes"]} == {(1, 16), (4, 16), (1, 64), (4, 64)}
+    assert all(p["ok"] for p in details["bucket_probes"])
 
 
 def test_compile_reports_a_model_that_cannot_trace(tiny_spec_path, settings, monkeypatch):
-    monkeypatch.setattr("torchship.compile.torchscript.load_source_model", lambda *a: _DictOutput())
+    monkeypatch.setattr("torchship.compile.load_source_model", lambda *a: _DictOutput())
     spec = load_spec(tiny_spec_path)
     error = fail_of(run_stages(spec, settings, until="compile"))
-    assert isinstance(error, CompileError) and "torch.jit.trace failed" in str(error)
+    assert isinstance(error, CompileError) and "torch.jit.trace tracing failed" in str(error)
+    assert "compile.backend: eager" in error.hint
     assert not stage_dir(settings, spec, "compile").exists()
 
 
-# --- validate --------------------------------------------------------------------------------------
+def test_eager_backend_saves_the_model_for_from_pretrained(tmp_path, tiny_model_dir, settings):
+    spec = load_spec(write_spec(tmp_path / "spec", str(tiny_model_dir)))
+    spec = spec.model_copy(update={"compile": spec.compile.model_copy(update={"backend": "eager"})})
+    outcomes = run_stages(spec, settings, until="package")
+    assert [o.status for o in outcomes] == ["ran"] * 4, outcomes[-1].error
+    compiled = stage_dir(settings, spec, "compile")
+    assert json.loads((compiled / "compiled.json").read_text())["format"] == "eager"
+    assert (compiled / "hf" / "config.json").is_file()
 
 
-def test_validate_covers_examples_lengths_and_batch_sizes(tiny_spec_path, settings):
+def test_neuron_backend_without_the_neuron_sdk_says_how_to_install(tiny_spec_path, settings):
     spec = load_spec(tiny_spec_path)
-    run_stages(spec, settings, until="validate")
-    report = json.loads((stage_dir(settings, spec, "validate") / "report.json").read_text())
-    assert report["verdict"] == "pass"
-    names = [c["case"] for c in report["cases"]]
-    assert any(n.startswith("examples[") for n in names)
-    lengths = {c["length"] for c in report["cases"]}
-    assert {3, 16, 64} <= lengths  # one token ([CLS] x [SEP]), short, max_length
-    assert {c["batch"] for c in report["cases"]} >= {1, 3, 4}
-    for output in ("model_output", "task_output"):
-        assert report["outputs"][output]["max_abs"] <= spec.validate.atol
-
-
-def test_validate_fails_beyond_tolerance_and_nothing_is_packaged(tiny_spec_path, settings, monkeypatch):
-    from torchship.modeling import load_source_model
-
-    def perturbed(model_dir, task):
-        model = load_source_model(model_dir, task)
-        with torch.no_grad():
-            model.model.encoder.layer[0].output.dense.weight.mul_(1.01)
-        return model
-
-    spec = load_spec(tiny_spec_path)
-    run_stages(spec, settings, until="compile")
-    monkeypatch.setattr("torchship.validate.parity.load_source_model", perturbed)
-    error = fail_of(run_stages(spec, settings, until="package"))
-    assert isinstance(error, ValidationFailed) and error.exit_code != 0
-    assert "differs from the source" in str(error) and "by up to" in str(error)
-    assert not stage_dir(settings, spec, "validate").exists()
-    assert not stage_dir(settings, spec, "package").exists()
+    spec = spec.model_copy(update={"compile": spec.compile.model_copy(update={"backend": "neuron"})})
+    error = fail_of(run_stages(spec, settings, until="compile"))
+    assert isinstance(error, CompileError) and "needs torch_neuronx, which is not installed" in str(error)
+    assert "pip install torch-neuronx" in error.hint and "pip.repos.neuron.amazonaws.com" in error.hint
 
 
 # --- package ---------------------------------------------------------------------------------------
@@ -161,7 +165,9 @@ def test_package_is_self_contained(tiny_package):
     assert manifest["model"]["modelName"] == spec.name and manifest["model"]["modelVersion"] == spec.version
     assert manifest["model"]["handler"] == "torchship_entry.py"
     assert {
-        "model.pt",
+        "compiled/compiled.json",
+        "compiled/model.pt",
+        "torchship.json",
         "torchship_entry.py",
         "torchship_handlers/service.py",
         "tokenizer/tokenizer_config.json",
@@ -173,4 +179,7 @@ def test_package_is_self_contained(tiny_package):
     )
     assert config["batchSize"] == 4 and config["minWorkers"] == config["maxWorkers"] == 1
     assert config["handler"]["threads"] == 1 and config["handler"]["pooling"] == "mean"
+    with zipfile.ZipFile(mar) as archive:
+        gate = json.loads(archive.read("torchship.json"))["gate"]
+    assert gate["verdict"] == "pass" and {c["name"] for c in gate["checks"]} >= {"parity", "agreement"}
     assert config["handler"]["normalize"] is True

@@ -179,6 +179,32 @@ for _stage in STAGES:
 
 
 @app.command()
+def report(spec_path: SpecArg) -> None:
+    """Print the validation gate's summary and the path of its HTML report."""
+    from torchship.validate.gate import FAILED_DIR, REPORT_HTML, REPORT_JSON
+    from torchship.validate.report import summary_lines
+
+    try:
+        spec = load_spec(spec_path)
+        root = Settings().stage_root(spec.name, spec.version)
+        # The most complete report first: verify adds the served checks to validate's.
+        candidates = [root / "verify", root / "verify-failed", root / "validate", root / FAILED_DIR]
+        found = next((d for d in candidates if (d / REPORT_JSON).is_file()), None)
+        if found is None:
+            raise TorchshipError(
+                f"no validation report for {spec.name} {spec.version} under {root}",
+                hint=f"Run `torchship validate {spec_path}` (or `torchship run {spec_path}`) first.",
+            )
+        data = json.loads((found / REPORT_JSON).read_text())
+    except Exception as exc:
+        _fail(exc)
+    for line in summary_lines(data):
+        out.print(line, highlight=False, markup=False)
+    out.print(f"report: {found / REPORT_HTML}", highlight=False)
+    raise typer.Exit(0 if data.get("verdict") == "pass" else 3)
+
+
+@app.command()
 def serve(
     target: Annotated[Path, typer.Argument(help="a model spec (serves its packaged .mar) or a .mar file")],
     port: Annotated[

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from torchship.archiver.package import run_package, summarize_package
-from torchship.compile.torchscript import run_compile, summarize_compile
+from torchship.compile import run_compile, summarize_compile
 from torchship.examples import load_examples
-from torchship.hashing import sha256_json
+from torchship.hashing import sha256_file, sha256_json
 from torchship.pipeline import Stage
 from torchship.sources import run_fetch, source_inputs, summarize_fetch
 from torchship.spec import ModelSpec
-from torchship.validate.parity import run_validate, summarize_validate
+from torchship.validate.gate import run_validate, summarize_validate
 from torchship.validate.served import run_verify, summarize_verify
 
 
 def _examples_input(spec: ModelSpec) -> dict[str, str]:
-    return {"examples": sha256_json(load_examples(spec))}
+    inputs = {"examples": sha256_json(load_examples(spec))}
+    if spec.validate.eval_set and spec.resolve(spec.validate.eval_set).is_file():
+        inputs["eval_set"] = sha256_file(spec.resolve(spec.validate.eval_set))
+    return inputs
 
 
 # The task-specific spec sections (pooling, aggregation, keyword settings) shape handler results.
@@ -51,7 +54,7 @@ STAGES: list[Stage] = [
         "verify",
         "serve in a real TorchServe, check parity",
         run_verify,
-        ("fetch", "package"),
+        ("fetch", "validate", "package"),
         ("name", "task", "compile", "validate", "serve", *TASK_KEYS),
         _examples_input,
         summarize_verify,

@@ -7,6 +7,7 @@ settings plus the handler's own section). A plain TorchServe with torch and tran
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,10 +19,12 @@ from typing import Any
 import yaml
 
 import torchship.handlers
-from torchship.compile.torchscript import MODEL_FILE
 from torchship.errors import PackageError
+from torchship.handlers.loading import MANIFEST as COMPILED_MANIFEST
+from torchship.handlers.loading import compiled_lengths, read_manifest
+from torchship.hashing import sha256_file
 from torchship.modeling import load_tokenizer
-from torchship.pipeline import StageContext
+from torchship.pipeline import RECORD_NAME, StageContext, read_record
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.tasks import embedding_settings
@@ -32,13 +35,17 @@ MODEL_CONFIG_FILE = "model-config.yaml"
 TOKENIZER_DIR = "tokenizer"
 # TorchServe imports the --handler file by its base name from the extracted archive's root.
 ENTRY_SOURCE = f'"""TorchServe entry point of a torchship .mar."""\nfrom {HANDLER_PACKAGE}.service import handle  # noqa: F401\n'
+COMPILED_DIR = "compiled"
+PACKAGE_MANIFEST = "torchship.json"
+GATE_REPORT = "report.json"
 REQUIRED_IN_MAR = (
     "MAR-INF/MANIFEST.json",
-    MODEL_FILE,
+    f"{COMPILED_DIR}/{COMPILED_MANIFEST}",
     ENTRY_FILE,
     MODEL_CONFIG_FILE,
     f"{HANDLER_PACKAGE}/service.py",
     f"{TOKENIZER_DIR}/tokenizer_config.json",
+    PACKAGE_MANIFEST,
 )
 
 
@@ -46,15 +53,18 @@ def mar_path(stage_dir: Path, spec: ModelSpec) -> Path:
     return stage_dir / f"{spec.name}.mar"
 
 
-def handler_config(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
+def handler_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path | None = None) -> dict[str, Any]:
+    """The handler's section of model-config.yaml. `compiled_dir`: the compile stage's outputs, whose
+    fixed-shape lengths (if any) become the handler's padding buckets."""
+    fixed_lengths = compiled_lengths(compiled_dir) if compiled_dir is not None else None
     config: dict[str, Any] = {
         "task": spec.task,
-        "model_file": MODEL_FILE,
+        "compiled_dir": COMPILED_DIR,
         "tokenizer_dir": TOKENIZER_DIR,
         "max_length": spec.compile.max_length,
         "truncation": spec.serve.truncation,
         "compute_batch_size": spec.compile.batch_size,
-        "buckets": spec.compile.buckets,
+        "buckets": fixed_lengths or spec.compile.buckets,
         "workers": spec.serve.workers,
         "threads": spec.serve.threads,  # None: the serving host's cores divided by workers
         "max_texts_per_request": spec.serve.max_texts_per_request,
@@ -89,7 +99,7 @@ def stop_word_list(choice: str | list[str]) -> list[str]:
     return sorted(set(choice))
 
 
-def model_config(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
+def model_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path) -> dict[str, Any]:
     """TorchServe's per-model settings; set explicitly because its defaults (batch 1, one worker per core,
     each with a full thread pool) are wrong for transformer models on CPU."""
     return {
@@ -98,7 +108,7 @@ def model_config(spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
         "batchSize": spec.serve.batch_size,
         "maxBatchDelay": spec.serve.max_batch_delay_ms,
         "responseTimeout": spec.serve.response_timeout_s,
-        "handler": handler_config(spec, model_dir),
+        "handler": handler_config(spec, model_dir, compiled_dir),
     }
 
 
@@ -113,9 +123,11 @@ def _archiver_command() -> list[str]:
     ]
 
 
-def build_bundle(spec: ModelSpec, model_dir: Path, bundle: Path) -> None:
+def build_bundle(spec: ModelSpec, model_dir: Path, bundle: Path, compiled_dir: Path | None = None) -> None:
     """The extra files of the archive, laid out as they must appear in its root."""
     bundle.mkdir(parents=True)
+    if compiled_dir is not None:
+        shutil.copytree(compiled_dir, bundle / COMPILED_DIR, ignore=shutil.ignore_patterns(RECORD_NAME))
     handlers_src = Path(torchship.handlers.__file__).parent
     shutil.copytree(handlers_src, bundle / HANDLER_PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
     load_tokenizer(model_dir).save_pretrained(str(bundle / TOKENIZER_DIR))
@@ -125,19 +137,21 @@ def build_bundle(spec: ModelSpec, model_dir: Path, bundle: Path) -> None:
 def run_archiver(
     name: str,
     version: str,
-    model_file: Path,
     handler: Path,
     extra: Path,
     config_file: Path,
     export: Path,
     workdir: Path,
+    model_file: Path | None = None,
 ) -> Path:
     """Run the real torch-model-archiver; returns the path of the .mar it wrote into `export`."""
     args = [
-        "--model-name", name, "--version", version, "--serialized-file", str(model_file),
+        "--model-name", name, "--version", version,
         "--handler", str(handler), "--extra-files", str(extra), "--config-file", str(config_file),
         "--runtime", "python", "--export-path", str(export),
     ]  # fmt: skip
+    if model_file is not None:  # the baseline in bench/ ships one serialized file the classic way
+        args += ["--serialized-file", str(model_file)]
     # torch-model-archiver stages files in $TMPDIR/<model name>: a private TMPDIR keeps parallel runs apart.
     env = {**os.environ, "TMPDIR": str(workdir), "TEMP": str(workdir)}
     result = subprocess.run(
@@ -164,35 +178,58 @@ def check_archive(path: Path) -> list[str]:
     return names
 
 
+def gate_manifest(ctx: StageContext) -> dict[str, Any]:
+    """What the archive carries about its own validation: publish refuses a .mar whose gate did not pass."""
+    import torchship
+
+    report = json.loads((ctx.input_dir("validate") / GATE_REPORT).read_text())
+    if report.get("verdict") != "pass":
+        raise PackageError(
+            f"the validation gate of {ctx.spec.name} {ctx.spec.version} did not pass: nothing is packaged",
+            hint="Run `torchship validate SPEC` and fix what it reports.",
+        )
+    fetch = read_record(ctx.input_dir("fetch")) or {}
+    return {
+        "name": ctx.spec.name,
+        "version": ctx.spec.version,
+        "task": ctx.spec.task,
+        "torchship_version": torchship.__version__,
+        "source": {"spec": ctx.spec.source, "sha256": fetch.get("inputs", {}).get("source")},
+        "compiled": read_manifest(ctx.input_dir("compile"))["format"],
+        "gate": {
+            "verdict": report["verdict"],
+            "checks": report.get("checks", []),
+            "report_sha256": sha256_file(ctx.input_dir("validate") / GATE_REPORT),
+        },
+    }
+
+
 def run_package(ctx: StageContext) -> dict[str, Any]:
     spec = ctx.spec
     model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
+    compiled_dir = ctx.input_dir("compile")
+    manifest = gate_manifest(ctx)
     work = ctx.out_dir / ".build"
     bundle = work / "bundle"
-    build_bundle(spec, model_dir, bundle)
+    build_bundle(spec, model_dir, bundle, compiled_dir)
+    (bundle / PACKAGE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     entry = work / ENTRY_FILE
     entry.write_text(ENTRY_SOURCE)
+    config = model_config(spec, model_dir, compiled_dir)
     config_file = ctx.out_dir / MODEL_CONFIG_FILE
-    config_file.write_text(yaml.safe_dump(model_config(spec, model_dir), sort_keys=False))
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     ctx.progress("running torch-model-archiver")
-    run_archiver(
-        spec.name,
-        spec.version,
-        ctx.input_dir("compile") / MODEL_FILE,
-        entry,
-        bundle,
-        config_file,
-        ctx.out_dir,
-        work,
-    )
+    mar = run_archiver(spec.name, spec.version, entry, bundle, config_file, ctx.out_dir, work)
     shutil.rmtree(work)
-    mar = mar_path(ctx.out_dir, spec)
     names = check_archive(mar)
+    # The same manifest beside the archive, for readers that should not unzip 100 MB to check a gate.
+    (ctx.out_dir / PACKAGE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return {
         "mar": mar.name,
         "bytes": mar.stat().st_size,
         "files_in_mar": len(names),
-        "model_config": model_config(spec, model_dir),
+        "gate": manifest["gate"]["verdict"],
+        "model_config": config,
     }
 
 

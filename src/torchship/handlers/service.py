@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .encoder import Encoder, Forward
+from .loading import load_forward
 from .requests import BadRequest, Limits, ParsedRequest, parse_request
 from .tasks import TASKS, Task, read_model_config
 
@@ -30,9 +31,12 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"code": status, "type": kind, "message": message}
 
 
-def build_task(model_dir: Path, config: dict[str, Any], forward: Forward | None = None) -> Task:
-    """The task runner for a model dir: the extracted .mar, or (in-process) a Hugging Face model dir with
-    `forward` given. Shared by TorchServe and torchship's own parity checks, so both run the same code."""
+def build_task(
+    model_dir: Path, config: dict[str, Any], forward: Forward | None = None, compiled_dir: Path | None = None
+) -> Task:
+    """The task runner for a model dir: the extracted .mar; or, in-process, a Hugging Face model dir with
+    the compiled model in `compiled_dir` or any `forward` (e.g. the eager source model). Shared by
+    TorchServe and torchship's own checks, so both run the same code."""
     from transformers import AutoTokenizer
 
     task_name = config.get("task", "embeddings")
@@ -40,11 +44,11 @@ def build_task(model_dir: Path, config: dict[str, Any], forward: Forward | None 
         raise ValueError(
             f"task {task_name!r} is not supported by this handler; supported: {', '.join(TASKS)}"
         )
-    if forward is None:
-        forward = torch.jit.load(
-            str(model_dir / config.get("model_file", "model.pt")), map_location="cpu"
-        ).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.get("tokenizer_dir", ".")))
+    if forward is None:
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        compiled = compiled_dir or model_dir / config.get("compiled_dir", "compiled")
+        forward = load_forward(compiled, task_name, pad_id)
     encoder = Encoder(
         forward=forward,
         tokenizer=tokenizer,

@@ -1,31 +1,24 @@
-"""The validate stage: compiled model vs source model on the examples and on generated inputs.
+"""Parity: the compiled model vs the source model on the same inputs.
 
-Like optimum's `validate_model_outputs`: the same inputs go through both, and each output's max absolute
-and relative difference is reported. The gate fails closed: one element beyond `atol + rtol * |source|`
-fails the stage, names the input and by how much, and nothing downstream runs.
+Like optimum's `validate_model_outputs`: each output's max absolute and relative difference is reported,
+per input batch. Inputs: the spec's examples, and generated inputs at 1 token, a short length and
+max_length — plus, with buckets, at every bucket edge (length = bucket and bucket + 1) — each at batch
+size 1, an odd size and the maximum. One element beyond `atol + rtol * |source|` fails the check.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchship.compile.torchscript import MODEL_FILE
-from torchship.errors import ValidationFailed
-from torchship.examples import load_examples
-from torchship.handlers.encoder import pad_rows
-from torchship.modeling import load_source_model, load_tokenizer
-from torchship.pipeline import StageContext
-from torchship.sources import MODEL_DIRNAME
+from torchship.handlers.encoder import Encoder
 from torchship.spec import ModelSpec
 from torchship.synthetic import token_rows
-from torchship.tasks import task_output
+from torchship.tasks import Reduce
 
-REPORT_FILE = "report.json"
+OUTPUTS = ("model_output", "task_output")
 
 
 @dataclass
@@ -50,6 +43,16 @@ class Diff:
         return Diff(delta.max().item(), rel, (delta - (atol + rtol * ref)).max().item())
 
 
+def probe_lengths(spec: ModelSpec, one_token: int) -> dict[str, int]:
+    max_length = spec.compile.max_length
+    lengths = {"1 token": one_token, "short": min(16, max_length), "max_length": max_length}
+    for bucket in spec.compile.buckets or []:
+        lengths[f"bucket {bucket}"] = bucket
+        if bucket + 1 <= max_length:
+            lengths[f"bucket {bucket} + 1"] = bucket + 1
+    return lengths
+
+
 def build_cases(spec: ModelSpec, tokenizer, texts: list[str]) -> list[Case]:
     max_length, batch = spec.compile.max_length, spec.compile.batch_size
     cases = []
@@ -59,9 +62,8 @@ def build_cases(spec: ModelSpec, tokenizer, texts: list[str]) -> list[Case]:
             chunk = ids[start : start + batch]
             cases.append(Case(f"examples[{start}:{start + len(chunk)}]", chunk))
     one_token = len(tokenizer("a", add_special_tokens=True)["input_ids"])
-    lengths = {"1 token": one_token, "short": min(16, max_length), "max_length": max_length}
     seed = 100
-    for label, length in lengths.items():
+    for label, length in probe_lengths(spec, one_token).items():
         for size in sorted({1, 3, batch}):
             # The first row has the target length; the others are shorter, so padding is exercised too.
             row_lengths = [length] + [max(one_token, length // (k + 2)) for k in range(size - 1)]
@@ -78,16 +80,15 @@ def _real_positions(output: torch.Tensor, mask: torch.Tensor):
     return mask.bool() if output.shape[:2] == mask.shape else slice(None)
 
 
-def compare(spec: ModelSpec, model_dir: Path, compiled, cases: list[Case], tokenizer) -> dict[str, Any]:
-    source = load_source_model(model_dir, spec.task)
-    reduce = task_output(spec, model_dir)
-    atol, rtol = spec.validate.atol, spec.validate.rtol
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+def compare(
+    compiled: Encoder, source: torch.nn.Module, reduce: Reduce, cases: list[Case], atol: float, rtol: float
+) -> dict[str, Any]:
+    """Both models on each case, padded as the handler pads (to the bucket when there are buckets)."""
     per_case = []
     with torch.inference_mode():
         for case in cases:
-            ids, mask = pad_rows(case.rows, pad_id)
-            out_c, out_s = compiled(ids, mask), source(ids, mask)
+            ids, mask = compiled.pad(case.rows)
+            out_c, out_s = compiled.forward(ids, mask), source(ids, mask)
             real = _real_positions(out_s, mask)
             diffs = {
                 "model_output": Diff.of(out_c[real], out_s[real], atol, rtol),
@@ -97,13 +98,14 @@ def compare(spec: ModelSpec, model_dir: Path, compiled, cases: list[Case], token
                 {
                     "case": case.name,
                     "batch": len(case.rows),
-                    "length": int(ids.shape[1]),
+                    "length": max(len(r) for r in case.rows),
+                    "bucket": int(ids.shape[1]) if compiled.buckets else None,
                     "outputs": {k: vars(v) for k, v in diffs.items()},
                     "ok": all(d.excess <= 0 for d in diffs.values()),
                 }
             )
     outputs = {}
-    for name in ("model_output", "task_output"):
+    for name in OUTPUTS:
         worst = max(per_case, key=lambda c: c["outputs"][name]["excess"])
         outputs[name] = {
             "max_abs": max(c["outputs"][name]["max_abs"] for c in per_case),
@@ -112,37 +114,16 @@ def compare(spec: ModelSpec, model_dir: Path, compiled, cases: list[Case], token
             "worst_excess": worst["outputs"][name]["excess"],
             "ok": all(c["outputs"][name]["excess"] <= 0 for c in per_case),
         }
-    return {
-        "verdict": "pass" if all(o["ok"] for o in outputs.values()) else "fail",
-        "atol": atol,
-        "rtol": rtol,
-        "outputs": outputs,
-        "cases": per_case,
-    }
+    return {"atol": atol, "rtol": rtol, "outputs": outputs, "cases": per_case}
 
 
-def run_validate(ctx: StageContext) -> dict[str, Any]:
-    spec = ctx.spec
-    model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
-    compiled = torch.jit.load(str(ctx.input_dir("compile") / MODEL_FILE), map_location="cpu").eval()
-    tokenizer = load_tokenizer(model_dir)
-    cases = build_cases(spec, tokenizer, load_examples(spec))
-    ctx.progress(f"comparing compiled vs source on {len(cases)} input batches")
-    report = compare(spec, model_dir, compiled, cases, tokenizer)
-    (ctx.out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    if report["verdict"] != "pass":
-        name, worst = next((n, o) for n, o in report["outputs"].items() if not o["ok"])
-        raise ValidationFailed(
-            f"parity check failed: {name} of the compiled model differs from the source on "
-            f"'{worst['worst_case']}' by up to {worst['max_abs']:.3g} (allowed: atol {spec.validate.atol} "
-            f"+ rtol {spec.validate.rtol} x |source|; exceeded by {worst['worst_excess']:.3g})",
-            hint="Nothing was packaged. Fix the compile settings, or loosen validate.atol/rtol only if the "
-            "difference is acceptable.",
-        )
-    return {key: report[key] for key in ("verdict", "atol", "rtol", "outputs")} | {"cases": len(cases)}
-
-
-def summarize_validate(details: dict[str, Any]) -> str:
-    out = details.get("outputs", {})
-    parts = [f"{name} max|Δ| {o['max_abs']:.2e}" for name, o in out.items()]
-    return f"{details.get('verdict')} · {details.get('cases')} batches · " + " · ".join(parts)
+def parity_failure(parity: dict[str, Any]) -> str | None:
+    """The message for the worst output beyond tolerance, or None."""
+    for name, output in parity["outputs"].items():
+        if not output["ok"]:
+            return (
+                f"{name} of the compiled model differs from the source on '{output['worst_case']}' by up to "
+                f"{output['max_abs']:.3g} (allowed: atol {parity['atol']} + rtol {parity['rtol']} x |source|; "
+                f"exceeded by {output['worst_excess']:.3g})"
+            )
+    return None

@@ -8,19 +8,30 @@ equal the source model's result within the spec's tolerance.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from torchship.archiver.package import mar_path
-from torchship.errors import ServedParityError, ServingError
+from torchship.errors import ServedParityError, ServingError, ValidationFailed
 from torchship.examples import load_examples
 from torchship.pipeline import StageContext
 from torchship.reference import source_results
 from torchship.serving.torchserve import TorchServe
 from torchship.sources import MODEL_DIRNAME
+from torchship.validate.gate import (
+    REPORT_HTML,
+    REPORT_JSON,
+    check,
+    latency_failure,
+    percentile,
+    verdict_of,
+    write_report,
+)
 from torchship.validate.jsondiff import compare_json
 
 SERVED_FILE = "served.json"
@@ -52,12 +63,15 @@ def query(server: TorchServe, name: str, texts: list[str]) -> dict[str, Any]:
             singles = list(pool.map(one, texts))
         batch = _post(client, name, json.dumps({"texts": texts}), "application/json")
         plain = _post(client, name, texts[0].encode("utf-8"), "text/plain; charset=utf-8")
-    latencies.sort()
     return {
         "singles": singles,
         "batch": batch,
         "plain": plain,
-        "latency_ms": {"p50": latencies[len(latencies) // 2], "max": latencies[-1]},
+        "latency_ms": {
+            "samples_ms": latencies,
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95),
+        },
     }
 
 
@@ -117,27 +131,75 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         else {"text": text, "result": result, "dims": None}
         for text, result in zip(texts[:3], served["singles"][:3], strict=True)
     ]
-    record = {
+    (ctx.out_dir / SERVED_FILE).write_text(
+        json.dumps(
+            {
+                "parity": parity,
+                "latency_ms": served["latency_ms"],
+                "texts": texts,
+                "served": served["singles"],
+            }
+        )
+        + "\n"
+    )
+    report = served_report(ctx, parity, served["latency_ms"])
+    failing = next(
+        (c for c in report["checks"] if c["status"] == "fail" and c["name"].startswith("served")), None
+    )
+    if failing is not None:
+        failed_dir = ctx.out_dir.parent / "verify-failed"
+        write_report(failed_dir, report)
+        error = ServedParityError if failing["name"] == "served_parity" else ValidationFailed
+        raise error(
+            f"verify failed: {failing['name']}: {failing['message']}",
+            hint=f"The full report: {failed_dir / REPORT_HTML}",
+        )
+    shutil.rmtree(ctx.out_dir.parent / "verify-failed", ignore_errors=True)
+    write_report(ctx.out_dir, report)
+    return {
         "parity": parity,
-        "latency_ms": served["latency_ms"],
+        "latency_ms": {k: v for k, v in served["latency_ms"].items() if k != "samples_ms"},
         "startup_s": round(ready_s, 2),
         "preview": preview,
+        "verdict": report["verdict"],
     }
-    (ctx.out_dir / SERVED_FILE).write_text(
-        json.dumps({**record, "texts": texts, "served": served["singles"]}) + "\n"
-    )
-    if (failure := parity["failure"]) is not None:
-        raise ServedParityError(
-            f"served parity failed: TorchServe's result for '{failure['text'][:60]}' ({failure['mode']} request) "
-            f"differs from the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
-            hint="The .mar serves something other than what was validated; check the handler settings in model-config.yaml.",
+
+
+def served_report(ctx: StageContext, parity: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+    """The validate stage's report with the served checks added: the gate's complete picture."""
+    spec = ctx.spec
+    report = json.loads((ctx.input_dir("validate") / REPORT_JSON).read_text())
+    failure = parity["failure"]
+    checks = [c for c in report["checks"] if not c["name"].startswith("served")]
+    checks.append(
+        check(
+            "served_parity",
+            failure
+            and f"TorchServe's result for '{failure['text'][:60]}' ({failure['mode']} request) differs from "
+            f"the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
+            f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})",
         )
-    return record
+    )
+    budget = report["latency"].get("budget_ms")
+    checks.append(
+        check(
+            "served_latency",
+            latency_failure(latency, budget, "served"),
+            f"served p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms",
+            skipped=not budget,
+        )
+    )
+    report["checks"] = checks
+    report["latency"]["served"] = latency
+    report["verdict"] = verdict_of(checks)
+    report["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return report
 
 
 def summarize_verify(details: dict[str, Any]) -> str:
     parity = details.get("parity", {})
+    latency = details.get("latency_ms", {})
     return (
         f"parity {'ok' if parity.get('ok') else 'FAILED'} · max|Δ| {parity.get('max_abs', 0):.2e} over "
-        f"{parity.get('compared')} results · p50 {details.get('latency_ms', {}).get('p50', 0):.0f} ms"
+        f"{parity.get('compared')} results · p50 {latency.get('p50', 0):.0f} ms · p95 {latency.get('p95', 0):.0f} ms"
     )

@@ -1,0 +1,69 @@
+"""Fixed-shape compilation: one module per (batch size, sequence-length bucket).
+
+Backends whose compiled graphs accept only the exact shape they were compiled for (AWS Neuron; and
+TorchScript traces of models whose control flow depends on the length) compile every combination of
+`compile.batch_sizes` and `compile.buckets`. At run time `handlers.loading.FixedShapeForward` pads the
+length up to the bucket and the batch up to the nearest compiled batch size, and slices the outputs back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchship.compile.common import compare_at, example_batch, pad_id_of
+from torchship.errors import CompileError
+from torchship.handlers.loading import FixedShapeForward
+
+# (eager module, example input_ids, example attention_mask) -> a module compiled for that exact shape
+TraceFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], Any]
+
+
+def plan_shapes(lengths: list[int], batch_sizes: list[int]) -> list[tuple[int, int]]:
+    """Every (batch, length) to compile, largest length first (the slowest compile shows up first)."""
+    return [
+        (batch, length) for length in sorted(set(lengths), reverse=True) for batch in sorted(set(batch_sizes))
+    ]
+
+
+def compile_fixed_shapes(
+    trace: TraceFn,
+    eager: torch.nn.Module,
+    tokenizer,
+    lengths: list[int],
+    batch_sizes: list[int],
+    out_dir: Path,
+    atol: float,
+    rtol: float,
+    progress: Callable[[str], None],
+    save: Callable[[Any, Path], None] = lambda module, path: torch.jit.save(module, str(path)),
+) -> dict[str, Any]:
+    shapes, modules = [], {}
+    plan = plan_shapes(lengths, batch_sizes)
+    for i, (batch, length) in enumerate(plan, start=1):
+        progress(f"compiling shape {i}/{len(plan)}: batch {batch} x length {length}")
+        ids, mask = example_batch(tokenizer, batch, length, seed=i)
+        module = trace(eager, ids, mask)
+        name = f"model-b{batch}-l{length}.pt"
+        save(module, out_dir / name)
+        shapes.append({"batch": batch, "length": length, "file": name})
+        modules[(batch, length)] = module
+    # Check the assembled runtime, padding included: partial batches and lengths between buckets.
+    runtime = FixedShapeForward(modules, pad_id_of(tokenizer))
+    probes = []
+    for length in sorted(set(lengths)):
+        for rows in sorted({1, max(batch_sizes) + 1, max(1, min(batch_sizes) + 1)}):
+            probe_length = max(2, length - 1)
+            ids, mask = example_batch(tokenizer, rows, probe_length, seed=length + rows)
+            probe = compare_at(eager, runtime, ids, mask, atol, rtol)
+            probes.append(probe)
+            if not probe["ok"]:
+                raise CompileError(
+                    f"the fixed-shape modules differ from the source model at batch {rows} x length "
+                    f"{probe_length} (bucket {length}): {probe.get('error') or probe['max_abs_diff']}",
+                    hint="Check compile.buckets and compile.batch_sizes; the gate would refuse this model.",
+                )
+    return {"format": "fixed-shape", "shapes": shapes, "probes": probes}

@@ -1,0 +1,130 @@
+"""Load what the compile stage produced, as one `forward(input_ids, attention_mask) -> tensor`.
+
+`compiled.json` says which format the compile backend wrote:
+- "torchscript": one shape-dynamic TorchScript module;
+- "fixed-shape": one module per (batch size, sequence length) — TorchScript traced per bucket, or AWS
+  Neuron modules, whose compiled graphs only accept the exact shape they were compiled for;
+- "eager": the Hugging Face model itself (save_pretrained), for models that cannot be traced.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MANIFEST = "compiled.json"
+
+# AutoModel class per task; classification heads come with their id2label in the config.
+AUTO_CLASS = {
+    "embeddings": "AutoModel",
+    "keywords": "AutoModel",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+}
+
+
+class TensorOutput(torch.nn.Module):
+    """(input_ids, attention_mask) -> the model's first output as a plain tensor (last_hidden_state or
+    logits): traced modules cannot return the dict-like ModelOutput transformers builds by default."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
+
+
+def load_hf_model(model_dir: Path, task: str) -> TensorOutput:
+    """The eager Hugging Face model in eval mode, with attention that traces to plain tensor ops."""
+    import transformers
+
+    auto_class = getattr(transformers, AUTO_CLASS[task])
+    model = auto_class.from_pretrained(str(model_dir), attn_implementation="eager")
+    return TensorOutput(model.eval()).eval()
+
+
+class FixedShapeForward:
+    """Runs a batch on modules compiled for exact (batch, length) shapes.
+
+    The sequence length is padded up to the smallest compiled length that fits (the handler's Encoder
+    already pads to the same buckets); the batch is padded with empty rows up to the smallest compiled
+    batch size that holds it, or split into chunks of the largest; outputs are sliced back.
+    `batch` None in a shape means that module accepts any batch size.
+    """
+
+    def __init__(self, modules: dict[tuple[int | None, int], Any], pad_id: int = 0):
+        self.modules = modules
+        self.pad_id = pad_id
+        self.lengths = sorted({length for _, length in modules})
+
+    def batch_sizes(self, length: int) -> list[int | None]:
+        sizes = {batch for batch, ln in self.modules if ln == length}
+        return [None] if None in sizes else sorted(sizes)  # type: ignore[type-var]
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        rows, length = input_ids.shape
+        pos = bisect.bisect_left(self.lengths, length)
+        if pos == len(self.lengths):
+            raise ValueError(f"{length} tokens exceed the largest compiled length {self.lengths[-1]}")
+        bucket = self.lengths[pos]
+        if bucket != length:
+            input_ids = torch.nn.functional.pad(input_ids, (0, bucket - length), value=self.pad_id)
+            attention_mask = torch.nn.functional.pad(attention_mask, (0, bucket - length), value=0)
+        sizes = self.batch_sizes(bucket)
+        if sizes == [None]:
+            output = self.modules[(None, bucket)](input_ids, attention_mask)
+        else:
+            chunks = []
+            for start in range(0, rows, sizes[-1]):
+                ids, mask = input_ids[start : start + sizes[-1]], attention_mask[start : start + sizes[-1]]
+                size = next(s for s in sizes if s >= ids.shape[0])
+                extra = size - ids.shape[0]
+                if extra:  # empty rows: all padding, masked out, sliced away below
+                    ids = torch.cat([ids, torch.full((extra, bucket), self.pad_id, dtype=ids.dtype)])
+                    mask = torch.cat([mask, torch.zeros((extra, bucket), dtype=mask.dtype)])
+                chunks.append(self.modules[(size, bucket)](ids, mask)[: size - extra])
+            output = torch.cat(chunks)
+        # Per-token outputs come back at the bucket length: trim to the caller's padded length.
+        return output[:, :length] if output.dim() >= 2 and output.shape[1] == bucket else output
+
+
+def _import_neuron_runtime(runtime: str | None) -> None:
+    """Neuron modules need the Neuron runtime's ops registered before torch.jit.load."""
+    if runtime == "neuronx":
+        import torch_neuronx  # noqa: F401
+    elif runtime == "neuron":
+        import torch.neuron  # noqa: F401
+
+
+def read_manifest(compiled_dir: Path) -> dict[str, Any]:
+    return json.loads((compiled_dir / MANIFEST).read_text())
+
+
+def load_forward(compiled_dir: Path, task: str, pad_id: int = 0):
+    manifest = read_manifest(compiled_dir)
+    kind = manifest["format"]
+    if kind == "torchscript":
+        return torch.jit.load(str(compiled_dir / manifest["file"]), map_location="cpu").eval()
+    if kind == "fixed-shape":
+        _import_neuron_runtime(manifest.get("runtime"))
+        modules = {
+            (shape["batch"], shape["length"]): torch.jit.load(str(compiled_dir / shape["file"])).eval()
+            for shape in manifest["shapes"]
+        }
+        return FixedShapeForward(modules, pad_id)
+    if kind == "eager":
+        return load_hf_model(compiled_dir / manifest["dir"], task)
+    raise ValueError(f"unknown compiled format {kind!r} in {compiled_dir / MANIFEST}")
+
+
+def compiled_lengths(compiled_dir: Path) -> list[int] | None:
+    """The sequence lengths a fixed-shape model accepts (the handler pads to these), else None."""
+    manifest = read_manifest(compiled_dir)
+    if manifest["format"] != "fixed-shape":
+        return None
+    return sorted({shape["length"] for shape in manifest["shapes"]})

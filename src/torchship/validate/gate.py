@@ -1,0 +1,263 @@
+"""The validate stage: the fail-closed gate between compile and package.
+
+Checks, each reported even when an earlier one fails, so the report shows everything at once:
+- parity: compiled vs source outputs (parity.py);
+- agreement: task-level answers identical — same top label, same entity spans, same keywords, and
+  embeddings pointing the same way (cosine >= 1 - 1e-4) — on the examples and the eval set;
+- metrics: scores of the compiled model on `validate.eval_set` against `validate.thresholds`;
+- latency: in-process p50/p95 per text against `validate.latency_ms` (only when set).
+Any failure: the report goes to outputs/<name>/<version>/validate-failed/ and the stage fails, so
+nothing is packaged. On success report.json and report.html are the stage's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchship.archiver.package import handler_config
+from torchship.errors import ValidationFailed
+from torchship.examples import load_examples
+from torchship.handlers.requests import BadRequest, ParsedRequest
+from torchship.handlers.service import build_task, predict
+from torchship.handlers.tasks import Task
+from torchship.modeling import load_source_model
+from torchship.pipeline import StageContext
+from torchship.sources import MODEL_DIRNAME
+from torchship.spec import ModelSpec
+from torchship.tasks import task_output
+from torchship.validate.metrics import (
+    EvalExample,
+    check_thresholds,
+    classification_metrics,
+    entity_metrics,
+    load_eval_set,
+    worst,
+)
+from torchship.validate.parity import build_cases, compare, parity_failure
+from torchship.validate.report import render_html
+
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+FAILED_DIR = "validate-failed"
+EMBEDDING_AGREEMENT = 1e-4  # 1 - cosine similarity allowed between compiled and source embeddings
+LATENCY_ROUNDS = 3
+
+
+def answers(task: Task, texts: list[str]) -> list[Any]:
+    """The handler's answer for each text sent alone (a BadRequest where it would answer 400)."""
+    return predict(task, [ParsedRequest([t], single=True) for t in texts])
+
+
+def agreement_key(task: str, result: Any) -> Any:
+    if task == "text-classification":
+        return result[0]["label"]
+    if task == "token-classification":
+        return [(e.get("entity_group", e.get("entity")), e["start"], e["end"]) for e in result]
+    if task == "keywords":
+        return [k["keyword"] for k in result]
+    return None  # embeddings: compared by direction below
+
+
+def agrees(task: str, compiled: Any, source: Any) -> bool:
+    if task == "embeddings":
+        a, b = torch.tensor(compiled), torch.tensor(source)
+        return 1 - torch.nn.functional.cosine_similarity(a, b, dim=0).item() <= EMBEDDING_AGREEMENT
+    return agreement_key(task, compiled) == agreement_key(task, source)
+
+
+def check_agreement(spec: ModelSpec, texts: list[str], compiled: Task, source: Task) -> dict[str, Any]:
+    pairs = [
+        (t, c, s)
+        for t, c, s in zip(texts, answers(compiled, texts), answers(source, texts), strict=True)
+        if not isinstance(s, BadRequest)
+    ]
+    disagreements = [
+        {"text": t, "source": s, "compiled": c}
+        for t, c, s in pairs
+        if isinstance(c, BadRequest) or not agrees(spec.task, c, s)
+    ]
+    compared = len(pairs)
+    return {
+        "compared": compared,
+        "agreed": compared - len(disagreements),
+        "rate": (compared - len(disagreements)) / compared if compared else 1.0,
+        "disagreements": [
+            {**d, "compiled": str(d["compiled"]) if isinstance(d["compiled"], BadRequest) else d["compiled"]}
+            for d in disagreements[:10]
+        ],
+    }
+
+
+def evaluate_metrics(
+    spec: ModelSpec, compiled: Task, examples: list[EvalExample]
+) -> tuple[dict[str, Any], str | None]:
+    """The compiled model's scores on the eval set, and the worst missed threshold (None: all met)."""
+    results = answers(compiled, [e.text for e in examples])
+    if spec.task == "text-classification":
+        values = classification_metrics(
+            [e.label for e in examples],
+            [r[0]["label"] if not isinstance(r, BadRequest) else "" for r in results],
+        )
+    else:
+        values = entity_metrics(
+            [e.entities for e in examples],
+            [[] if isinstance(r, BadRequest) else agreement_key(spec.task, r) for r in results],
+        )
+    where = f"{spec.spec_path}: validate.thresholds"
+    rows = check_thresholds(values, spec.validate.thresholds, where=where)
+    miss = worst(rows)
+    metrics = {
+        "eval_set": str(spec.resolve(spec.validate.eval_set)),
+        "examples": len(examples),
+        "values": values,
+        "thresholds": [vars(r) for r in rows],
+    }
+    return metrics, miss.describe() if miss else None
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure_latency(task: Task, texts: list[str]) -> dict[str, Any]:
+    """Milliseconds per text, each sent alone through the handler code (tokenize, run, post-process)."""
+    answers(task, texts[:2])  # warm-up: the JIT's first runs are not what a client sees
+    samples = []
+    for _ in range(LATENCY_ROUNDS):
+        for text in texts:
+            started = time.perf_counter()
+            answers(task, [text])
+            samples.append((time.perf_counter() - started) * 1000)
+    return {"samples_ms": samples, "p50": percentile(samples, 0.5), "p95": percentile(samples, 0.95)}
+
+
+def latency_failure(
+    measured: dict[str, Any] | None, budget: dict[str, float] | None, where: str
+) -> str | None:
+    if not measured or not budget:
+        return None
+    for q in ("p50", "p95"):
+        if budget.get(q) is not None and measured[q] > budget[q]:
+            return f"{where} {q} latency {measured[q]:.1f} ms is over the budget of {budget[q]:g} ms (by {measured[q] - budget[q]:.1f} ms)"
+    return None
+
+
+def check(name: str, failure: str | None, ok: str, skipped: bool = False) -> dict[str, str]:
+    if skipped:
+        return {"name": name, "status": "skipped", "message": ok}
+    return {"name": name, "status": "fail" if failure else "pass", "message": failure or ok}
+
+
+def verdict_of(checks: list[dict[str, str]]) -> str:
+    return "fail" if any(c["status"] == "fail" for c in checks) else "pass"
+
+
+def write_report(directory: Path, report: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (directory / REPORT_HTML).write_text(render_html(report))
+
+
+def run_validate(ctx: StageContext) -> dict[str, Any]:
+    spec = ctx.spec
+    model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
+    compiled_dir = ctx.input_dir("compile")
+    config = {**handler_config(spec, model_dir, compiled_dir), "tokenizer_dir": "."}
+    compiled = build_task(model_dir, config, compiled_dir=compiled_dir)
+    source_model = load_source_model(model_dir, spec.task)
+    source = build_task(model_dir, config, forward=source_model)
+    texts = load_examples(spec)
+    atol, rtol = spec.validate.atol, spec.validate.rtol
+
+    cases = build_cases(spec, compiled.encoder.tokenizer, texts)
+    ctx.progress(f"parity: compiled vs source on {len(cases)} input batches")
+    parity = compare(compiled.encoder, source_model, task_output(spec, model_dir), cases, atol, rtol)
+    checks = [check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}")]
+
+    metrics, eval_texts = None, []
+    if spec.validate.eval_set:
+        ctx.progress("metrics on the eval set")
+        examples = load_eval_set(spec.resolve(spec.validate.eval_set), spec.task)
+        eval_texts = [e.text for e in examples]
+        metrics, miss = evaluate_metrics(spec, compiled, examples)
+        checks.append(
+            check("metrics", miss, f"{len(metrics['thresholds'])} thresholds met on {len(examples)} examples")
+        )
+    else:
+        checks.append(check("metrics", None, "no validate.eval_set", skipped=True))
+
+    agreement_texts = texts + eval_texts
+    ctx.progress(f"task-level agreement on {len(agreement_texts)} texts")
+    agreement = check_agreement(spec, agreement_texts, compiled, source)
+    first = agreement["disagreements"][0] if agreement["disagreements"] else None
+    checks.insert(
+        1,
+        check(
+            "agreement",
+            first
+            and f"{agreement['compared'] - agreement['agreed']} of {agreement['compared']} texts get a different "
+            f"answer from the compiled model, e.g. '{first['text'][:60]}'",
+            f"{agreement['agreed']} of {agreement['compared']} texts answered the same",
+        ),
+    )
+
+    ctx.progress("in-process latency")
+    latency = {
+        "in_process": measure_latency(compiled, texts or ["a short text"]),
+        "served": None,
+        "budget_ms": spec.validate.latency_ms.model_dump(exclude_none=True)
+        if spec.validate.latency_ms
+        else None,
+    }
+    budget_failure = latency_failure(latency["in_process"], latency["budget_ms"], "in-process")
+    checks.append(
+        check(
+            "latency",
+            budget_failure,
+            f"in-process p50 {latency['in_process']['p50']:.1f} ms, "
+            f"p95 {latency['in_process']['p95']:.1f} ms",
+            skipped=not latency["budget_ms"],
+        )
+    )
+
+    report = {
+        "model": {"name": spec.name, "version": spec.version, "task": spec.task},
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verdict": verdict_of(checks),
+        "checks": checks,
+        "parity": parity,
+        "agreement": agreement,
+        "metrics": metrics,
+        "latency": latency,
+    }
+    failed_dir = ctx.out_dir.parent / FAILED_DIR
+    if report["verdict"] == "fail":
+        write_report(failed_dir, report)
+        failing = next(c for c in checks if c["status"] == "fail")
+        raise ValidationFailed(
+            f"validation gate failed: {failing['name']}: {failing['message']}",
+            hint=f"Nothing was packaged. The full report: {failed_dir / REPORT_HTML}",
+        )
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    write_report(ctx.out_dir, report)
+    return {
+        "verdict": report["verdict"],
+        "checks": checks,
+        "outputs": {k: {"max_abs": v["max_abs"], "ok": v["ok"]} for k, v in parity["outputs"].items()},
+        "cases": len(cases),
+        "latency_ms": {"p50": latency["in_process"]["p50"], "p95": latency["in_process"]["p95"]},
+    }
+
+
+def summarize_validate(details: dict[str, Any]) -> str:
+    checks = details.get("checks", [])
+    shown = " · ".join(f"{c['name']} {c['status']}" for c in checks if c["status"] != "skipped")
+    worst_abs = max((o["max_abs"] for o in details.get("outputs", {}).values()), default=0.0)
+    return f"{details.get('verdict')} · {shown} · max|Δ| {worst_abs:.1e} · p95 {details.get('latency_ms', {}).get('p95', 0):.0f} ms"
