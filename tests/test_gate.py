@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+
 from conftest import run_stages
 from tiny_models import save_tiny_classifier, write_spec
-
 from torchship.errors import ServedParityError, ValidationFailed
 from torchship.modeling import load_source_model
 from torchship.spec import load_spec

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import run_stages
 from tiny_models import write_spec
-from torchship.errors import CompileError, SourceError, ValidationFailed
+from torchship.errors import CompileError, SourceError
 from torchship.spec import load_spec
 
 
