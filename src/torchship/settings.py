@@ -24,5 +24,17 @@ class Settings(BaseSettings):
     java_home: Path | None = Field(None, description="JDK for TorchServe; default: JAVA_HOME or java on PATH")
     torchserve_heap: str = Field("1g", description="TorchServe's JVM -Xmx (the frontend only proxies)")
 
+    publish_uri: str | None = Field(
+        None, description="s3://BUCKET/PREFIX to publish to (over the spec's publish.uri)"
+    )
+    aws_endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint (MinIO, a VPC endpoint, a local test server); AWS_ENDPOINT_URL works too",
+    )
+    aws_region: str | None = Field(
+        None, description="AWS region; default: boto3's (AWS_REGION / AWS_DEFAULT_REGION)"
+    )
+    multipart_threshold_mb: int = Field(8, ge=5, description="files larger than this upload in parts")
+
     def stage_root(self, name: str, version: str) -> Path:
         return self.outputs_dir / name / version

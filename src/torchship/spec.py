@@ -147,6 +147,26 @@ class KeywordsSpec(_Strict):
         return value
 
 
+class NeptuneRegistrySpec(_Strict):
+    project: str = "torchship/models"
+    # neptune.ai's hosted service closed in 2026: "offline" and "debug" work without a server.
+    mode: Literal["async", "sync", "offline", "debug"] = "offline"
+
+
+class PublishSpec(_Strict):
+    # s3://BUCKET/PREFIX; the TORCHSHIP_PUBLISH_URI environment variable takes precedence.
+    uri: str | None = None
+    registry: Literal["s3", "neptune", "none"] = "s3"
+    neptune: NeptuneRegistrySpec = NeptuneRegistrySpec()
+
+    @field_validator("uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError(f"must be s3://BUCKET[/PREFIX], got {value!r}")
+        return value
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
@@ -159,6 +179,7 @@ class ModelSpec(_Strict):
     embeddings: EmbeddingsSpec = EmbeddingsSpec()
     token_classification: TokenClassificationSpec = TokenClassificationSpec()
     keywords: KeywordsSpec = KeywordsSpec()
+    publish: PublishSpec = PublishSpec()
 
     # Where the spec file lives; relative paths in the spec resolve against it. Not a YAML key.
     spec_path: Path = Field(default=Path("model.yaml"), exclude=True)
@@ -168,6 +189,8 @@ class ModelSpec(_Strict):
     @field_validator("source")
     @classmethod
     def _source_form(cls, value: str) -> str:
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError(f"'{value}': the only remote source is s3://BUCKET/PREFIX")
         if value.startswith(PKG_PREFIX):
             rest = value[len(PKG_PREFIX) :]
             module = rest.split("/", 1)[0]
