@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import run_stages
+from tiny_models import LengthDependent
 from torchship.compile.common import example_batch
 from torchship.compile.fixed_shape import compile_fixed_shapes, plan_shapes
 from torchship.compile.torchscript import trace_frozen
@@ -89,16 +90,6 @@ def load_forward_from(out):
     return load_forward(out, "embeddings")
 
 
-class _LengthDependent(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, input_ids, attention_mask):
-        out = self.inner(input_ids, attention_mask)
-        return out + 0.5 if input_ids.shape[1] > 16 else out
-
-
 def test_per_bucket_pipeline_serves_a_length_dependent_model_correctly(
     tiny_spec_path, settings, monkeypatch, tmp_path
 ):
@@ -113,7 +104,7 @@ def test_per_bucket_pipeline_serves_a_length_dependent_model_correctly(
     from torchship.handlers.requests import ParsedRequest
     from torchship.handlers.service import TextHandler, build_task, predict
 
-    length_dependent = lambda model_dir, task: _LengthDependent(load_source_model(model_dir, task))  # noqa: E731
+    length_dependent = lambda model_dir, task: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
     monkeypatch.setattr("torchship.compile.load_source_model", length_dependent)
     monkeypatch.setattr("torchship.validate.gate.load_source_model", length_dependent)
     tiny_spec_path.write_text(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_stages
-from tiny_models import save_tiny_classifier, write_spec
+from tiny_models import LengthDependent, save_tiny_classifier, write_spec
 from torchship.errors import ServedParityError, ValidationFailed
 from torchship.modeling import load_source_model
 from torchship.spec import load_spec
@@ -22,21 +22,8 @@ def failed(outcomes):
     return outcomes[-1].error
 
 
-class _LengthDependent(torch.nn.Module):
-    """A real model plus Python control flow on the sequence length: right in eager mode at every length,
-    but a trace bakes in the branch taken at the traced length."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, input_ids, attention_mask):
-        out = self.inner(input_ids, attention_mask)
-        return out + 0.5 if input_ids.shape[1] > 16 else out
-
-
 def test_a_trace_wrong_at_other_lengths_fails_the_gate(tiny_spec_path, settings, monkeypatch):
-    length_dependent = lambda model_dir, task: _LengthDependent(load_source_model(model_dir, task))  # noqa: E731
+    length_dependent = lambda model_dir, task: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
     monkeypatch.setattr("torchship.compile.load_source_model", length_dependent)
     monkeypatch.setattr("torchship.validate.gate.load_source_model", length_dependent)
     # Defeat compile's own shape probes, so that only the gate stands between this trace and a .mar.

@@ -283,3 +283,16 @@ def _amplify_head(model) -> None:
 def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, labels=None) -> Path:
     """A tiny sequence classifier (BERT, DistilBERT or RoBERTa) and its tokenizer, labels in id2label."""
     return save_tiny_labelled(directory, arch, "sequence", labels or SENTIMENT_LABELS, seed, _amplify_head)
+
+
+class LengthDependent(torch.nn.Module):
+    """A real model plus Python control flow on the sequence length: right in eager mode at every length,
+    but a trace bakes in the branch taken at the traced length (16 tokens)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask):
+        out = self.inner(input_ids, attention_mask)
+        return out + 0.5 if input_ids.shape[1] > 16 else out
