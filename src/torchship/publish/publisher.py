@@ -1,0 +1,394 @@
+"""Publish a packaged model version to object storage, and take it down again.
+
+A version is complete when its `manifest.json` exists: it is written last, only if absent
+(If-None-Match: *), and lists the sha256 and size of every other file. Versions are immutable: publishing a
+version again is a no-op when every file is byte-identical and an error otherwise. A publish that was
+interrupted (no manifest yet) is resumed: files already stored with the same sha256 and size are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torchship.hashing import sha256_file
+from torchship.publish import s3
+from torchship.publish.errors import (
+    ConditionFailedError,
+    GateNotPassedError,
+    IntegrityError,
+    PublishError,
+    VersionExistsError,
+    VersionInUseError,
+    VersionNotFoundError,
+)
+from torchship.publish.layout import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    MODEL_CONFIG,
+    PACKAGE_MANIFEST,
+    REPORT_HTML,
+    REPORT_JSON,
+    check_segment,
+    content_type,
+    version_prefix,
+)
+
+if TYPE_CHECKING:
+    from torchship.publish.registry import Registry
+
+_AUTO: Any = object()
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """status: "published" (this call wrote the manifest) or "unchanged" (the same bytes were already
+    published). `uploaded`: files this call stored; `skipped`: files already stored by an interrupted
+    earlier publish (or, when unchanged, every file)."""
+
+    status: str
+    uri: str
+    name: str
+    version: str
+    manifest: dict[str, Any]
+    uploaded: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    bytes_uploaded: int = 0
+    registered: bool = False
+
+    @property
+    def unchanged(self) -> bool:
+        return self.status == "unchanged"
+
+    @property
+    def message(self) -> str:
+        if self.unchanged:
+            return f"{self.name} {self.version} is already published at {self.uri} with identical files: nothing to do"
+        resumed = f" ({len(self.skipped)} already there from an interrupted publish)" if self.skipped else ""
+        return f"published {self.name} {self.version} to {self.uri}: {len(self.uploaded)} file(s) uploaded{resumed}"
+
+
+@dataclass(frozen=True)
+class UnpublishResult:
+    uri: str
+    name: str
+    version: str
+    was_complete: bool
+    deleted: tuple[str, ...] = field(default_factory=tuple)
+    aborted_uploads: int = 0
+    unregistered: bool = False
+
+
+# --- the package on disk ---------------------------------------------------------------------------------
+
+
+def read_package_record(package_dir: Path) -> dict[str, Any]:
+    """The package's torchship.json, refused unless its gate verdict is "pass"."""
+    path = Path(package_dir) / PACKAGE_MANIFEST
+    if not path.is_file():
+        raise GateNotPassedError(
+            f"{package_dir} has no {PACKAGE_MANIFEST}: the .mar has no gate record",
+            hint="Publish only what `torchship package SPEC` built (it writes the gate record beside the .mar).",
+        )
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise GateNotPassedError(
+            f"{path} is not valid JSON: the .mar has no readable gate record",
+            hint="Rebuild the package with `torchship package SPEC`.",
+        ) from None
+    gate = record.get("gate") if isinstance(record, dict) else None
+    if not isinstance(gate, dict) or "verdict" not in gate:
+        raise GateNotPassedError(
+            f"{path} has no gate record: the .mar was not validated",
+            hint="Rebuild the package with `torchship run SPEC` (validate, then package).",
+        )
+    if gate["verdict"] != "pass":
+        failed = [c.get("name", "?") for c in gate.get("checks", []) if c.get("status") == "fail"]
+        which = f" (failed: {', '.join(failed)})" if failed else ""
+        raise GateNotPassedError(
+            f"the .mar's gate did not pass: verdict '{gate['verdict']}'{which}",
+            hint="Fix what `torchship validate SPEC` reports, rebuild the package, then publish.",
+        )
+    for key in ("name", "version"):
+        check_segment(record.get(key), f"{PACKAGE_MANIFEST} {key}")
+    return record
+
+
+def package_files(package_dir: Path, report_dir: Path, record: dict[str, Any]) -> list[tuple[str, Path]]:
+    """(stored name, local path) of every file to publish, in upload order; checks they exist and that
+    report.json is the report the gate recorded."""
+    package_dir, report_dir = Path(package_dir), Path(report_dir)
+    name = record["name"]
+    files = [
+        (f"{name}.mar", package_dir / f"{name}.mar"),
+        (MODEL_CONFIG, package_dir / MODEL_CONFIG),
+        (REPORT_JSON, report_dir / REPORT_JSON),
+        (REPORT_HTML, report_dir / REPORT_HTML),
+        (PACKAGE_MANIFEST, package_dir / PACKAGE_MANIFEST),
+    ]
+    for _, path in files:
+        if not path.is_file():
+            raise PublishError(
+                f"{path} is missing: the package is incomplete",
+                hint="Run `torchship run SPEC` up to the package stage; pass the validate stage's folder as the report folder.",
+            )
+    recorded = record["gate"].get("report_sha256")
+    if recorded and sha256_file(report_dir / REPORT_JSON) != recorded:
+        raise PublishError(
+            f"{report_dir / REPORT_JSON} is not the report this package's gate recorded",
+            hint="Pass the validate folder of the same run (outputs/<name>/<version>/validate), or rebuild the package.",
+        )
+    return files
+
+
+def current_git_commit(cwd: Path | None = None) -> str | None:
+    """`git rev-parse HEAD` in cwd, or None outside a git checkout / without git."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) in (40, 64) else None
+
+
+def build_manifest(
+    record: dict[str, Any], files: dict[str, dict[str, Any]], git_commit: str | None
+) -> dict[str, Any]:
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "name": record["name"],
+        "version": record["version"],
+        "task": record.get("task"),
+        "files": files,
+        "source": record.get("source"),
+        "compiled": record.get("compiled"),
+        "torchship_version": record.get("torchship_version"),
+        "git_commit": git_commit,
+        "gate": record["gate"],
+        "published_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
+
+
+def differing_files(stored: dict[str, Any], local: dict[str, dict[str, Any]]) -> list[str]:
+    """Names whose sha256 or size differ, or that only one side has."""
+    names = sorted(set(stored) | set(local))
+    return [
+        n
+        for n in names
+        if n not in stored
+        or n not in local
+        or stored[n].get("sha256") != local[n]["sha256"]
+        or stored[n].get("bytes") != local[n]["bytes"]
+    ]
+
+
+def _exists_error(name: str, version: str, uri: str, differing: list[str]) -> VersionExistsError:
+    return VersionExistsError(
+        f"{name} {version} is already published at {uri} with other bytes ({', '.join(differing)})",
+        hint="Published versions are never overwritten: bump `version` in the spec, "
+        "or unpublish the old one first.",
+    )
+
+
+def _check_stored_manifest(stored: Any, name: str, version: str, uri: str) -> dict[str, Any]:
+    if (
+        not isinstance(stored, dict)
+        or stored.get("name") != name
+        or stored.get("version") != version
+        or not isinstance(stored.get("files"), dict)
+    ):
+        raise IntegrityError(
+            f"{uri}{MANIFEST} is not a torchship manifest of {name} {version}",
+            hint="Inspect the object; if it is stray, unpublish this version and publish again.",
+        )
+    return stored
+
+
+# --- publish ---------------------------------------------------------------------------------------------
+
+
+def publish(
+    package_dir: Path,
+    report_dir: Path,
+    uri: str,
+    client: Any,
+    *,
+    progress: s3.Progress | None = None,
+    multipart_threshold: int = s3.DEFAULT_MULTIPART_THRESHOLD,
+    part_size: int = s3.DEFAULT_PART_SIZE,
+    registry: Registry | None = None,
+    git_commit: str | None = _AUTO,
+) -> PublishResult:
+    """Publish the package in `package_dir` (its .mar, model-config.yaml, torchship.json) and the validation
+    report in `report_dir` (report.json, report.html) to `uri` (s3://BUCKET[/PREFIX]) under
+    `<name>/<version>/`, then manifest.json. Refused unless torchship.json's gate verdict is "pass".
+
+    `progress(bytes_done, bytes_total, filename)` is called after each uploaded part / file. `registry`,
+    when given, registers the version after the manifest is stored (also when unchanged: it is idempotent).
+    `git_commit`: recorded in the manifest; by default `git rev-parse HEAD` in the current directory.
+    """
+    record = read_package_record(package_dir)
+    name, version = record["name"], record["version"]
+    local_files = package_files(package_dir, report_dir, record)
+    table = {rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files}
+
+    bucket, prefix = s3.parse_s3_uri(uri)
+    base = version_prefix(prefix, name, version)
+    version_uri = s3.s3_url(bucket, base)
+    manifest_key = base + MANIFEST
+    s3.ensure_bucket(client, bucket)
+
+    def unchanged(stored: Any) -> PublishResult:
+        stored = _check_stored_manifest(stored, name, version, version_uri)
+        differing = differing_files(stored["files"], table)
+        if differing:
+            raise _exists_error(name, version, version_uri, differing)
+        registered = _register(registry, stored, version_uri)
+        return PublishResult(
+            status="unchanged",
+            uri=version_uri,
+            name=name,
+            version=version,
+            manifest=stored,
+            skipped=tuple(table),
+            registered=registered,
+        )
+
+    existing = s3.get_json(client, bucket, manifest_key)
+    if existing is not None:
+        return unchanged(existing[0])
+
+    uploaded: list[str] = []
+    skipped: list[str] = []
+    sent = 0
+    for rel, path in local_files:
+        key = base + rel
+        want = table[rel]
+        if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
+            skipped.append(rel)
+            continue
+        done = s3.upload_file(
+            client,
+            bucket,
+            key,
+            path,
+            sha256=want["sha256"],
+            size=want["bytes"],
+            label=rel,
+            content_type=content_type(rel),
+            multipart_threshold=multipart_threshold,
+            part_size=part_size,
+            progress=progress,
+        )
+        s3.verify_upload(client, bucket, key, sha256=want["sha256"], size=want["bytes"], uploaded=done)
+        uploaded.append(rel)
+        sent += want["bytes"]
+
+    # Every file is checked once more just before the manifest makes the version visible.
+    for rel in table:
+        if not s3.stored_matches(
+            s3.head(client, bucket, base + rel), table[rel]["sha256"], table[rel]["bytes"]
+        ):
+            raise IntegrityError(
+                f"{version_uri}{rel} changed before the manifest was written",
+                hint="Another publish of the same version is running with other files; stop it and run again.",
+            )
+
+    commit = current_git_commit() if git_commit is _AUTO else git_commit
+    manifest = build_manifest(record, table, commit)
+    try:
+        s3.put_json(client, bucket, manifest_key, manifest, if_none_match=True)
+    except ConditionFailedError:
+        # Another publisher wrote the manifest between our check and our write.
+        stored = s3.get_json(client, bucket, manifest_key)
+        if stored is None:
+            raise
+        return unchanged(stored[0])
+    registered = _register(registry, manifest, version_uri)
+    return PublishResult(
+        status="published",
+        uri=version_uri,
+        name=name,
+        version=version,
+        manifest=manifest,
+        uploaded=tuple(uploaded),
+        skipped=tuple(skipped),
+        bytes_uploaded=sent,
+        registered=registered,
+    )
+
+
+def _register(registry: Registry | None, manifest: dict[str, Any], location: str) -> bool:
+    if registry is None:
+        return False
+    registry.register_version(manifest, location=location)
+    return registry.kind != "none"
+
+
+def read_manifest(client: Any, uri_root: str, name: str, version: str) -> dict[str, Any] | None:
+    """The stored manifest of a version, or None when the version is not complete (or absent)."""
+    bucket, prefix = s3.parse_s3_uri(uri_root)
+    base = version_prefix(prefix, name, version)
+    s3.ensure_bucket(client, bucket)
+    found = s3.get_json(client, bucket, base + MANIFEST)
+    if found is None:
+        return None
+    return _check_stored_manifest(found[0], name, version, s3.s3_url(bucket, base))
+
+
+# --- unpublish -------------------------------------------------------------------------------------------
+
+
+def unpublish(uri_root: str, name: str, version: str, client: Any, registry: Registry) -> UnpublishResult:
+    """Remove a published (or half-published) version: refused while a stage alias of `registry` points at
+    it. The manifest goes first (readers see the version incomplete at once), then the other files and any
+    unfinished multipart uploads, then the registry entry. Asking the user to confirm is the caller's job."""
+    bucket, prefix = s3.parse_s3_uri(uri_root)
+    base = version_prefix(prefix, name, version)
+    version_uri = s3.s3_url(bucket, base)
+    s3.ensure_bucket(client, bucket)
+
+    pointing = sorted(stage for stage, v in registry.aliases(name).items() if v == version)
+    if pointing:
+        raise VersionInUseError(
+            f"{name} {version} is the '{pointing[0]}' alias"
+            + (f" (and {', '.join(repr(p) for p in pointing[1:])})" if len(pointing) > 1 else ""),
+            hint=f"Promote another version to {pointing[0]} (or clear the alias) before unpublishing this one.",
+        )
+
+    keys = [o["Key"] for o in s3.list_objects(client, bucket, base)]
+    registered = version in registry.list_versions(name)
+    if not keys and not registered:
+        raise VersionNotFoundError(
+            f"{name} {version} is not published at {version_uri}",
+            hint="Check the name, version and storage URI.",
+        )
+    manifest_key = base + MANIFEST
+    was_complete = manifest_key in keys
+    if was_complete:
+        s3.delete_object(client, bucket, manifest_key)
+    rest = [k for k in keys if k != manifest_key]
+    s3.delete_objects(client, bucket, rest)
+    aborted = s3.abort_uploads(client, bucket, base)
+    unregistered = registry.remove_version(name, version) if registered else False
+    return UnpublishResult(
+        uri=version_uri,
+        name=name,
+        version=version,
+        was_complete=was_complete,
+        deleted=tuple(keys),
+        aborted_uploads=aborted,
+        unregistered=bool(unregistered),
+    )

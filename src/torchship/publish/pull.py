@@ -1,0 +1,107 @@
+"""Download a published version, verified file by file against its manifest; all or nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torchship.publish import s3
+from torchship.publish.errors import (
+    IncompleteVersionError,
+    IntegrityError,
+    PublishError,
+    VersionNotFoundError,
+)
+from torchship.publish.layout import MANIFEST, version_prefix
+from torchship.publish.publisher import _check_stored_manifest
+
+
+def staging_dir(dest: Path) -> Path:
+    """A fresh temporary directory beside `dest` (same filesystem, so the final rename is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+
+
+def move_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
+    """Rename the verified `tmp` to `dest`; an existing `dest` is replaced only with `overwrite`."""
+    if dest.exists() or dest.is_symlink():
+        if not overwrite:
+            raise PublishError(
+                f"{dest} already exists",
+                hint="Choose another destination, remove it, or pass overwrite (--force).",
+            )
+        old = dest.parent / f".{dest.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
+        dest.rename(old)
+        try:
+            tmp.rename(dest)
+        except BaseException:
+            old.rename(dest)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        tmp.rename(dest)
+
+
+def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, overwrite: bool = False) -> Path:
+    """Download `name` `version` from `uri_root` (s3://BUCKET[/PREFIX]) into the directory `dest`: every file
+    the manifest lists, each checked against its sha256 and size, plus manifest.json itself. Only complete
+    versions (manifest present) are pulled. Files land in a temporary directory beside `dest`, renamed to
+    `dest` once all are verified: on any error `dest` is left as it was. Returns `dest`."""
+    dest = Path(dest)
+    bucket, prefix = s3.parse_s3_uri(uri_root)
+    base = version_prefix(prefix, name, version)
+    version_uri = s3.s3_url(bucket, base)
+    if (dest.exists() or dest.is_symlink()) and not overwrite:
+        raise PublishError(
+            f"{dest} already exists",
+            hint="Choose another destination, remove it, or pass overwrite (--force).",
+        )
+    s3.ensure_bucket(client, bucket)
+    found = s3.get_json(client, bucket, base + MANIFEST)
+    if found is None:
+        if s3.list_objects(client, bucket, base):
+            raise IncompleteVersionError(
+                f"{name} {version} at {version_uri} is an incomplete version (no {MANIFEST})",
+                hint="A publish was interrupted or is still running: run the publish again, or pull another version.",
+            )
+        raise VersionNotFoundError(
+            f"{name} {version} is not published at {version_uri}",
+            hint="Check the name, version and storage URI (list versions with the registry).",
+        )
+    manifest = _check_stored_manifest(found[0], name, version, version_uri)
+    files = manifest["files"]
+    for rel in files:
+        s3.safe_relpath(rel, f"{version_uri}{MANIFEST}")
+        if rel == MANIFEST:
+            raise PublishError(f"{version_uri}{MANIFEST} lists itself", hint="The manifest is malformed.")
+
+    tmp = staging_dir(dest)
+    try:
+        for rel, want in files.items():
+            try:
+                s3.download_file(
+                    client,
+                    bucket,
+                    base + rel,
+                    tmp / rel,
+                    expected_sha256=want.get("sha256"),
+                    expected_size=want.get("bytes"),
+                    label=rel,
+                )
+            except s3.ObjectNotFound:
+                raise IntegrityError(
+                    f"{rel} is listed in {version_uri}{MANIFEST} but missing from storage",
+                    hint="The version was damaged (a partial unpublish?): unpublish it and publish it again.",
+                ) from None
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        move_into_place(tmp, dest, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
