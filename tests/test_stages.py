@@ -49,7 +49,6 @@ def test_fetch_resolves_a_packaged_model(tmp_path, settings, tiny_model_dir, mon
     [
         ("does/not/exist", "does not exist"),
         ("pkg:no_such_module_here/model", "is not installed"),
-        ("s3://bucket/model", "not supported"),
     ],
 )
 def test_fetch_rejects_missing_sources_and_writes_nothing(tmp_path, settings, source, message):

@@ -204,6 +204,139 @@ def report(spec_path: SpecArg) -> None:
     raise typer.Exit(0 if data.get("verdict") == "pass" else 3)
 
 
+def _publish_uri(settings: Settings, spec_uri: str | None, flag: str | None = None) -> str:
+    uri = flag or settings.publish_uri or spec_uri
+    if not uri:
+        raise TorchshipError(
+            "no publish location: set publish.uri in the spec, TORCHSHIP_PUBLISH_URI, or pass --uri",
+            hint="The location is s3://BUCKET/PREFIX; versions go to s3://BUCKET/PREFIX/<name>/<version>/.",
+        )
+    return uri
+
+
+def _registry(kind: str, client, uri: str, spec=None):
+    from torchship.publish import make_registry
+
+    neptune = spec.publish.neptune if spec is not None else None
+    return make_registry(
+        kind, client=client, uri=uri, project=neptune.project if neptune else None,
+        mode=neptune.mode if neptune else "async",
+    )  # fmt: skip
+
+
+@app.command()
+def publish(spec_path: SpecArg) -> None:
+    """Upload the validated .mar, its config, report and manifest to S3 and register the version."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from torchship.publish import publish as publish_version
+    from torchship.sources import s3_client
+    from torchship.stages import STAGES
+
+    try:
+        spec = load_spec(spec_path)
+        settings = Settings()
+        uri = _publish_uri(settings, spec.publish.uri)
+        runner = Runner(spec, settings, STAGES, RichReporter(err))
+        runner.require_current("verify")  # only what passed the whole gate, served parity included
+        root = settings.stage_root(spec.name, spec.version)
+        client = s3_client(settings)
+        registry = _registry(spec.publish.registry, client, uri, spec)
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(done: int, total: int, filename: str) -> None:
+                if filename not in tasks:
+                    tasks[filename] = bar.add_task(filename, total=total)
+                bar.update(tasks[filename], completed=done)
+
+            result = publish_version(
+                root / "package", root / "validate", uri, client, progress=progress, registry=registry,
+                multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
+            )  # fmt: skip
+    except Exception as exc:
+        _fail(exc)
+    out.print(result.message, highlight=False)
+
+
+@app.command()
+def promote(
+    spec_path: SpecArg,
+    stage: Annotated[str, typer.Option(help="staging or production")],
+    version: Annotated[str | None, typer.Option(help="the version to promote (default: the spec's)")] = None,
+) -> None:
+    """Point a stage alias (staging, production) at a complete published version, atomically."""
+    from torchship.publish import read_manifest
+    from torchship.sources import s3_client
+
+    try:
+        spec = load_spec(spec_path)
+        settings = Settings()
+        uri = _publish_uri(settings, spec.publish.uri)
+        client = s3_client(settings)
+        version = version or spec.version
+        if read_manifest(client, uri, spec.name, version) is None:
+            raise TorchshipError(
+                f"{spec.name} {version} is not a complete published version under {uri}",
+                hint=f"Publish it first: torchship publish {spec_path}",
+            )
+        previous = _registry(spec.publish.registry, client, uri, spec).set_alias(spec.name, stage, version)
+    except Exception as exc:
+        _fail(exc)
+    moved = f" (was {previous})" if previous else ""
+    out.print(f"{spec.name}: {stage} → {version}{moved}", highlight=False)
+
+
+UriOpt = Annotated[str | None, typer.Option(help="s3://BUCKET/PREFIX (default: TORCHSHIP_PUBLISH_URI)")]
+
+
+@app.command()
+def pull(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[str, typer.Argument(help="model version")],
+    to: Annotated[Path, typer.Option("--to", help="directory to create")],
+    uri: UriOpt = None,
+) -> None:
+    """Download a published version and check the sha256 of every file against its manifest."""
+    from torchship.publish import pull as pull_version
+    from torchship.sources import s3_client
+
+    try:
+        settings = Settings()
+        dest = pull_version(_publish_uri(settings, None, uri), name, version, to, s3_client(settings))
+    except Exception as exc:
+        _fail(exc)
+    out.print(f"pulled {name} {version} to {dest} (every file's sha256 verified)", highlight=False)
+
+
+@app.command()
+def unpublish(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[str, typer.Argument(help="model version")],
+    uri: UriOpt = None,
+    registry: Annotated[str, typer.Option(help="s3, neptune or none")] = "s3",
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Remove a published version, unless a stage alias points at it."""
+    from torchship.publish import unpublish as unpublish_version
+    from torchship.sources import s3_client
+
+    try:
+        settings = Settings()
+        location = _publish_uri(settings, None, uri)
+        if not yes and not typer.confirm(f"Remove {name} {version} from {location}?", err=True):
+            err.print("nothing removed")
+            raise typer.Exit(1)
+        client = s3_client(settings)
+        result = unpublish_version(location, name, version, client, _registry(registry, client, location))
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _fail(exc)
+    out.print(f"removed {name} {version} ({len(result.deleted)} objects)", highlight=False)
+
+
 @app.command()
 def serve(
     target: Annotated[Path, typer.Argument(help="a model spec (serves its packaged .mar) or a .mar file")],

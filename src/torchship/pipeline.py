@@ -73,7 +73,7 @@ class Stage:
     # Top-level spec keys the stage reads: changing any other key does not re-run it.
     spec_keys: tuple[str, ...] = ()
     # Hashes of inputs outside outputs/ (the source model directory, the examples file).
-    external_inputs: Callable[[ModelSpec], dict[str, str]] = lambda spec: {}
+    external_inputs: Callable[[ModelSpec, Settings], dict[str, str]] = lambda spec, settings: {}
     summarize: Callable[[dict[str, Any]], str] = lambda details: ""
 
 
@@ -169,9 +169,23 @@ class Runner:
                 )
             inputs[dep] = sha256_json(record["outputs"])
         if stage.name not in self._external:  # hashing a source model tree is worth doing once per run
-            self._external[stage.name] = stage.external_inputs(self.spec)
+            self._external[stage.name] = stage.external_inputs(self.spec, self.settings)
         inputs.update(self._external[stage.name])
         return inputs
+
+    def require_current(self, name: str) -> dict[str, Any]:
+        """The record of a stage that ran and is up to date with the spec, the source and torchship."""
+        record = read_record(self.stage_dir(name))
+        if (
+            record is None
+            or record.get("status") != "ok"
+            or record.get("inputs") != self._inputs(self._by_name[name])
+        ):
+            raise TorchshipError(
+                f"{self.spec.name} {self.spec.version} has no up-to-date '{name}' stage",
+                hint=f"Run `torchship run {self.spec.spec_path}` first: it runs every stage up to {name}.",
+            )
+        return record
 
     def run(self, names: list[str], force: bool = False) -> list[StageOutcome]:
         """Run the named stages in order; stop at the first failure (it is the last outcome)."""

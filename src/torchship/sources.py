@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from torchship.errors import SourceError
+from torchship.hashing import sha256_json
 from torchship.pipeline import StageContext, tree_input
+from torchship.settings import Settings
 from torchship.spec import PKG_PREFIX, ModelSpec
 
 MODEL_DIRNAME = "model"
@@ -41,11 +43,7 @@ def resolve_source(spec: ModelSpec) -> Path:
         )
         path = base / subdir if subdir else base
     elif "://" in source:
-        scheme = source.split("://", 1)[0]
-        raise SourceError(
-            f"source '{source}': the '{scheme}://' scheme is not supported",
-            hint="Use a local directory (relative to the spec file) or pkg:MODULE/SUBDIR.",
-        )
+        raise SourceError(f"source '{source}' is remote: it is downloaded by the fetch stage, not resolved")
     else:
         path = spec.resolve(source)
     if not path.is_dir():
@@ -66,15 +64,39 @@ def resolve_source(spec: ModelSpec) -> Path:
     return path
 
 
-def source_inputs(spec: ModelSpec) -> dict[str, str]:
+def is_s3(spec: ModelSpec) -> bool:
+    return spec.source.startswith("s3://")
+
+
+def s3_client(settings: Settings):
+    from torchship.publish import make_client
+
+    return make_client(settings.aws_endpoint_url, settings.aws_region)
+
+
+def source_inputs(spec: ModelSpec, settings: Settings) -> dict[str, str]:
+    if is_s3(spec):
+        from torchship.publish import list_model_dir
+
+        # Object sizes and ETags: a changed object re-runs fetch without downloading to find out.
+        return {"source": sha256_json(list_model_dir(spec.source, s3_client(settings)))}
     return {"source": tree_input(resolve_source(spec))}
 
 
 def run_fetch(ctx: StageContext) -> dict[str, Any]:
-    source = resolve_source(ctx.spec)
     target = ctx.out_dir / MODEL_DIRNAME
-    ctx.progress(f"copying {source}")
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*_NOT_MODEL, "__pycache__"))
+    if is_s3(ctx.spec):
+        from torchship.publish import download_model_dir
+
+        source = ctx.spec.source
+        ctx.progress(f"downloading {source}")
+        download_model_dir(source, target, s3_client(ctx.settings))
+        for name in _NOT_MODEL:
+            (target / name).unlink(missing_ok=True)
+    else:
+        source = resolve_source(ctx.spec)
+        ctx.progress(f"copying {source}")
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(*_NOT_MODEL, "__pycache__"))
     config = json.loads((target / "config.json").read_text())
     files = [p for p in target.rglob("*") if p.is_file()]
     return {

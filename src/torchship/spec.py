@@ -149,8 +149,8 @@ class KeywordsSpec(_Strict):
 
 class NeptuneRegistrySpec(_Strict):
     project: str = "torchship/models"
-    # neptune.ai's hosted service closed in 2026: "offline" and "debug" work without a server.
-    mode: Literal["async", "sync", "offline", "debug"] = "offline"
+    # neptune.ai's hosted service closed in 2026: use a self-hosted server, or "debug" (nothing kept) to try it.
+    mode: Literal["async", "sync", "offline", "debug"] = "async"
 
 
 class PublishSpec(_Strict):

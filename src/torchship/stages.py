@@ -7,13 +7,14 @@ from torchship.compile import run_compile, summarize_compile
 from torchship.examples import load_examples
 from torchship.hashing import sha256_file, sha256_json
 from torchship.pipeline import Stage
+from torchship.settings import Settings
 from torchship.sources import run_fetch, source_inputs, summarize_fetch
 from torchship.spec import ModelSpec
 from torchship.validate.gate import run_validate, summarize_validate
 from torchship.validate.served import run_verify, summarize_verify
 
 
-def _examples_input(spec: ModelSpec) -> dict[str, str]:
+def _examples_input(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     inputs = {"examples": sha256_json(load_examples(spec))}
     if spec.validate.eval_set and spec.resolve(spec.validate.eval_set).is_file():
         inputs["eval_set"] = sha256_file(spec.resolve(spec.validate.eval_set))
