@@ -371,20 +371,10 @@ def upload_file(
         body = path.read_bytes()
         if len(body) != size or hashlib.sha256(body).hexdigest() != sha256:
             raise _changed(path)
-        digest = bytes.fromhex(sha256)
-        with storage_errors(client, "put_object", bucket, key):
-            client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=body,
-                ContentType=content_type,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(digest),
-                Metadata={"sha256": sha256},
-            )
+        put_bytes(client, bucket, key, body, content_type=content_type)
         if progress is not None:
             progress(size, size, label)
-        return Uploaded(parts=1, checksum_sha256=_b64(digest))
+        return Uploaded(parts=1, checksum_sha256=_b64(bytes.fromhex(sha256)))
 
     while -(-size // part_size) > MAX_PARTS:
         part_size *= 2
