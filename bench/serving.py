@@ -57,6 +57,7 @@ from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
+from torchship.validate.gate import percentile  # noqa: E402
 
 WORDS = [
     "model",
@@ -124,12 +125,10 @@ def make_texts(tokenizer, target_tokens: int, count: int) -> list[str]:
 
 
 def percentiles(latencies_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(latencies_ms)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "mean": statistics.fmean(ordered)}
+    return {
+        **{f"p{round(q * 100)}": percentile(latencies_ms, q) for q in (0.50, 0.95, 0.99)},
+        "mean": statistics.fmean(latencies_ms),
+    }
 
 
 def load_test(url: str, token: str, texts: list[str], concurrency: int) -> dict:

@@ -11,15 +11,11 @@ from typing import Any
 import torch
 
 from torchship.errors import CompileError
-from torchship.handlers.encoder import pad_rows
+from torchship.handlers.encoder import pad_id_of, pad_rows
 from torchship.handlers.loading import MANIFEST
 from torchship.synthetic import token_rows
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def pad_id_of(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def example_batch(tokenizer, batch: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from torchship.compile.common import compare_at, example_batch, pad_id_of
+from torchship.compile.common import compare_at, example_batch
 from torchship.errors import CompileError
+from torchship.handlers.encoder import pad_id_of
 from torchship.handlers.loading import FixedShapeForward
 
 # (eager module, example input_ids, example attention_mask) -> a module compiled for that exact shape

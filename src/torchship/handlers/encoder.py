@@ -44,6 +44,11 @@ def length_sorted_chunks(lengths: Sequence[int], max_batch: int) -> list[list[in
     return [order[i : i + max_batch] for i in range(0, len(order), max_batch)]
 
 
+def pad_id_of(tokenizer) -> int:
+    """The tokenizer's padding id (0 for tokenizers that define none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def pad_rows(
     rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +78,7 @@ class Encoder:
         self.truncation = truncation
         self.max_batch = max_batch
         self.buckets = sorted(buckets) if buckets else None
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id_of(tokenizer)
 
     def tokenize(self, texts: Sequence[str], offsets: bool = False) -> Tokenized:
         # One tokenizer call for the whole server-side batch: the fast tokenizer parallelizes it.

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .encoder import Encoder, Forward
+from .encoder import Encoder, Forward, pad_id_of
 from .loading import load_forward
 from .requests import BadRequest, Limits, ParsedRequest, parse_request
 from .tasks import TASKS, Task, read_model_config
@@ -46,9 +46,8 @@ def build_task(
         )
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.get("tokenizer_dir", ".")))
     if forward is None:
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         compiled = compiled_dir or model_dir / config.get("compiled_dir", "compiled")
-        forward = load_forward(compiled, task_name, pad_id)
+        forward = load_forward(compiled, task_name, pad_id_of(tokenizer))
     encoder = Encoder(
         forward=forward,
         tokenizer=tokenizer,
