@@ -113,6 +113,9 @@ class ServeSpec(_Strict):
     max_texts_per_request: Annotated[int, Field(ge=1, le=10_000)] = 64
     max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
     response_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    # Largest response body a request may get; TorchServe's max_response_size is set from it and a
+    # larger answer is that request's 413, never a dead worker. TorchServe's own default is 6553500.
+    max_response_bytes: Annotated[int, Field(ge=65_536, le=1024 * 1024 * 1024)] = 6_553_500
 
 
 class EmbeddingsSpec(_Strict):
