@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -377,10 +375,20 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-        out.print("Ctrl-C stops TorchServe.")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(0.5)
+        expires = server.tokens()["inference"].expires
+        if expires is not None:
+            out.print(
+                f"the token expires at {expires:%Y-%m-%d %H:%M:%S} UTC (TORCHSHIP_TOKEN_EXPIRATION_MIN); "
+                "a new one is printed then",
+                highlight=False,
+            )
+        out.print("Ctrl-C stops TorchServe (so do SIGTERM and SIGHUP).")
+        server.run_until_exit(
+            lambda token: out.print(
+                f"new token: {token.key}  (the old one expired; this one until {token.expires:%H:%M:%S} UTC)",
+                highlight=False,
+            )
+        )
         err.print("[red]TorchServe exited[/]")
         err.print(server.telling_log_lines(), markup=False, highlight=False)
         raise typer.Exit(1)

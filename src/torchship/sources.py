@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from torchship.errors import SourceError
-from torchship.hashing import sha256_json
-from torchship.pipeline import StageContext, tree_input
+from torchship.hashing import sha256_file, sha256_json
+from torchship.pipeline import StageContext
 from torchship.settings import Settings
 from torchship.spec import PKG_PREFIX, ModelSpec
 
 MODEL_DIRNAME = "model"
 # Files that describe a repository, not the model; copying them would only churn hashes.
 _NOT_MODEL = frozenset({".gitattributes", ".gitignore"})
+_NOT_MODEL_DIRS = frozenset({"__pycache__", ".git"})
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
 
 
@@ -64,6 +66,63 @@ def resolve_source(spec: ModelSpec) -> Path:
     return path
 
 
+def _symlink_target(link: Path, root: Path) -> Path:
+    """Where a symlink inside the source tree leads; an error unless that is an existing path inside it."""
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop (RuntimeError before 3.13)
+        raise SourceError(
+            f"source {root}: symlink {link.relative_to(root)} -> {os.readlink(link)} is dangling",
+            hint="Remove the broken link or restore the file it points to.",
+        ) from None
+    if not target.is_relative_to(root):
+        raise SourceError(
+            f"source {root}: symlink {link.relative_to(root)} points outside the model directory "
+            f"(to {target})",
+            hint="fetch copies only what is inside the source directory: copy the target in "
+            "(e.g. `cp -rL SRC DEST` makes a copy without links) and point `source` at that.",
+        )
+    return target
+
+
+def source_files(root: Path) -> dict[str, Path]:
+    """{relative path: the file whose bytes fetch copies there}, sorted: every file below `root` except
+    repository files. A symlink to a file or directory inside the tree counts as a copy of it; one that
+    points out of the tree or nowhere is an error. Hashing and copying both use this one list, so the
+    fetch stage's input hash is exactly what it copies."""
+    root = root.resolve()
+    found: dict[str, Path] = {}
+
+    def walk(directory: Path, rel: Path, ancestors: frozenset[Path]) -> None:
+        for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+            if entry.name in _NOT_MODEL or entry.name in _NOT_MODEL_DIRS:
+                continue
+            real = _symlink_target(entry, root) if entry.is_symlink() else entry
+            if real.is_dir():
+                if real in ancestors:
+                    raise SourceError(
+                        f"source {root}: symlink {(rel / entry.name)} loops back to {real}",
+                        hint="Remove the link: a model directory has no cycles.",
+                    )
+                walk(real, rel / entry.name, ancestors | {real})
+            elif real.is_file():
+                found[str(rel / entry.name)] = real
+
+    walk(root, Path(), frozenset({root}))
+    return dict(sorted(found.items()))
+
+
+def source_tree_sha256(root: Path) -> str:
+    return sha256_json({rel: sha256_file(path) for rel, path in source_files(root).items()})
+
+
+def copy_source(root: Path, target: Path) -> None:
+    """Copy exactly `source_files(root)` into `target`: plain files, no links."""
+    for rel, path in source_files(root).items():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / rel)
+
+
 def is_s3(spec: ModelSpec) -> bool:
     return spec.source.startswith("s3://")
 
@@ -80,7 +139,7 @@ def source_inputs(spec: ModelSpec, settings: Settings) -> dict[str, str]:
 
         # Object sizes and ETags: a changed object re-runs fetch without downloading to find out.
         return {"source": sha256_json(list_model_dir(spec.source, s3_client(settings)))}
-    return {"source": tree_input(resolve_source(spec))}
+    return {"source": source_tree_sha256(resolve_source(spec))}
 
 
 def run_fetch(ctx: StageContext) -> dict[str, Any]:
@@ -96,7 +155,7 @@ def run_fetch(ctx: StageContext) -> dict[str, Any]:
     else:
         source = resolve_source(ctx.spec)
         ctx.progress(f"copying {source}")
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns(*_NOT_MODEL, "__pycache__"))
+        copy_source(source, target)
     config = json.loads((target / "config.json").read_text())
     files = [p for p in target.rglob("*") if p.is_file()]
     return {

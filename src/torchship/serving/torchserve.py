@@ -1,9 +1,12 @@
 """The real TorchServe 0.12.0, started on 127.0.0.1 with a work dir of its own, always stopped.
 
 Hardened as the architecture page says (TorchServe gets no upstream security patches any more): token
-authorization on, the model register API off, every address on loopback, no per-model pip installs.
-TorchServe writes logs/ and key_file.json into its working directory and keeps a pid file and the
-extracted archives under the temp dir, so each instance gets a private work dir and TMPDIR.
+authorization on, the model register API off, every address on loopback, no per-model pip installs,
+URLs and workflows limited to the model store, an allow-listed environment (serving.environment), and a
+config.properties written only from validated values (serving.config). TorchServe writes logs/ and
+key_file.json into its working directory and keeps a pid file and the extracted archives under the temp
+dir, so each instance gets a private work dir and TMPDIR, created on start and removed on every stop.
+SIGTERM and SIGHUP stop it like Ctrl-C, also while it starts (serving.signals).
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from torchship.errors import ServingError
+from torchship.serving.config import ServerLimits, ServerPorts, build_config, render_config
+from torchship.serving.environment import torchserve_environment
 from torchship.serving.ports import HOST, ensure_port_free, free_ports
+from torchship.serving.signals import install_stop_handlers, restore_handlers, signals_held
 from torchship.settings import Settings
 
 # Log lines worth showing when a start fails: the cause is usually among them.
@@ -59,27 +67,43 @@ def java_executable(settings: Settings) -> str:
     return java
 
 
-def config_properties(ports: Ports, model_store: Path, settings: Settings) -> str:
-    lines = {
-        "inference_address": f"http://{HOST}:{ports.inference}",
-        "management_address": f"http://{HOST}:{ports.management}",
-        "metrics_address": f"http://{HOST}:{ports.metrics}",
-        "grpc_inference_address": HOST,
-        "grpc_inference_port": str(ports.grpc_inference),
-        "grpc_management_address": HOST,
-        "grpc_management_port": str(ports.grpc_management),
-        "model_store": str(model_store),
-        "disable_token_authorization": "false",
-        "enable_model_api": "false",
-        "token_expiration_min": "1440",
-        "install_py_dep_per_model": "false",
-        "disable_system_metrics": "true",
-        # Only archives already in the model store may be loaded; no URLs.
-        "allowed_urls": r"^file://.*",
-        "vmargs": f"-Xmx{settings.torchserve_heap} -XX:+ExitOnOutOfMemoryError",
-        "default_response_timeout": "120",
-    }
-    return "".join(f"{key}={value}\n" for key, value in lines.items())
+def config_properties(
+    ports: Ports, model_store: Path, settings: Settings, limits: ServerLimits | None = None
+) -> str:
+    """config.properties for one TorchServe; raises ServingError naming any value that cannot be written."""
+    limits = limits or ServerLimits.for_archives([])
+    config = build_config(
+        host=HOST,
+        ports=ServerPorts(**ports.__dict__),
+        model_store=model_store,
+        heap=settings.torchserve_heap,
+        token_expiration_min=settings.token_expiration_min,
+        max_request_size=limits.max_request_size,
+        max_response_size=limits.max_response_size,
+        default_response_timeout=limits.default_response_timeout,
+    )
+    return render_config(config)
+
+
+@dataclass(frozen=True)
+class Token:
+    key: str
+    expires: datetime | None  # None: never (the token API's own key)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
+
+
+def read_tokens(key_file: Path) -> dict[str, Token]:
+    """key_file.json as {"inference"|"management"|"API": Token}; ValueError/KeyError while it is written."""
+    data = json.loads(key_file.read_text())
+    tokens = {}
+    for kind in ("inference", "management", "API"):
+        if kind in data:
+            expires = data[kind].get("expiration time")
+            when = datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None
+            tokens[kind] = Token(data[kind]["key"], when)
+    return tokens
 
 
 def _torchserve_command() -> list[str]:
@@ -104,35 +128,54 @@ class TorchServe:
         self.settings = settings
         self.requested_port = port
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="torchship-ts-")).resolve()
+        # Made by start() (a TorchServe that never starts leaves no /tmp/torchship-ts-* behind).
+        self.workdir: Path | None = Path(workdir).resolve() if workdir is not None else None
         self.process: subprocess.Popen | None = None
         self.ports: Ports | None = None
+        self._previous_handlers: dict = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def start(self, timeout_s: float | None = None) -> TorchServe:
+        # Checks that need no files first: a missing JDK or a taken port leaves nothing behind.
         java = java_executable(self.settings)
         self.ports = Ports.choose(self.requested_port)
+        limits = ServerLimits.for_archives(list(self.mars.values()))
+        self._previous_handlers = install_stop_handlers()
+        try:
+            if self.workdir is None:
+                self.workdir = Path(tempfile.mkdtemp(prefix="torchship-ts-")).resolve()
+            self._launch(java, limits)
+            self._wait_ready(timeout_s or self.settings.torchserve_start_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, java: str, limits: ServerLimits) -> None:
+        assert self.workdir is not None and self.ports is not None
         store = self.workdir / "model-store"
         tmp = self.workdir / "tmp"
         logs = self.workdir / "logs"
         for d in (store, tmp, logs):
             d.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.properties"
+        config.write_text(config_properties(self.ports, store, self.settings, limits))
         for mar in self.mars.values():
             # A copy, not a symlink: TorchServe resolves archives inside its model store only.
             if not (store / mar.name).exists():
                 shutil.copy2(mar, store / mar.name)
-        config = self.workdir / "config.properties"
-        config.write_text(config_properties(self.ports, store, self.settings))
-        env = {
-            **os.environ,
-            "TMPDIR": str(tmp),
-            "TEMP": str(tmp),
-            "LOG_LOCATION": str(logs),
-            "METRICS_LOCATION": str(logs),
-            "JAVA_HOME": str(Path(java).resolve().parent.parent),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        env = torchserve_environment(
+            os.environ,
+            {
+                "TMPDIR": str(tmp),
+                "TEMP": str(tmp),
+                "LOG_LOCATION": str(logs),
+                "METRICS_LOCATION": str(logs),
+                "JAVA_HOME": str(Path(java).resolve().parent.parent),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
+        )
         models = [f"{name}={mar.name}" for name, mar in self.mars.items()]
         command = [
             *_torchserve_command(),
@@ -143,31 +186,40 @@ class TorchServe:
             str(config),
             "--model-store",
             str(store),
+            "--workflow-store",
+            str(store),
             "--models",
             *models,
         ]
-        console = (logs / "console.log").open("wb")
-        # A session of its own: stop() signals the launcher, the Java frontend and every Python worker.
-        self.process = subprocess.Popen(
-            command,
-            cwd=self.workdir,
-            env=env,
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        console.close()
-        try:
-            self._wait_ready(timeout_s or self.settings.torchserve_start_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        with (logs / "console.log").open("wb") as console:
+            # A session of its own: stop() signals the launcher, the Java frontend and every Python worker.
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                env=env,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
+        """Stop the whole process group and remove the work dir; Ctrl-C, SIGTERM and SIGHUP wait until
+        that is done (then count as an interrupt)."""
+        with signals_held() as arrived:
+            self._stop_group()
+            if self._own_workdir and self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            restore_handlers(self._previous_handlers)
+            self._previous_handlers = {}
+        if arrived:
+            raise KeyboardInterrupt("stop signal during TorchServe's shutdown")
+
+    def _stop_group(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
+        if process is None:
+            return
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -176,12 +228,9 @@ class TorchServe:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        if process is not None:
-            # The launcher may be gone while the JVM or workers linger: sweep the whole group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        # The launcher may be gone while the JVM or workers linger: sweep the whole group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def __enter__(self) -> TorchServe:
         return self.start()
@@ -203,15 +252,55 @@ class TorchServe:
 
     @property
     def key_file(self) -> Path:
+        assert self.workdir is not None, "TorchServe has not been started"
         return self.workdir / "key_file.json"
 
+    def tokens(self) -> dict[str, Token]:
+        return read_tokens(self.key_file)
+
     def keys(self) -> dict[str, str]:
-        data = json.loads(self.key_file.read_text())
-        return {kind: data[kind]["key"] for kind in ("inference", "management") if kind in data}
+        return {kind: token.key for kind, token in self.tokens().items() if kind != "API"}
 
     @property
     def inference_token(self) -> str:
         return self.keys()["inference"]
+
+    def renew_token(self, kind: str) -> Token:
+        """A new `kind` ("inference" or "management") token through TorchServe's token API (its API key
+        never expires); the old token stops working at once."""
+        api_key = self.tokens()["API"].key
+        response = httpx.get(
+            f"{self.management_url}/token",
+            params={"type": kind},
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=10.0,
+        )
+        if response.status_code != 200:
+            raise ServingError(
+                f"TorchServe refused to issue a new {kind} token ({response.status_code}: {response.text.strip()})",
+                hint="Restart `torchship serve`.",
+            )
+        return self.tokens()[kind]
+
+    def fresh_token(self, kind: str) -> str:
+        """The `kind` token, renewed first when it has expired (TORCHSHIP_TOKEN_EXPIRATION_MIN)."""
+        token = self.tokens()[kind]
+        return (self.renew_token(kind) if token.expired() else token).key
+
+    def run_until_exit(self, on_renewed: Callable[[Token], None], poll_s: float = 0.5) -> int:
+        """Block while TorchServe runs; each time the inference token expires, issue a new one and hand it
+        to `on_renewed` (so a long `serve` never stops answering without saying why). Returns TorchServe's
+        exit code."""
+        assert self.process is not None
+        while self.process.poll() is None:
+            try:
+                token = self.tokens()["inference"]
+            except (OSError, ValueError, KeyError):
+                token = None  # being rewritten
+            if token is not None and token.expired():
+                on_renewed(self.renew_token("inference"))
+            time.sleep(poll_s)
+        return self.process.returncode
 
     def client(self, timeout_s: float = 60.0) -> httpx.Client:
         return httpx.Client(
@@ -224,6 +313,8 @@ class TorchServe:
 
     def log_lines(self) -> list[str]:
         lines: list[str] = []
+        if self.workdir is None:
+            return lines
         for name in ("console.log", "ts_log.log", "model_log.log"):
             path = self.workdir / "logs" / name
             if path.is_file():
@@ -243,9 +334,11 @@ class TorchServe:
         if not self.key_file.is_file():
             return False
         try:
-            token = self.keys()["management"]
+            token = self.fresh_token("management")
         except (ValueError, KeyError):
             return False  # being written
+        except (httpx.TransportError, ServingError):
+            return False  # expired during a slow start, and the token API is not up yet
         with httpx.Client(
             base_url=self.management_url, timeout=5.0, headers={"Authorization": f"Bearer {token}"}
         ) as client:
