@@ -107,6 +107,6 @@ def test_a_link_loop_is_a_clear_error(tmp_path, settings, tiny_model_dir):
     source = _source(tmp_path, tiny_model_dir)
     (source / "sub").mkdir()
     (source / "sub" / "up").symlink_to("..", target_is_directory=True)
-    spec, [outcome] = _fetch(tmp_path, settings, source)
+    _, [outcome] = _fetch(tmp_path, settings, source)
     assert outcome.status == "failed"
     assert isinstance(outcome.error, SourceError) and "loops back" in outcome.error.message

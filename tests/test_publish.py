@@ -295,9 +295,9 @@ def test_interrupted_publish_leaves_no_manifest_and_resumes(tmp_path, client, bu
     assert "models/tiny/1.0.0/manifest.json" in keys(client, bucket)
 
 
-def test_leftover_of_another_attempt_is_replaced(tmp_path, client, bucket, root):
-    """An incomplete version is nobody's yet: files stored by an interrupted attempt with other bytes are
-    uploaded again, not skipped."""
+def test_leftover_of_another_attempt_is_refused_not_replaced(tmp_path, client, bucket, root):
+    """Files are written create-only: bytes an unfinished publish left are never replaced (a publisher cannot
+    tell a crashed attempt from one still running); the error says how to clear them, and that works."""
     old, old_report = make_package(tmp_path / "old", seed=1)
 
     def interrupt(done, total, name):
@@ -306,8 +306,15 @@ def test_leftover_of_another_attempt_is_replaced(tmp_path, client, bucket, root)
     with pytest.raises(KeyboardInterrupt):
         publish(old, old_report, root, client, progress=interrupt)
     new, new_report = make_package(tmp_path / "new", seed=2)
+    with pytest.raises(IntegrityError, match=r"tiny\.mar already holds other bytes") as info:
+        publish(new, new_report, root, client)
+    one_line(info.value)
+    assert "torchship unpublish tiny 1.0.0" in info.value.hint
+    stored = client.get_object(Bucket=bucket, Key="models/tiny/1.0.0/tiny.mar")["Body"].read()
+    assert stored == (old / "tiny.mar").read_bytes()
+    unpublish(root, "tiny", "1.0.0", client, NoRegistry())
     result = publish(new, new_report, root, client)
-    assert result.status == "published" and not result.skipped and "tiny.mar" in result.uploaded
+    assert result.status == "published" and "tiny.mar" in result.uploaded
     stored = client.get_object(Bucket=bucket, Key="models/tiny/1.0.0/tiny.mar")["Body"].read()
     assert stored == (new / "tiny.mar").read_bytes()
 

@@ -228,6 +228,7 @@ def publish(spec_path: SpecArg) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from torchship.publish import publish as publish_version
+    from torchship.publish import verified_files
     from torchship.sources import s3_client
     from torchship.stages import STAGES
 
@@ -252,6 +253,7 @@ def publish(spec_path: SpecArg) -> None:
             result = publish_version(
                 root / "package", root / "validate", uri, client, progress=progress, registry=registry,
                 multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
+                verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
             )  # fmt: skip
     except Exception as exc:
         _fail(exc)

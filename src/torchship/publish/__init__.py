@@ -40,6 +40,7 @@ from torchship.publish.s3 import (
     parse_s3_uri,
 )
 from torchship.publish.sources import download_model_dir, list_model_dir
+from torchship.publish.verified import verified_files
 
 __all__ = [
     "DEFAULT_MULTIPART_THRESHOLD",
@@ -78,4 +79,5 @@ __all__ = [
     "pull",
     "read_manifest",
     "unpublish",
+    "verified_files",
 ]

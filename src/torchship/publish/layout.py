@@ -25,14 +25,15 @@ REPORT_HTML = "report.html"
 REGISTRY_DIR = "_registry"
 MANIFEST_FORMAT = 1
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# Matched with fullmatch: `$` alone would accept a trailing newline ("1.0.0\n").
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def check_segment(value: str, what: str) -> str:
     """A model name or version usable as one key segment."""
     if (
         not isinstance(value, str)
-        or not _SEGMENT.match(value)
+        or not _SEGMENT.fullmatch(value)
         or value in (".", "..")
         or value == REGISTRY_DIR
     ):

@@ -4,6 +4,12 @@ A version is complete when its `manifest.json` exists: it is written last, only 
 (If-None-Match: *), and lists the sha256 and size of every other file. Versions are immutable: publishing a
 version again is a no-op when every file is byte-identical and an error otherwise. A publish that was
 interrupted (no manifest yet) is resumed: files already stored with the same sha256 and size are skipped.
+
+Every file is written create-only too (If-None-Match: *, on single puts and on completing multipart
+uploads), so no publisher, racing or late, ever replaces a stored file: a version's files are the ones its
+manifest lists for as long as it exists. Files left with other bytes by an unfinished publish are therefore
+refused, not replaced (`unpublish` clears an incomplete version). With `verified` (what verify recorded),
+a file that changed after verify is refused before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -202,6 +208,30 @@ def _exists_error(name: str, version: str, uri: str, differing: list[str]) -> Ve
     )
 
 
+def _taken_error(name: str, version: str, uri: str, rel: str) -> IntegrityError:
+    return IntegrityError(
+        f"{uri}{rel} already holds other bytes, from another publish of {name} {version} that is running "
+        "or was interrupted",
+        hint=f"Stored files are never replaced. If no other publish is running, clear the incomplete "
+        f"version with `torchship unpublish {name} {version}`, then publish again.",
+    )
+
+
+def check_verified(
+    table: dict[str, dict[str, Any]], verified: dict[str, dict[str, Any]], paths: dict[str, Path]
+) -> None:
+    """Every file to upload must be the bytes verify recorded."""
+    for rel, local in table.items():
+        want = verified.get(rel)
+        if want is None or want.get("sha256") != local["sha256"] or want.get("bytes") != local["bytes"]:
+            recorded = f"sha256 {want['sha256'][:12]}…" if want and want.get("sha256") else "nothing"
+            raise IntegrityError(
+                f"{paths[rel]} changed after verify (now sha256 {local['sha256'][:12]}…, verify recorded "
+                f"{recorded}): refusing to publish a file that was not verified",
+                hint="Run `torchship run SPEC` again so that verify serves and checks this file, then publish.",
+            )
+
+
 def _check_stored_manifest(stored: Any, name: str, version: str, uri: str) -> dict[str, Any]:
     if (
         not isinstance(stored, dict)
@@ -230,6 +260,7 @@ def publish(
     part_size: int = s3.DEFAULT_PART_SIZE,
     registry: Registry | None = None,
     git_commit: str | None = _AUTO,
+    verified: dict[str, dict[str, Any]] | None = None,
 ) -> PublishResult:
     """Publish the package in `package_dir` (its .mar, model-config.yaml, torchship.json) and the validation
     report in `report_dir` (report.json, report.html) to `uri` (s3://BUCKET[/PREFIX]) under
@@ -238,11 +269,15 @@ def publish(
     `progress(bytes_done, bytes_total, filename)` is called after each uploaded part / file. `registry`,
     when given, registers the version after the manifest is stored (also when unchanged: it is idempotent).
     `git_commit`: recorded in the manifest; by default `git rev-parse HEAD` in the current directory.
+    `verified`: {stored name: {sha256, bytes}} as verify recorded them (publish.verified_files); every
+    file must still be those bytes (they are hashed again while uploading, too).
     """
     record = read_package_record(package_dir)
     name, version = record["name"], record["version"]
     local_files = package_files(package_dir, report_dir, record)
     table = {rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files}
+    if verified is not None:
+        check_verified(table, verified, dict(local_files))
 
     bucket, prefix = s3.parse_s3_uri(uri)
     base = version_prefix(prefix, name, version)
@@ -276,22 +311,33 @@ def publish(
     for rel, path in local_files:
         key = base + rel
         want = table[rel]
-        if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
+        stored = s3.head(client, bucket, key)
+        if s3.stored_matches(stored, want["sha256"], want["bytes"]):
             skipped.append(rel)
             continue
-        done = s3.upload_file(
-            client,
-            bucket,
-            key,
-            path,
-            sha256=want["sha256"],
-            size=want["bytes"],
-            label=rel,
-            content_type=content_type(rel),
-            multipart_threshold=multipart_threshold,
-            part_size=part_size,
-            progress=progress,
-        )
+        if stored is not None:
+            raise _taken_error(name, version, version_uri, rel)
+        try:
+            done = s3.upload_file(
+                client,
+                bucket,
+                key,
+                path,
+                sha256=want["sha256"],
+                size=want["bytes"],
+                label=rel,
+                content_type=content_type(rel),
+                multipart_threshold=multipart_threshold,
+                part_size=part_size,
+                progress=progress,
+                if_none_match=True,
+            )
+        except ConditionFailedError:
+            # Another publisher created it between our head and our write: fine if it is the same bytes.
+            if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
+                skipped.append(rel)
+                continue
+            raise _taken_error(name, version, version_uri, rel) from None
         s3.verify_upload(client, bucket, key, sha256=want["sha256"], size=want["bytes"], uploaded=done)
         uploaded.append(rel)
         sent += want["bytes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,6 +49,27 @@ def move_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
         tmp.rename(dest)
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_entry(rel: str, want: Any, manifest_uri: str) -> None:
+    """A manifest entry must say what the file is (sha256) and how big (bytes): without both, a pulled
+    file could be anything, of any size."""
+    sha = want.get("sha256") if isinstance(want, dict) else None
+    size = want.get("bytes") if isinstance(want, dict) else None
+    problems = []
+    if not isinstance(sha, str) or not _SHA256_HEX.fullmatch(sha):
+        problems.append("no sha256 (64 hex digits)")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        problems.append("no size in bytes")
+    if problems:
+        raise IntegrityError(
+            f"{manifest_uri} lists {rel} with {' and '.join(problems)}: it cannot be verified",
+            hint="Refusing to pull unverifiable files; re-publish this version with torchship (its manifest "
+            "records both), or pull another version.",
+        )
+
+
 def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, overwrite: bool = False) -> Path:
     """Download `name` `version` from `uri_root` (s3://BUCKET[/PREFIX]) into the directory `dest`: every file
     the manifest lists, each checked against its sha256 and size, plus manifest.json itself. Only complete
@@ -76,10 +98,11 @@ def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, ove
         )
     manifest = _check_stored_manifest(found[0], name, version, version_uri)
     files = manifest["files"]
-    for rel in files:
+    for rel, want in files.items():
         s3.safe_relpath(rel, f"{version_uri}{MANIFEST}")
         if rel == MANIFEST:
             raise PublishError(f"{version_uri}{MANIFEST} lists itself", hint="The manifest is malformed.")
+        check_entry(rel, want, f"{version_uri}{MANIFEST}")
 
     tmp = staging_dir(dest)
     try:
@@ -90,8 +113,8 @@ def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, ove
                     bucket,
                     base + rel,
                     tmp / rel,
-                    expected_sha256=want.get("sha256"),
-                    expected_size=want.get("bytes"),
+                    expected_sha256=want["sha256"],
+                    expected_size=want["bytes"],
                     label=rel,
                 )
             except s3.ObjectNotFound:

@@ -40,7 +40,7 @@ _CHUNK = MiB
 # progress(bytes_done, bytes_total, filename): bytes of one file, after each part (or the single put).
 Progress = Callable[[int, int, str], None]
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # fullmatch: no trailing newline
 _URI_HINT = "Write it as s3://BUCKET or s3://BUCKET/PREFIX (e.g. s3://models/torchship)."
 
 
@@ -54,7 +54,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
         raise InvalidURIError(f"'{uri}' names no bucket", hint=_URI_HINT)
-    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise InvalidURIError(
             f"'{uri}': '{bucket}' is not a valid S3 bucket name",
             hint="Bucket names are 3-63 lowercase letters, digits, dots and hyphens. " + _URI_HINT,
@@ -354,13 +354,15 @@ def upload_file(
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
     part_size: int = DEFAULT_PART_SIZE,
     progress: Progress | None = None,
+    if_none_match: bool = False,
 ) -> Uploaded:
     """Upload `path` (whose sha256 and size the caller measured) with SHA-256 checksums: one put below
     `multipart_threshold` bytes, else a multipart upload of `part_size` parts (grown to stay within S3's
     10 000 parts). The full-file sha256 goes in metadata `sha256`. `progress(done, total, label)` is called
     after each part; its call with done == total comes once the object is stored. The bytes sent are hashed
     again on the way, so a file that changed since it was measured is refused. A failed multipart upload is
-    aborted."""
+    aborted. `if_none_match`: only create the object (If-None-Match: * on the put, or on completing the
+    multipart upload); an object already there raises ConditionFailedError and stays as it was."""
     label = label or path.name
     if part_size < 1 or multipart_threshold < 1:
         raise PublishError(
@@ -371,7 +373,7 @@ def upload_file(
         body = path.read_bytes()
         if len(body) != size or hashlib.sha256(body).hexdigest() != sha256:
             raise _changed(path)
-        put_bytes(client, bucket, key, body, content_type=content_type)
+        put_bytes(client, bucket, key, body, content_type=content_type, if_none_match=if_none_match)
         if progress is not None:
             progress(size, size, label)
         return Uploaded(parts=1, checksum_sha256=_b64(bytes.fromhex(sha256)))
@@ -413,9 +415,10 @@ def upload_file(
                     progress(done, size, label)
         if done != size or whole.hexdigest() != sha256:
             raise _changed(path)
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
         with storage_errors(client, "complete_multipart_upload", bucket, key):
             client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition
             )
     except BaseException:
         with suppress(Exception):
@@ -485,27 +488,40 @@ def download_file(
 ) -> tuple[str, int]:
     """Stream an object into `dest`, hashing it; botocore also checks S3's stored full-object checksum
     (ChecksumMode=ENABLED). A size or sha256 other than expected raises IntegrityError naming the file.
+    With `expected_size`, an object whose Content-Length differs is refused before its first byte and a
+    stream that runs past it is cut off there: a store that lies about sizes cannot fill the disk.
     Returns (sha256 hex, bytes)."""
     label = label or key
     digest = hashlib.sha256()
     size = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def mismatch(got: str) -> IntegrityError:
+        return IntegrityError(
+            f"{label} from {s3_url(bucket, key)} does not match its manifest ({got}; expected "
+            f"{expected_size} bytes, sha256 {(expected_sha256 or '?')[:12]}…)",
+            hint="The stored object was changed or corrupted: unpublish and re-publish this version, or pull another.",
+        )
+
     with storage_errors(client, "get_object", bucket, key):
         response = client.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        announced = response.get("ContentLength")
+        if expected_size is not None and announced is not None and announced != expected_size:
+            response["Body"].close()
+            raise mismatch(f"the store announces {announced} bytes")
         with dest.open("wb") as f:
             for chunk in response["Body"].iter_chunks(_CHUNK):
-                digest.update(chunk)
                 size += len(chunk)
+                if expected_size is not None and size > expected_size:
+                    response["Body"].close()
+                    raise mismatch(f"got more than {expected_size} bytes")
+                digest.update(chunk)
                 f.write(chunk)
     sha = digest.hexdigest()
     if (expected_size is not None and size != expected_size) or (
         expected_sha256 is not None and sha != expected_sha256
     ):
-        raise IntegrityError(
-            f"{label} from {s3_url(bucket, key)} does not match its manifest "
-            f"(got {size} bytes, sha256 {sha[:12]}…; expected {expected_size} bytes, sha256 {(expected_sha256 or '?')[:12]}…)",
-            hint="The stored object was changed or corrupted: unpublish and re-publish this version, or pull another.",
-        )
+        raise mismatch(f"got {size} bytes, sha256 {sha[:12]}…")
     return sha, size
 
 

@@ -83,7 +83,9 @@ class TorchServeConfig(BaseModel):
     @classmethod
     def _loopback_only(cls, host: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
         if not host.is_loopback:
-            raise ValueError(f"{host} is not a loopback address (torchship binds TorchServe to 127.0.0.1 only)")
+            raise ValueError(
+                f"{host} is not a loopback address (torchship binds TorchServe to 127.0.0.1 only)"
+            )
         return host
 
     @field_validator("model_store")
