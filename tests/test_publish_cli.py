@@ -120,3 +120,24 @@ def test_an_s3_source_is_fetched_and_hashed(s3, tmp_path, tiny_model_dir):
         Body=(tiny_model_dir / "config.json").read_bytes() + b" ",
     )
     assert run_stages(spec, settings, until="fetch")[0].status == "ran"  # a changed object re-runs fetch
+
+
+def test_a_mar_swapped_after_verify_is_not_published(s3, aws_env, verified, tmp_path):
+    """The stage records still say "verified", but the .mar on disk is another one: publish hashes what it
+    would upload, compares it with what verify recorded, and refuses before touching the bucket."""
+    spec_path, settings = verified
+    spec = load_spec(spec_path)
+    mar = settings.stage_root(spec.name, spec.version) / "package" / f"{spec.name}.mar"
+    original = mar.read_bytes()
+    bucket = f"ts-{uuid.uuid4().hex[:10]}"
+    make_client(s3, "us-east-1").create_bucket(Bucket=bucket)
+    env = {**aws_env, "TORCHSHIP_AWS_ENDPOINT_URL": s3, "TORCHSHIP_OUTPUTS_DIR": str(settings.outputs_dir),
+           "TORCHSHIP_PUBLISH_URI": f"s3://{bucket}/models"}  # fmt: skip
+    try:
+        mar.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one bit, same size
+        result = torchship("publish", spec_path, env=env)
+    finally:
+        mar.write_bytes(original)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "changed after verify" in result.stderr and "Traceback" not in result.stderr
+    assert make_client(s3, "us-east-1").list_objects_v2(Bucket=bucket).get("KeyCount") == 0
