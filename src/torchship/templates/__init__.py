@@ -1,1 +1,0 @@
-"""jinja2 templates of the files torchship generates (loaded by torchship.rendering); no logic here."""
