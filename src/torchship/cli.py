@@ -369,10 +369,11 @@ def serve(
     try:
         url = f"{server.inference_url}/predictions/{name}"
         out.print(f"[bold green]serving[/] {name} at {url}")
-        out.print(f"token: {server.inference_token}  (keys: {server.key_file})", highlight=False)
+        token = server.fresh_token("inference")  # a slow start may have outlived a short token lifetime
+        out.print(f"token: {token}  (keys: {server.key_file})", highlight=False)
         out.print("try:", highlight=False)
         out.print(
-            f"  curl -s {url} -H 'Authorization: Bearer {server.inference_token}' "
+            f"  curl -s {url} -H 'Authorization: Bearer {token}' "
             "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
             highlight=False,
             soft_wrap=True,
@@ -386,8 +387,8 @@ def serve(
             )
         out.print("Ctrl-C stops TorchServe (so do SIGTERM and SIGHUP).")
         server.run_until_exit(
-            lambda token: out.print(
-                f"new token: {token.key}  (the old one expired; this one until {token.expires:%H:%M:%S} UTC)",
+            lambda renewed: out.print(
+                f"new token: {renewed.key}  (the old one expired; this one until {renewed.expires:%H:%M:%S} UTC)",
                 highlight=False,
             )
         )
