@@ -144,7 +144,10 @@ class TorchServe:
         self._previous_handlers = install_stop_handlers()
         try:
             if self.workdir is None:
-                self.workdir = Path(tempfile.mkdtemp(prefix="torchship-ts-")).resolve()
+                with signals_held() as arrived:  # made and recorded at once, or not at all
+                    self.workdir = Path(tempfile.mkdtemp(prefix="torchship-ts-")).resolve()
+                if arrived:
+                    raise KeyboardInterrupt("stop signal while TorchServe's work dir was made")
             self._launch(java, limits)
             self._wait_ready(timeout_s or self.settings.torchserve_start_timeout_s)
         except BaseException:
@@ -191,7 +194,9 @@ class TorchServe:
             "--models",
             *models,
         ]
-        with (logs / "console.log").open("wb") as console:
+        # Signals wait until the Popen object is ours: one arriving between the fork and the assignment
+        # would otherwise leave a TorchServe that stop() does not know about.
+        with (logs / "console.log").open("wb") as console, signals_held() as arrived:
             # A session of its own: stop() signals the launcher, the Java frontend and every Python worker.
             self.process = subprocess.Popen(
                 command,
@@ -202,6 +207,8 @@ class TorchServe:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        if arrived:
+            raise KeyboardInterrupt("stop signal while TorchServe was being launched")
 
     def stop(self) -> None:
         """Stop the whole process group and remove the work dir; Ctrl-C, SIGTERM and SIGHUP wait until
