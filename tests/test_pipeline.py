@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run_stages
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner, SilentReporter, Stage, remove_abandoned_temp_dirs
@@ -67,10 +69,12 @@ def test_failed_stage_leaves_no_output_and_no_temp_dir(tiny_spec_path, settings)
     [outcome] = Runner(spec, settings, stages, SilentReporter()).run(["broken"])
     assert outcome.status == "failed" and "disk on fire" in str(outcome.error)
     root = settings.stage_root(spec.name, spec.version)
-    assert list(root.iterdir()) == []
+    # Only the run's bookkeeping: the state (which records the failure) and the lock file.
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "state.json"]
+    assert "disk on fire" in json.loads((root / "state.json").read_text())["failed"]["broken"]["error"]
 
 
-def test_a_failed_rerun_removes_stale_outputs_of_that_stage_and_later(tiny_spec_path, settings):
+def test_a_failed_rerun_keeps_the_last_good_outputs_and_marks_them_stale(tiny_spec_path, settings):
     spec = load_spec(tiny_spec_path)
     calls = {"n": 0}
 
@@ -91,7 +95,13 @@ def test_a_failed_rerun_removes_stale_outputs_of_that_stage_and_later(tiny_spec_
     outcomes = runner.run(["first", "second"], force=True)
     assert [o.status for o in outcomes] == ["failed"]
     root = settings.stage_root(spec.name, spec.version)
-    assert not (root / "first").exists() and not (root / "second").exists()
+    assert (root / "first" / "out.txt").read_text() == "ok"
+    assert (root / "second" / "later.txt").is_file()
+    with pytest.raises(TorchshipError, match="stale: the last run of stage 'first' failed"):
+        runner.require_current("second")
+    # The same inputs are not trusted after a failure: the next run re-runs the stage, then clears the mark.
+    assert [o.status for o in runner.run(["first", "second"])] == ["ran", "skipped"]
+    assert runner.require_current("second")["status"] == "ok"
 
 
 def test_abandoned_temp_dirs_of_dead_processes_are_removed(tmp_path):
