@@ -8,6 +8,7 @@ served model on the real MiniLM), so behind the `readme` marker: `pytest -m read
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -57,10 +58,8 @@ def commands(text: str) -> list[str]:
 
 def as_argv(command: str) -> str:
     """The README's `.venv/bin/...` as this test's interpreter (the venv may live elsewhere)."""
-    python = sys.executable
-    return command.replace(".venv/bin/torchship", f"{python} -m torchship.cli").replace(
-        ".venv/bin/python", python
-    )
+    tools = {"torchship": f"{sys.executable} -m torchship.cli", "python": sys.executable}
+    return re.sub(r"(?<!\S)\.venv/bin/(torchship|python)\b", lambda m: tools[m.group(1)], command)
 
 
 def free_port() -> int:
@@ -85,8 +84,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
         for step in steps:
             shell = as_argv(step).replace("8080", str(port))
             if " serve " in step:
-                server = subprocess.Popen(
-                    shell, shell=True, cwd=tmp_path, env=env, text=True,
+                server = subprocess.Popen(  # exec: the signal goes to torchship, not to a shell around it
+                    f"exec {shell}", shell=True, cwd=tmp_path, env=env, text=True,
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
                 token = wait_for_token(server)
@@ -126,7 +125,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
         server = None
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 
 

@@ -53,7 +53,7 @@ class RichReporter:
     def progress(self, message: str) -> None:
         if self._status is not None:
             self._status.update(f"[bold]{message}")
-        self.console.print(f"  [dim]… {message}[/]", highlight=False)
+        self.console.print(Text(f"  … {message}", style="dim"), highlight=False)
 
     def stage_finished(self, outcome: StageOutcome) -> None:
         if self._status is not None:
