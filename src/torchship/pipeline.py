@@ -276,7 +276,7 @@ class Runner:
             state.mark_failed(outcome.stage, outcome.error)
         else:
             state.clear(outcome.stage)
-        state.owner_from(self.spec)
+            state.owner_from(self.spec)  # only a spec that produced outputs claims them
         state.save(self.root)
 
     def _run_one(self, stage: Stage, force: bool) -> StageOutcome:
