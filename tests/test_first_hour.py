@@ -224,31 +224,3 @@ def test_a_json_body_without_content_type_is_json():
     assert parsed.texts == ["hello world"] and parsed.single
     plain = parse_request(b"hello {world}", {}, Limits())
     assert plain.texts == ["hello {world}"]
-
-
-@pytest.mark.torchserve
-def test_serve_exits_130_on_ctrl_c(tiny_package, tmp_path):
-    """Before: exit 0 (the README says 130)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    _, _, mar = tiny_package
-    server = subprocess.Popen(
-        [sys.executable, "-m", "torchship.cli", "serve", str(mar)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        lines = []
-        for line in server.stdout:
-            lines.append(line)
-            if line.startswith("token: "):
-                break
-        assert any(line.startswith("token: ") for line in lines), "".join(lines)
-        os.killpg(server.pid, signal.SIGINT)
-        assert server.wait(timeout=60) == 130
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()

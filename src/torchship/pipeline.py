@@ -220,7 +220,8 @@ class Runner:
         record = read_record(self.stage_dir(name))
         if record is None or record.get("status") != "ok":
             raise TorchshipError(
-                f"{where} has no '{name}' stage output yet", hint=f"{fix}: it runs every stage up to {name}."
+                f"{where} has no up-to-date '{name}' stage: it has not run yet",
+                hint=f"{fix}: it runs every stage up to {name}.",
             )
         failures = RunState.load(self.root).failed
         failed = next((s for s in [*reversed(self.upstream(name)), name] if s in failures), None)
