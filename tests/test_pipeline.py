@@ -1,6 +1,7 @@
 """The runner: records, cache skips, atomic stage dirs, nothing half-written on failure."""
 
 import json
+import shutil
 
 import pytest
 
@@ -118,3 +119,27 @@ def test_stage_before_its_dependency_is_refused(tiny_spec_path, settings):
     [outcome] = Runner(spec, settings, STAGES, SilentReporter()).run(["package"])
     assert outcome.status == "failed"
     assert "has not run" in str(outcome.error)
+
+
+def test_outputs_belong_to_one_spec_file_until_it_is_gone(tmp_path, tiny_spec_path, settings):
+    from torchship.errors import SpecError
+
+    def write(ctx):
+        (ctx.out_dir / "out.txt").write_text(ctx.spec.description)
+        return {}
+
+    stages = [Stage("only", "", write, spec_keys=("description",))]
+    first = load_spec(tiny_spec_path)
+    assert Runner(first, settings, stages, SilentReporter()).run(["only"])[0].status == "ran"
+    other_path = tmp_path / "other" / "model.yaml"
+    other_path.parent.mkdir()
+    other_path.write_text(tiny_spec_path.read_text() + "description: another model\n")
+    shutil.copy(tiny_spec_path.parent / "examples.jsonl", other_path.parent)
+    other = load_spec(other_path)
+    with pytest.raises(SpecError, match="both claim"):
+        Runner(other, settings, stages, SilentReporter()).run(["only"])
+    root = settings.stage_root(first.name, first.version)
+    assert (root / "only" / "out.txt").read_text() == ""
+    tiny_spec_path.unlink()  # the first spec is gone (moved or deleted): the other may take over
+    assert Runner(other, settings, stages, SilentReporter()).run(["only"])[0].status == "ran"
+    assert (root / "only" / "out.txt").read_text() == "another model"
