@@ -115,7 +115,7 @@ def _print_served(record: dict[str, Any]) -> None:
             shown = f"[{values}, … ({item['dims']} dims)]"
         else:
             shown = json.dumps(_rounded(item["result"]), ensure_ascii=False)
-        out.print(f"  {item['text'][:60]!r}\n    → {shown}", highlight=False)
+        out.print(f"  {item['text'][:60]!r}\n    → {shown}", highlight=False, markup=False)
     parity = details.get("parity", {})
     if parity:
         verdict = "ok" if parity.get("ok") else "FAILED"
