@@ -104,7 +104,7 @@ def test_per_bucket_pipeline_serves_a_length_dependent_model_correctly(
     from torchship.handlers.requests import ParsedRequest
     from torchship.handlers.service import TextHandler, build_task, predict
 
-    length_dependent = lambda model_dir, task: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
+    length_dependent = lambda model_dir, task, *_: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
     monkeypatch.setattr("torchship.compile.load_source_model", length_dependent)
     monkeypatch.setattr("torchship.validate.gate.load_source_model", length_dependent)
     tiny_spec_path.write_text(

@@ -23,7 +23,7 @@ def failed(outcomes):
 
 
 def test_a_trace_wrong_at_other_lengths_fails_the_gate(tiny_spec_path, settings, monkeypatch):
-    length_dependent = lambda model_dir, task: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
+    length_dependent = lambda model_dir, task, *_: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
     monkeypatch.setattr("torchship.compile.load_source_model", length_dependent)
     monkeypatch.setattr("torchship.validate.gate.load_source_model", length_dependent)
     # Defeat compile's own shape probes, so that only the gate stands between this trace and a .mar.
@@ -43,7 +43,7 @@ def test_a_trace_wrong_at_other_lengths_fails_the_gate(tiny_spec_path, settings,
 
 
 def test_a_perturbed_weight_in_the_compiled_copy_fails_the_gate(tiny_spec_path, settings, monkeypatch):
-    def perturbed(model_dir, task):
+    def perturbed(model_dir, task, *_):
         model = load_source_model(model_dir, task)
         with torch.no_grad():
             model.model.encoder.layer[1].attention.self.query.weight[0, 0] += 0.5

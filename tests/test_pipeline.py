@@ -1,6 +1,9 @@
 """The runner: records, cache skips, atomic stage dirs, nothing half-written on failure."""
 
 import json
+import shutil
+
+import pytest
 
 from conftest import run_stages
 from torchship.errors import TorchshipError
@@ -67,10 +70,12 @@ def test_failed_stage_leaves_no_output_and_no_temp_dir(tiny_spec_path, settings)
     [outcome] = Runner(spec, settings, stages, SilentReporter()).run(["broken"])
     assert outcome.status == "failed" and "disk on fire" in str(outcome.error)
     root = settings.stage_root(spec.name, spec.version)
-    assert list(root.iterdir()) == []
+    # Only the run's bookkeeping: the state (which records the failure) and the lock file.
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "state.json"]
+    assert "disk on fire" in json.loads((root / "state.json").read_text())["failed"]["broken"]["error"]
 
 
-def test_a_failed_rerun_removes_stale_outputs_of_that_stage_and_later(tiny_spec_path, settings):
+def test_a_failed_rerun_keeps_the_last_good_outputs_and_marks_them_stale(tiny_spec_path, settings):
     spec = load_spec(tiny_spec_path)
     calls = {"n": 0}
 
@@ -91,7 +96,13 @@ def test_a_failed_rerun_removes_stale_outputs_of_that_stage_and_later(tiny_spec_
     outcomes = runner.run(["first", "second"], force=True)
     assert [o.status for o in outcomes] == ["failed"]
     root = settings.stage_root(spec.name, spec.version)
-    assert not (root / "first").exists() and not (root / "second").exists()
+    assert (root / "first" / "out.txt").read_text() == "ok"
+    assert (root / "second" / "later.txt").is_file()
+    with pytest.raises(TorchshipError, match="stale: the last run of stage 'first' failed"):
+        runner.require_current("second")
+    # The same inputs are not trusted after a failure: the next run re-runs the stage, then clears the mark.
+    assert [o.status for o in runner.run(["first", "second"])] == ["ran", "skipped"]
+    assert runner.require_current("second")["status"] == "ok"
 
 
 def test_abandoned_temp_dirs_of_dead_processes_are_removed(tmp_path):
@@ -108,3 +119,27 @@ def test_stage_before_its_dependency_is_refused(tiny_spec_path, settings):
     [outcome] = Runner(spec, settings, STAGES, SilentReporter()).run(["package"])
     assert outcome.status == "failed"
     assert "has not run" in str(outcome.error)
+
+
+def test_outputs_belong_to_one_spec_file_until_it_is_gone(tmp_path, tiny_spec_path, settings):
+    from torchship.errors import SpecError
+
+    def write(ctx):
+        (ctx.out_dir / "out.txt").write_text(ctx.spec.description)
+        return {}
+
+    stages = [Stage("only", "", write, spec_keys=("description",))]
+    first = load_spec(tiny_spec_path)
+    assert Runner(first, settings, stages, SilentReporter()).run(["only"])[0].status == "ran"
+    other_path = tmp_path / "other" / "model.yaml"
+    other_path.parent.mkdir()
+    other_path.write_text(tiny_spec_path.read_text() + "description: another model\n")
+    shutil.copy(tiny_spec_path.parent / "examples.jsonl", other_path.parent)
+    other = load_spec(other_path)
+    with pytest.raises(SpecError, match="both claim"):
+        Runner(other, settings, stages, SilentReporter()).run(["only"])
+    root = settings.stage_root(first.name, first.version)
+    assert (root / "only" / "out.txt").read_text() == ""
+    tiny_spec_path.unlink()  # the first spec is gone (moved or deleted): the other may take over
+    assert Runner(other, settings, stages, SilentReporter()).run(["only"])[0].status == "ran"
+    assert (root / "only" / "out.txt").read_text() == "another model"

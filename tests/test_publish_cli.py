@@ -90,6 +90,12 @@ def test_publish_pull_promote_unpublish(s3, aws_env, verified, tmp_path):
     assert refused.returncode != 0 and "production" in refused.stderr
     still_there = torchship("pull", "tiny-published", "0.1.0", "--to", tmp_path / "again", env=with_env)
     assert still_there.returncode == 0, still_there.stderr
+    # The refusal's hint names a command that exists and clears the alias; then unpublish goes through.
+    assert "torchship promote SPEC --stage production --clear" in refused.stderr
+    cleared = torchship("promote", spec_path, "--stage", "production", "--clear", env=with_env)
+    assert cleared.returncode == 0 and "production cleared (was 0.1.0)" in cleared.stdout, cleared.stderr
+    removed = torchship("unpublish", "tiny-published", "0.1.0", "--yes", env=with_env)
+    assert removed.returncode == 0, removed.stderr
 
 
 def test_publish_refuses_a_model_that_has_not_been_verified(s3, aws_env, tmp_path, tiny_model_dir):

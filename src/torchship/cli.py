@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from rich.traceback import Traceback
 
 from torchship import __version__
 from torchship.errors import TorchshipError
@@ -22,9 +24,19 @@ from torchship.stages import STAGE_NAMES, STAGES
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe."
 )
+# Styles render on a terminal; elsewhere (CI logs, pipes) rich writes the same text without them. Messages
+# are never parsed as markup (they quote user input), only the fixed labels are styled.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
+
+# Exit codes (README: CLI): 2 a bad spec or command line, 3 the validation gate refused the model (source
+# checkpoint, parity, metrics, served parity), 1 any other failure, 130 interrupted (Ctrl-C).
+EXIT_INTERRUPTED = 130
+
+
+def _labelled(label: str, style: str, message: str) -> Text:
+    return Text.assemble((label, style), " ", message)
 
 
 class RichReporter:
@@ -39,7 +51,7 @@ class RichReporter:
     def progress(self, message: str) -> None:
         if self._status is not None:
             self._status.update(f"[bold]{message}")
-        self.console.print(f"  [dim]… {message}[/]", highlight=False)
+        self.console.print(Text(f"  … {message}", style="dim"), highlight=False)
 
     def stage_finished(self, outcome: StageOutcome) -> None:
         if self._status is not None:
@@ -58,16 +70,18 @@ class RichReporter:
 
 def _fail(exc: BaseException) -> None:
     if _state["debug"]:
-        err.print_exception()
+        # From the exception itself: the failure may have been caught long before (a stage's outcome).
+        err.print(Traceback.from_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, TorchshipError):
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(_labelled("error:", "bold red", exc.message), highlight=False)
         if exc.details:
             err.print(exc.details, highlight=False, markup=False)
         if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            err.print(_labelled("hint:", "yellow", exc.hint), highlight=False)
         raise typer.Exit(exc.exit_code)
-    err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False, markup=False)
-    err.print("[yellow]hint:[/] re-run with --debug for the traceback", highlight=False)
+    err.print(_labelled("error:", "bold red", f"unexpected {type(exc).__name__}: {exc}"), highlight=False)
+    if not _state["debug"]:
+        err.print(_labelled("hint:", "yellow", "re-run with --debug for the traceback"), highlight=False)
     raise typer.Exit(1)
 
 
@@ -99,7 +113,7 @@ def _print_served(record: dict[str, Any]) -> None:
             shown = f"[{values}, … ({item['dims']} dims)]"
         else:
             shown = json.dumps(_rounded(item["result"]), ensure_ascii=False)
-        out.print(f"  {item['text'][:60]!r}\n    → {shown}", highlight=False)
+        out.print(f"  {item['text'][:60]!r}\n    → {shown}", highlight=False, markup=False)
     parity = details.get("parity", {})
     if parity:
         verdict = "ok" if parity.get("ok") else "FAILED"
@@ -119,7 +133,7 @@ def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
         outcomes = runner.run(names, force=force)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]: stopped; no stage output was left half-written")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         _fail(exc)
     err.print(_summary(outcomes))
@@ -137,15 +151,22 @@ SpecArg = Annotated[Path, typer.Argument(help="model spec (models/<name>/model.y
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run even if inputs are unchanged")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"torchship {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
-    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+    version: Annotated[
+        bool,
+        # Eager: handled while parsing, before click asks for a command ("Missing command.").
+        typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
-    if version:
-        out.print(f"torchship {__version__}")
-        raise typer.Exit(0)
 
 
 @app.command()
@@ -156,9 +177,8 @@ def run(
 ) -> None:
     """Run every stage (fetch → compile → validate → package → verify), skipping unchanged ones."""
     if until is not None and until not in STAGE_NAMES:
-        err.print(
-            f"[bold red]error:[/] --until {until!r} is not a stage; choose one of: {', '.join(STAGE_NAMES)}"
-        )
+        message = f"--until {until!r} is not a stage; choose one of: {', '.join(STAGE_NAMES)}"
+        err.print(_labelled("error:", "bold red", message), highlight=False)
         raise typer.Exit(2)
     last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
     _run(spec, STAGE_NAMES[: last + 1], force)
@@ -237,24 +257,25 @@ def publish(spec_path: SpecArg) -> None:
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
         runner = Runner(spec, settings, STAGES, RichReporter(err))
-        runner.require_current("verify")  # only what passed the whole gate, served parity included
-        root = settings.stage_root(spec.name, spec.version)
-        client = s3_client(settings)
-        registry = _registry(spec.publish.registry, client, uri, spec)
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
-            tasks: dict[str, Any] = {}
+        with runner.lock():  # no run may replace the outputs while they are uploaded
+            runner.require_current("verify")  # only what passed the whole gate, served parity included
+            root = settings.stage_root(spec.name, spec.version)
+            client = s3_client(settings)
+            registry = _registry(spec.publish.registry, client, uri, spec)
+            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                tasks: dict[str, Any] = {}
 
-            def progress(done: int, total: int, filename: str) -> None:
-                if filename not in tasks:
-                    tasks[filename] = bar.add_task(filename, total=total)
-                bar.update(tasks[filename], completed=done)
+                def progress(done: int, total: int, filename: str) -> None:
+                    if filename not in tasks:
+                        tasks[filename] = bar.add_task(filename, total=total)
+                    bar.update(tasks[filename], completed=done)
 
-            result = publish_version(
-                root / "package", root / "validate", uri, client, progress=progress, registry=registry,
-                multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
-                verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
-            )  # fmt: skip
+                result = publish_version(
+                    root / "package", root / "validate", uri, client, progress=progress, registry=registry,
+                    multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
+                    verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
+                )  # fmt: skip
     except Exception as exc:
         _fail(exc)
     out.print(result.message, highlight=False)
@@ -265,6 +286,9 @@ def promote(
     spec_path: SpecArg,
     stage: Annotated[str, typer.Option(help="staging or production")],
     version: Annotated[str | None, typer.Option(help="the version to promote (default: the spec's)")] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="remove the stage alias instead of moving it")
+    ] = False,
 ) -> None:
     """Point a stage alias (staging, production) at a complete published version, atomically."""
     from torchship.publish import read_manifest
@@ -275,6 +299,13 @@ def promote(
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
         client = s3_client(settings)
+        if clear:
+            was = _registry(spec.publish.registry, client, uri, spec).clear_alias(spec.name, stage)
+            out.print(
+                f"{spec.name}: {stage} cleared (was {was})" if was else f"{spec.name}: {stage} was not set",
+                highlight=False,
+            )
+            return
         version = version or spec.version
         if read_manifest(client, uri, spec.name, version) is None:
             raise TorchshipError(
@@ -354,16 +385,14 @@ def serve(
             mar, name = target, target.stem
         else:
             spec = load_spec(target)
+            # Only the package the current spec makes, not one kept from before a failed or edited run.
+            Runner(spec, settings, STAGES, RichReporter(err)).require_current("package")
             mar, name = mar_path(settings.stage_root(spec.name, spec.version) / "package", spec), spec.name
-            if not mar.is_file():
-                raise TorchshipError(
-                    f"{mar} does not exist", hint=f"Run `torchship run {target} --until package` first."
-                )
         server = TorchServe({name: mar}, settings, port=port)
         err.print(f"starting TorchServe with {mar} …")
         server.start()
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         _fail(exc)
     try:
@@ -397,6 +426,8 @@ def serve(
         raise typer.Exit(1)
     except KeyboardInterrupt:
         err.print("stopping TorchServe …")
+        server.stop()
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         server.stop()
 
@@ -408,7 +439,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ Each stage writes only into outputs/<name>/<version>/<stage>/, atomically: it fi
 runner adds `stage.json` (input hashes, output files with sha256, timings) and renames it into place. A
 stage whose inputs hash the same as its record, and whose recorded outputs are intact, is skipped.
 Stages never call each other; a stage reads upstream outputs through `StageContext.input_dir`.
+
+A failed stage never removes anything: the last good outputs stay until a successful run replaces them,
+and the failure is recorded in `state.json` beside the stage dirs (runstate.py). `require_current` is
+what publish/serve/image call: it refuses outputs that are missing, out of date, tampered with, or
+superseded by a failed run. One run at a time per name/version holds `.lock` (runstate.RunLock).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -23,6 +27,7 @@ from typing import Any, Protocol
 import torchship
 from torchship.errors import TorchshipError
 from torchship.hashing import file_table, sha256_file, sha256_json, sha256_tree
+from torchship.runstate import RunLock, RunState, check_owner
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 
@@ -75,6 +80,9 @@ class Stage:
     # Hashes of inputs outside outputs/ (the source model directory, the examples file).
     external_inputs: Callable[[ModelSpec, Settings], dict[str, str]] = lambda spec, settings: {}
     summarize: Callable[[dict[str, Any]], str] = lambda details: ""
+    # The spec as this stage sees it, given its dependencies' dirs: e.g. compile.max_length filled in
+    # from the fetched model's limits. The hash of what the stage reads is taken from this spec.
+    fit_spec: Callable[[ModelSpec, dict[str, Path]], ModelSpec] | None = None
 
 
 @dataclass
@@ -145,60 +153,132 @@ class Runner:
         self._code = code_fingerprint()
         self._by_name = {s.name: s for s in self.stages}
         self._external: dict[str, dict[str, str]] = {}
+        self._fitted: dict[str, ModelSpec] = {}
 
     def stage_dir(self, name: str) -> Path:
         return self.root / name
 
+    def _run_command(self, until: str) -> str:
+        """The command that brings every stage up to `until` up to date, with the real spec path."""
+        last = self.stages[-1].name if self.stages else until
+        suffix = "" if until == last else f" --until {until}"
+        return f"torchship run {self.spec.spec_path}{suffix}"
+
+    def upstream(self, name: str) -> list[str]:
+        """Every stage `name` depends on, directly or through another stage."""
+        seen: list[str] = []
+        pending = list(self._by_name[name].depends_on)
+        while pending:
+            dep = pending.pop()
+            if dep not in seen:
+                seen.append(dep)
+                pending.extend(self._by_name[dep].depends_on)
+        return seen
+
+    def spec_for(self, stage: Stage) -> ModelSpec:
+        """The spec as `stage` reads it (fitted to the fetched model where the stage says so)."""
+        if stage.fit_spec is None:
+            return self.spec
+        if stage.name not in self._fitted:
+            dirs = {dep: self.stage_dir(dep) for dep in self.upstream(stage.name)}
+            self._fitted[stage.name] = stage.fit_spec(self.spec, dirs)
+        return self._fitted[stage.name]
+
     def _inputs(self, stage: Stage) -> dict[str, str]:
-        spec_part = {
-            key: self.spec.model_dump(mode="json", by_alias=True).get(key) for key in stage.spec_keys
-        }
-        inputs = {"spec": sha256_json(spec_part), "torchship": self._code}
+        dep_hashes = {}
         for dep in stage.depends_on:
             record = read_record(self.stage_dir(dep))
             if record is None or record.get("status") != "ok":
                 raise TorchshipError(
                     f"stage '{stage.name}' needs the outputs of stage '{dep}', which has not run",
-                    hint=f"Run `torchship run SPEC --until {stage.name}` to run every stage up to it.",
+                    hint=f"Run `{self._run_command(stage.name)}` to run every stage up to it.",
                 )
             if record.get("inputs") != self._inputs(self._by_name[dep]):
                 raise TorchshipError(
                     f"stage '{stage.name}' needs the outputs of stage '{dep}', which are out of date "
                     "(the spec, the source model or torchship changed since it ran)",
-                    hint=f"Run `torchship run SPEC --until {stage.name}` to bring every stage up to date.",
+                    hint=f"Run `{self._run_command(stage.name)}` to bring every stage up to date.",
                 )
-            inputs[dep] = sha256_json(record["outputs"])
+            dep_hashes[dep] = sha256_json(record["outputs"])
+        dumped = self.spec_for(stage).model_dump(mode="json", by_alias=True)
+        inputs = {
+            "spec": sha256_json({key: dumped.get(key) for key in stage.spec_keys}),
+            "torchship": self._code,
+        }
+        inputs.update(dep_hashes)
         if stage.name not in self._external:  # hashing a source model tree is worth doing once per run
             self._external[stage.name] = stage.external_inputs(self.spec, self.settings)
         inputs.update(self._external[stage.name])
         return inputs
 
     def require_current(self, name: str) -> dict[str, Any]:
-        """The record of a stage that ran and is up to date with the spec, the source and torchship."""
+        """The record of a stage whose outputs are exactly what the current spec, source and torchship
+        make, untouched since, and not superseded by a failed run of it or of a stage before it.
+        publish, serve and image call this before using a stage's outputs."""
+        fix = f"Run `{self._run_command(name)}`"
+        where = f"{self.spec.name} {self.spec.version}"
         record = read_record(self.stage_dir(name))
-        if (
-            record is None
-            or record.get("status") != "ok"
-            or record.get("inputs") != self._inputs(self._by_name[name])
-        ):
+        if record is None or record.get("status") != "ok":
             raise TorchshipError(
-                f"{self.spec.name} {self.spec.version} has no up-to-date '{name}' stage",
-                hint=f"Run `torchship run {self.spec.spec_path}` first: it runs every stage up to {name}.",
+                f"{where} has no up-to-date '{name}' stage: it has not run yet",
+                hint=f"{fix}: it runs every stage up to {name}.",
+            )
+        failures = RunState.load(self.root).failed
+        failed = next((s for s in [*reversed(self.upstream(name)), name] if s in failures), None)
+        if failed is not None:
+            failure = failures[failed]
+            raise TorchshipError(
+                f"{where}: the '{name}' outputs are stale: the last run of stage '{failed}' failed "
+                f"({failure.at}: {failure.error}); the outputs kept are from before that run",
+                hint=f"Fix what stage '{failed}' reported, then {fix[0].lower()}{fix[1:]}.",
+            )
+        try:
+            current = record.get("inputs") == self._inputs(self._by_name[name])
+        except TorchshipError as exc:
+            raise TorchshipError(
+                f"{where}: the '{name}' outputs are stale: {exc.message}", hint=exc.hint
+            ) from None
+        if not current:
+            raise TorchshipError(
+                f"{where}: the '{name}' outputs are stale (the spec, the source model or torchship changed "
+                "since they were made)",
+                hint=f"{fix} to bring every stage up to date.",
+            )
+        if not outputs_intact(self.stage_dir(name), record):
+            raise TorchshipError(
+                f"{where}: the '{name}' outputs under {self.stage_dir(name)} were changed after the stage wrote them",
+                hint=f"{fix} --force to rebuild them.",
             )
         return record
 
+    def lock(self) -> RunLock:
+        """Held by a run (and by publish while it reads outputs): one writer per name/version."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.root, self.spec.spec_path)
+
     def run(self, names: list[str], force: bool = False) -> list[StageOutcome]:
         """Run the named stages in order; stop at the first failure (it is the last outcome)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        remove_abandoned_temp_dirs(self.root)
-        outcomes: list[StageOutcome] = []
-        for name in names:
-            outcome = self._run_one(self._by_name[name], force)
-            outcomes.append(outcome)
-            if outcome.status == "failed":
-                self._drop_from(name)
-                break
-        return outcomes
+        with self.lock():
+            check_owner(self.root, self.spec)
+            remove_abandoned_temp_dirs(self.root)
+            outcomes: list[StageOutcome] = []
+            for name in names:
+                outcome = self._run_one(self._by_name[name], force)
+                outcomes.append(outcome)
+                self._record_state(outcome)
+                if outcome.status == "failed":
+                    break
+            return outcomes
+
+    def _record_state(self, outcome: StageOutcome) -> None:
+        """Failures are recorded (the outputs stay, marked stale); a success clears its stage's mark."""
+        state = RunState.load(self.root)
+        if outcome.status == "failed":
+            state.mark_failed(outcome.stage, outcome.error)
+        else:
+            state.clear(outcome.stage)
+            state.owner_from(self.spec)  # only a spec that produced outputs claims them
+        state.save(self.root)
 
     def _run_one(self, stage: Stage, force: bool) -> StageOutcome:
         self.reporter.stage_started(stage.name, stage.description)
@@ -212,6 +292,7 @@ class Runner:
                 and record is not None
                 and record.get("status") == "ok"
                 and record.get("inputs") == inputs
+                and stage.name not in RunState.load(self.root).failed  # a failed re-run is not trusted
                 and outputs_intact(final_dir, record)
             ):
                 outcome = StageOutcome(
@@ -228,6 +309,7 @@ class Runner:
             outcome = StageOutcome(stage.name, "failed", time.perf_counter() - started, error=exc)
             self.reporter.stage_finished(outcome)
             if isinstance(exc, KeyboardInterrupt):
+                self._record_state(outcome)
                 raise
             return outcome
         outcome = StageOutcome(
@@ -243,7 +325,7 @@ class Runner:
             started_at = datetime.now(UTC)
             t0 = time.perf_counter()
             ctx = StageContext(
-                self.spec,
+                self.spec_for(stage),
                 self.settings,
                 tmp_dir,
                 {dep: self.stage_dir(dep) for dep in stage.depends_on},
@@ -277,15 +359,6 @@ class Runner:
         tmp_dir.rename(final_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-
-    def _drop_from(self, failed: str) -> None:
-        """The failed stage's old outputs, and those of every later stage, were made from inputs that no
-        longer hold: never leave them to be mistaken for the current model (e.g. a .mar packaged before
-        a validation that now fails)."""
-        names = [s.name for s in self.stages]
-        for later in names[names.index(failed) :]:
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(self.stage_dir(later))
 
 
 def tree_input(path: Path) -> str:

@@ -20,5 +20,5 @@ from torchship.spec import ModelSpec
 def source_results(spec: ModelSpec, model_dir: Path, texts: list[str]) -> list[Any]:
     """One result per text, as the handler would answer `{"text": ...}`, from the source model."""
     config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
-    task = build_task(model_dir, config, forward=load_source_model(model_dir, spec.task))
+    task = build_task(model_dir, config, forward=load_source_model(model_dir, spec.task, spec.spec_path))
     return predict(task, [ParsedRequest([text], single=True) for text in texts])

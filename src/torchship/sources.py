@@ -49,9 +49,12 @@ def resolve_source(spec: ModelSpec) -> Path:
     else:
         path = spec.resolve(source)
     if not path.is_dir():
+        builder = spec.spec_dir / "build_model.py"  # the demo specs build their checkpoint first
         raise SourceError(
             f"source directory {path} does not exist (from source '{source}' in {spec.spec_path})",
-            hint="Point `source` at a directory made by `save_pretrained` (relative paths start at the spec file).",
+            hint=f"Build it first: python {builder}"
+            if builder.is_file()
+            else "Point `source` at a directory made by `save_pretrained` (relative paths start at the spec file).",
         )
     if not (path / "config.json").is_file():
         raise SourceError(

@@ -46,7 +46,9 @@ class CompileSpec(_Strict):
     # torchscript: trace + freeze (one dynamic trace, or one per bucket); neuron: AWS Neuron, one
     # fixed-shape module per bucket and batch size; eager: no compilation, for models that cannot trace.
     backend: Literal["torchscript", "neuron", "eager"] = "torchscript"
-    max_length: Annotated[int, Field(ge=2, le=8192)] = 256
+    # None: what the model supports (modeling.fit_to_model fills it in after fetch); an explicit value
+    # beyond the model's position table is a spec error naming the limit.
+    max_length: Annotated[int, Field(ge=2, le=8192)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     # Sequence-length buckets: each sub-batch is padded to the smallest bucket that fits, instead of to
     # its longest text. Fixed-shape backends need them; max_length is always the last bucket.
@@ -62,6 +64,8 @@ class CompileSpec(_Strict):
         return sorted(set(self.batch_sizes or [1, self.batch_size]))
 
     def bucket_lengths(self) -> list[int]:
+        if self.max_length is None:
+            raise ValueError("compile.max_length is not known before the model is fetched")
         return list(self.buckets or [self.max_length])
 
     @model_validator(mode="after")
@@ -70,6 +74,8 @@ class CompileSpec(_Strict):
             return self
         if self.buckets != sorted(set(self.buckets)):
             raise ValueError(f"compile.buckets must be strictly ascending, got {self.buckets}")
+        if self.max_length is None:  # checked again once the model's limit fills max_length in
+            return self
         if self.buckets[-1] > self.max_length:
             raise ValueError(f"compile.buckets {self.buckets} go beyond compile.max_length {self.max_length}")
         if self.buckets[-1] != self.max_length:
@@ -84,8 +90,12 @@ class LatencySpec(_Strict):
     p95: Annotated[float, Field(gt=0)] | None = None
 
 
+DEFAULT_EXAMPLES = "examples.jsonl"
+
+
 class ValidateSpec(_Strict):
-    examples: str | None = "examples.jsonl"
+    # None: examples.jsonl beside the spec when it exists, else the built-in texts (examples.py).
+    examples: str | None = None
     atol: Annotated[float, Field(ge=0)] = 1e-4
     rtol: Annotated[float, Field(ge=0)] = 1e-3
     # Labelled JSONL (relative to the spec file) for metrics; thresholds: {accuracy: 0.9, f1: {PER: 0.8}}.
@@ -217,7 +227,25 @@ class ModelSpec(_Strict):
         return path if path.is_absolute() else (self.spec_dir / path).resolve()
 
     def examples_path(self) -> Path | None:
-        return self.resolve(self.validate.examples) if self.validate.examples else None
+        """The examples file: the spec's, else `examples.jsonl` beside the spec if there is one; None
+        means the built-in example texts (examples.py)."""
+        if self.validate.examples:
+            return self.resolve(self.validate.examples)
+        default = self.spec_dir / DEFAULT_EXAMPLES
+        return default.resolve() if default.is_file() else None
+
+    def with_max_length(self, max_length: int) -> ModelSpec:
+        """This spec with compile.max_length set (buckets re-checked and completed against it)."""
+        try:
+            compile_ = CompileSpec.model_validate(
+                {**self.compile.model_dump(), "max_length": max_length, "buckets": self.compile.buckets}
+            )
+        except ValidationError as exc:
+            raise SpecError(
+                f"{self.spec_path}: " + "; ".join(_describe(e) for e in exc.errors()),
+                hint="Fix compile.buckets / compile.max_length in the spec file.",
+            ) from None
+        return self.model_copy(update={"compile": compile_})
 
     def fingerprint(self) -> str:
         """The spec's content as canonical JSON: a stage's cache key includes it."""
@@ -256,6 +284,12 @@ def _describe(error: dict[str, Any]) -> str:
         elif loc[-1] == "version":
             message = "must be a semantic version MAJOR.MINOR.PATCH, e.g. '1.0.0'"
     got = error.get("input")
+    if loc == ("version",) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        # YAML reads `version: 1.0` as the number 1.0; the user meant a version string.
+        return (
+            f"key 'version': YAML read {got!r} as a number; write a semantic version in quotes, "
+            'e.g. version: "1.0.0"'
+        )
     shown = "" if kind == "missing" or isinstance(got, dict) else f" (got {got!r})"
     return f"key '{key}': {message}{shown}"
 

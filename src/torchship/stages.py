@@ -6,6 +6,7 @@ from torchship.archiver.package import run_package, summarize_package
 from torchship.compile import run_compile, summarize_compile
 from torchship.examples import load_examples
 from torchship.hashing import sha256_file, sha256_json
+from torchship.modeling import fit_to_model
 from torchship.pipeline import Stage
 from torchship.settings import Settings
 from torchship.sources import run_fetch, source_inputs, summarize_fetch
@@ -33,6 +34,7 @@ STAGES: list[Stage] = [
         ("fetch",),
         ("task", "compile", "validate"),
         summarize=summarize_compile,
+        fit_spec=fit_to_model,
     ),
     Stage(
         "validate",
@@ -42,6 +44,7 @@ STAGES: list[Stage] = [
         ("task", "compile", "validate", *TASK_KEYS),
         _examples_input,
         summarize_validate,
+        fit_to_model,
     ),
     Stage(
         "package",
@@ -50,6 +53,7 @@ STAGES: list[Stage] = [
         ("fetch", "compile", "validate"),
         ("name", "version", "task", "compile", "serve", *TASK_KEYS),
         summarize=summarize_package,
+        fit_spec=fit_to_model,
     ),
     Stage(
         "verify",
@@ -59,6 +63,7 @@ STAGES: list[Stage] = [
         ("name", "task", "compile", "validate", "serve", *TASK_KEYS),
         _examples_input,
         summarize_verify,
+        fit_to_model,
     ),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -19,8 +19,8 @@ BACKENDS = {"torchscript": compile_torchscript, "neuron": compile_neuron, "eager
 
 def run_compile(ctx: StageContext) -> dict[str, Any]:
     model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
-    ctx.progress("loading the source model")
-    eager = load_source_model(model_dir, ctx.spec.task)
+    ctx.progress("loading the source model and checking it fits the task")
+    eager = load_source_model(model_dir, ctx.spec.task, ctx.spec.spec_path)
     tokenizer = load_tokenizer(model_dir)
     return BACKENDS[ctx.spec.compile.backend](ctx, eager, tokenizer)
 

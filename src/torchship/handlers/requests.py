@@ -64,7 +64,10 @@ def _body_size(body: Any) -> int:
 def decode_body(body: Any, headers: dict[str, Any], limits: Limits) -> Any:
     """Bytes/str/already-decoded JSON -> a Python value (dict for JSON objects, str for plain text)."""
     if body is None:
-        raise BadRequest('empty request: send {"text": "..."}, {"texts": [...]} or a text/plain body')
+        raise BadRequest(
+            'empty request: send {"text": "..."}, {"texts": [...]} or a text/plain body, with a Content-Type '
+            "header (without one curl -d sends a form, which TorchServe splits into fields)"
+        )
     size = _body_size(body)
     if size > limits.max_body_bytes:
         raise BadRequest(f"request body is {size} bytes, over the limit of {limits.max_body_bytes} bytes")
@@ -74,7 +77,8 @@ def decode_body(body: Any, headers: dict[str, Any], limits: Limits) -> Any:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
-        if "json" in content_type:
+        # No Content-Type at all (http.client, httpx without headers): a JSON object body is still JSON.
+        if "json" in content_type or (not content_type and body.lstrip().startswith("{")):
             try:
                 return json.loads(body)
             except ValueError as exc:

@@ -411,7 +411,8 @@ def unpublish(uri_root: str, name: str, version: str, client: Any, registry: Reg
         raise VersionInUseError(
             f"{name} {version} is the '{pointing[0]}' alias"
             + (f" (and {', '.join(repr(p) for p in pointing[1:])})" if len(pointing) > 1 else ""),
-            hint=f"Promote another version to {pointing[0]} (or clear the alias) before unpublishing this one.",
+            hint=f"Promote another version to {pointing[0]}, or clear the alias with `torchship promote SPEC "
+            f"--stage {pointing[0]} --clear` (SPEC: the model's spec file), before unpublishing this one.",
         )
 
     keys = [o["Key"] for o in s3.list_objects(client, bucket, base)]

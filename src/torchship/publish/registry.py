@@ -97,7 +97,8 @@ class Registry(abc.ABC):
         if pointing:
             raise VersionInUseError(
                 f"{name} {version} is the '{pointing[0]}' alias",
-                hint=f"Promote another version to {pointing[0]} (or clear the alias) first.",
+                hint=f"Promote another version to {pointing[0]} first, or clear the alias with "
+                f"`torchship promote SPEC --stage {pointing[0]} --clear` (SPEC: the model's spec file).",
             )
 
 

@@ -23,7 +23,7 @@ import torch
 
 from torchship.archiver.package import handler_config
 from torchship.errors import ValidationFailed
-from torchship.examples import load_examples
+from torchship.examples import examples_origin, load_examples, uses_builtin_examples
 from torchship.handlers.requests import BadRequest, ParsedRequest
 from torchship.handlers.service import build_task, predict
 from torchship.handlers.tasks import Task
@@ -171,9 +171,11 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     compiled_dir = ctx.input_dir("compile")
     config = {**handler_config(spec, model_dir, compiled_dir), "tokenizer_dir": "."}
     compiled = build_task(model_dir, config, compiled_dir=compiled_dir)
-    source_model = load_source_model(model_dir, spec.task)
+    source_model = load_source_model(model_dir, spec.task, spec.spec_path)
     source = build_task(model_dir, config, forward=source_model)
     texts = load_examples(spec)
+    if uses_builtin_examples(spec):
+        ctx.progress(f"examples: {examples_origin(spec)}")
     atol, rtol = spec.validate.atol, spec.validate.rtol
 
     cases = build_cases(spec, compiled.encoder.tokenizer, texts)
@@ -252,6 +254,11 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         "checks": checks,
         "outputs": {k: {"max_abs": v["max_abs"], "ok": v["ok"]} for k, v in parity["outputs"].items()},
         "cases": len(cases),
+        "examples": {
+            "count": len(texts),
+            "from": examples_origin(spec),
+            "builtin": uses_builtin_examples(spec),
+        },
         "latency_ms": {"p50": latency["in_process"]["p50"], "p95": latency["in_process"]["p95"]},
     }
 
@@ -260,4 +267,5 @@ def summarize_validate(details: dict[str, Any]) -> str:
     checks = details.get("checks", [])
     shown = " · ".join(f"{c['name']} {c['status']}" for c in checks if c["status"] != "skipped")
     worst_abs = max((o["max_abs"] for o in details.get("outputs", {}).values()), default=0.0)
-    return f"{details.get('verdict')} · {shown} · max|Δ| {worst_abs:.1e} · p95 {details.get('latency_ms', {}).get('p95', 0):.0f} ms"
+    builtin = " · built-in examples" if details.get("examples", {}).get("builtin") else ""
+    return f"{details.get('verdict')} · {shown} · max|Δ| {worst_abs:.1e} · p95 {details.get('latency_ms', {}).get('p95', 0):.0f} ms{builtin}"
