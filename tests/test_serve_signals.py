@@ -156,7 +156,7 @@ def test_long_serve_renews_the_expired_token_then_stops_on_sigterm(tiny_package,
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         read_until("stopping TorchServe", 10)
-        assert proc.returncode == 0, "".join(lines)
+        assert proc.returncode == 130, "".join(lines)
         _assert_nothing_left(tmp)
     finally:
         _cleanup(proc, tmp)
