@@ -57,7 +57,7 @@ def call(handler, extracted, bodies, headers=None):
     ctx = FakeContext(*extracted, len(bodies))
     if headers:
         ctx.headers = headers
-    return handler.handle([{"body": b} for b in bodies], ctx), ctx
+    return [json.loads(r) for r in handler.handle([{"body": b} for b in bodies], ctx)], ctx
 
 
 # --- request contract ------------------------------------------------------------------------------
