@@ -6,7 +6,6 @@ import json
 import pytest
 
 from test_handler import JSON_HEADERS, FakeContext
-from torchship.handlers.keywords import TooManyCandidates, candidates
 from torchship.handlers.requests import ParsedRequest
 from torchship.handlers.service import TextHandler, build_task, predict
 from torchship.modeling import load_source_model
@@ -252,6 +251,8 @@ def test_keyword_budgets_are_413s_that_name_their_spec_keys(keywords_task, monke
 
 
 def test_candidate_generation_stops_at_the_limit():
+    from torchship.handlers.keywords import TooManyCandidates, candidates
+
     doc = " ".join(f"word{i}" for i in range(100_000))
     with pytest.raises(TooManyCandidates):
         candidates(doc, (1, 3), None, limit=10)
