@@ -188,7 +188,21 @@ def test_package_writes_the_limits_into_the_handler_config(extracted):
     _, config = extracted
     handler = config["handler"]
     assert handler["max_response_bytes"] == 6_553_500
-    assert handler["max_tokens_per_request"] == 16_384
+    assert handler["max_tokens_per_request"] == 4096
+
+
+def test_keywords_package_carries_its_budgets(tiny_model_dir, tmp_path):
+    from tiny_models import write_spec
+    from torchship.archiver.package import handler_config
+    from torchship.spec import load_spec
+
+    extra = (
+        "keywords: {max_candidates: 7, max_candidates_per_request: 9, max_candidate_tokens_per_request: 11}\n"
+    )
+    spec = load_spec(write_spec(tmp_path, str(tiny_model_dir), task="keywords", extra=extra))
+    config = handler_config(spec, tiny_model_dir)
+    assert (config["max_candidates"], config["max_candidates_per_request"]) == (7, 9)
+    assert config["max_candidate_tokens_per_request"] == 11
 
 
 # --- item 2: bounded work ------------------------------------------------------------------------
@@ -248,6 +262,19 @@ def test_keyword_budgets_are_413s_that_name_their_spec_keys(keywords_task, monke
     calls.clear()
     assert [r.status for r in predict(keywords_task, [per_request, per_text])] == [413, 413]
     assert calls == [], "an over-budget request must be refused before any model work"
+
+
+def test_candidate_tokens_are_budgeted_before_any_model_work(keywords_task, monkeypatch):
+    calls = []
+    forward = keywords_task.encoder.forward
+    monkeypatch.setattr(
+        keywords_task.encoder, "forward", lambda ids, mask: (calls.append(1), forward(ids, mask))[1]
+    )
+    monkeypatch.setattr(keywords_task, "max_candidate_tokens", 40)
+    # 10 words: 10 unigrams of 3 tokens ([CLS] word [SEP]) and 9 bigrams of 4 = 66 tokens.
+    [over] = predict(keywords_task, [ParsedRequest([words(0, 10)], single=True)])
+    assert over.status == 413 and "66 tokens" in over.message
+    assert "keywords.max_candidate_tokens_per_request" in over.message and calls == []
 
 
 def test_candidate_generation_stops_at_the_limit():

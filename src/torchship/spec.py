@@ -117,8 +117,9 @@ class ServeSpec(_Strict):
     # larger answer is that request's 413, never a dead worker. TorchServe's own default is 6553500.
     max_response_bytes: Annotated[int, Field(ge=65_536, le=1024 * 1024 * 1024)] = 6_553_500
     # Tokens one request may run through the model, all its texts together after truncation; more is a
-    # 413 decided before any model work. The default equals the default texts x max_length (64 x 256).
-    max_tokens_per_request: Annotated[int, Field(ge=2, le=10_000_000)] = 16_384
+    # 413 decided before any model work. A batch costs up to serve.batch_size times this, which must stay
+    # well under response_timeout_s: README "Limits and failure behaviour" has the measured times.
+    max_tokens_per_request: Annotated[int, Field(ge=2, le=10_000_000)] = 4096
 
 
 class EmbeddingsSpec(_Strict):
@@ -146,7 +147,9 @@ class KeywordsSpec(_Strict):
     # Candidate phrases per text, and per request (all its texts together): each one is embedded, so
     # they bound a request's work; more is a 413 decided before any model work.
     max_candidates: Annotated[int, Field(ge=1, le=10_000)] = 1000
-    max_candidates_per_request: Annotated[int, Field(ge=1, le=100_000)] = 4000
+    max_candidates_per_request: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    # Tokens of those candidates together: words that split into many word pieces make a phrase long.
+    max_candidate_tokens_per_request: Annotated[int, Field(ge=2, le=10_000_000)] = 8192
 
     @field_validator("ngram_range")
     @classmethod

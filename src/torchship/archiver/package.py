@@ -88,6 +88,7 @@ def handler_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path | None =
             diversity=keywords.diversity,
             max_candidates=keywords.max_candidates,
             max_candidates_per_request=keywords.max_candidates_per_request,
+            max_candidate_tokens_per_request=keywords.max_candidate_tokens_per_request,
         )
     return config
 

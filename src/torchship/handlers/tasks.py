@@ -172,11 +172,13 @@ class KeywordsTask(EmbeddingsTask):
     """KeyBERT-style: candidate n-grams of the text, ranked by cosine similarity to the text's embedding
     (optionally diversified with MMR). The text and all its candidates are embedded in one batch.
 
-    Cost model: one embedding per distinct candidate phrase in the server-side batch (phrases are short,
-    a few tokens each) plus one per text, then per text O(candidates x dim) for the ranking and the same
-    again per MMR pick. The candidates of one request (all its texts together) are capped by
-    keywords.max_candidates_per_request, and of one text by keywords.max_candidates; generation stops at
-    the cap, so an over-budget request is refused (413) before any model work.
+    Cost model: one embedding per distinct candidate phrase in the server-side batch plus one per text,
+    so model work grows with the tokens of the candidates and of the texts; then per text
+    O(candidates x dim) for the ranking and the same again per MMR pick. Per request (all its texts
+    together) the candidates are capped by keywords.max_candidates_per_request, their tokens by
+    keywords.max_candidate_tokens_per_request, the texts' tokens by serve.max_tokens_per_request; per
+    text the candidates by keywords.max_candidates. Generation stops at the cap, and an over-budget
+    request is refused (413) before any model work.
     """
 
     options: ClassVar[dict[str, type]] = {"top_n": int, "use_mmr": bool, "diversity": float}
@@ -186,7 +188,8 @@ class KeywordsTask(EmbeddingsTask):
         self.ngram_range = tuple(config.get("ngram_range", (1, 1)))
         self.stop_words = frozenset(config.get("stop_words", ()))
         self.max_candidates = int(config.get("max_candidates", 1000))
-        self.max_candidates_per_request = int(config.get("max_candidates_per_request", 4000))
+        self.max_candidates_per_request = int(config.get("max_candidates_per_request", 2000))
+        self.max_candidate_tokens = config.get("max_candidate_tokens_per_request")
 
     def settings(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -227,6 +230,18 @@ class KeywordsTask(EmbeddingsTask):
                 ) from None
             left -= len(group)
             groups.append(group)
+        if self.max_candidate_tokens is not None:
+            # Tokenizing a few thousand short phrases costs milliseconds; embedding them is the cost.
+            phrases = [p for group in groups for p in group]
+            tokens = sum(map(len, self.encoder.tokenize(phrases).ids)) if phrases else 0
+            if tokens > int(self.max_candidate_tokens):
+                raise over_budget(
+                    f"the candidate phrases of this request have {tokens} tokens",
+                    int(self.max_candidate_tokens),
+                    "tokens per request",
+                    "keywords.max_candidate_tokens_per_request",
+                    "send fewer or shorter texts per request",
+                )
         return groups
 
     def run(self, texts, encoding, rows, options, prepared):
