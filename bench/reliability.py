@@ -115,11 +115,24 @@ def packaged(spec_path: Path, settings: Settings) -> tuple[ModelSpec, Path]:
 # --- requests at the limits ----------------------------------------------------------------------
 
 
+def texts_at_limit(spec: ModelSpec) -> int:
+    """How many texts of compile.max_length tokens one request may send within its token budget."""
+    return min(spec.serve.max_texts_per_request, spec.serve.max_tokens_per_request // spec.compile.max_length)
+
+
+def content_words(tokenizer) -> list[str]:
+    """Whole-word vocabulary entries (one token each) that are not English stop words."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    vocab = sorted(tokenizer.get_vocab())
+    return [w for w in vocab if w.isalpha() and w.isascii() and len(w) > 3 and w not in ENGLISH_STOP_WORDS]
+
+
 def long_texts(tokenizer, spec: ModelSpec, seed: int) -> list[str]:
-    """serve.max_texts_per_request different texts of at least compile.max_length tokens each."""
-    words = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 3]
+    """As many different texts of compile.max_length tokens as serve.max_tokens_per_request allows."""
+    words = content_words(tokenizer)
     texts = []
-    for i in range(spec.serve.max_texts_per_request):
+    for i in range(texts_at_limit(spec)):
         picked = [
             words[(seed * 7919 + i * 104_729 + j * 31) % len(words)] for j in range(spec.compile.max_length)
         ]
@@ -127,21 +140,40 @@ def long_texts(tokenizer, spec: ModelSpec, seed: int) -> list[str]:
     return texts
 
 
-def keywords_at_budget(spec: ModelSpec, seed: int) -> dict:
-    """Texts whose candidates add up to just under keywords.max_candidates_per_request, each padded with
-    stop words to compile.max_length tokens, ranked with MMR at top_n 100: the most work a request may ask."""
+def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
+    """The most work one keywords request may ask for: texts of compile.max_length tokens up to
+    serve.max_tokens_per_request, their candidates just under keywords.max_candidates_per_request and
+    keywords.max_candidate_tokens_per_request (distinct one-token words, padded with stop words that
+    add tokens but no candidates), ranked with MMR at top_n 100."""
     keywords = spec.keywords
-    texts_n = spec.serve.max_texts_per_request
-    n_max = keywords.ngram_range[1]
-    per_text = keywords.max_candidates_per_request // texts_n
-    distinct = max(1, (per_text + (n_max - 1) * (n_max - 1)) // n_max)  # n-gram counts of `distinct` words
-    while sum(max(0, distinct - n + 1) for n in range(keywords.ngram_range[0], n_max + 1)) > per_text:
+    count = texts_at_limit(spec)
+    words = content_words(tokenizer)
+    low, high = keywords.ngram_range
+
+    def candidates_of(distinct: int) -> int:
+        return sum(max(0, distinct - n + 1) for n in range(low, high + 1))
+
+    def body(distinct: int) -> dict:
+        texts = []
+        for i in range(count):
+            offset = (seed * count + i) * distinct
+            content = [words[(offset + j) % len(words)] for j in range(distinct)]
+            filler = FILLER * (spec.compile.max_length // len(FILLER))
+            texts.append(" ".join(content + filler))
+        return {"texts": texts, "use_mmr": True, "top_n": 100, "diversity": 0.5}
+
+    def candidate_tokens(distinct: int) -> int:
+        # unigrams [CLS] w [SEP], n-grams one more token per extra word
+        return sum(max(0, distinct - n + 1) * (n + 2) for n in range(low, high + 1)) * count
+
+    distinct = spec.compile.max_length
+    while distinct > 1 and (
+        candidates_of(distinct) * count > keywords.max_candidates_per_request
+        or candidates_of(distinct) > keywords.max_candidates
+        or candidate_tokens(distinct) > keywords.max_candidate_tokens_per_request
+    ):
         distinct -= 1
-    texts = []
-    for i in range(texts_n):
-        content = [f"w{seed}x{i}x{j}" for j in range(distinct)]
-        texts.append(" ".join(content + FILLER * (spec.compile.max_length // len(FILLER))))
-    return {"texts": texts, "use_mmr": True, "top_n": 100, "diversity": 0.5}
+    return body(distinct)
 
 
 def worst_case(server: TorchServe, spec: ModelSpec, bodies: list[dict]) -> dict:
@@ -271,24 +303,21 @@ def soak(server: TorchServe, name: str, seconds: float) -> dict:
     started = time.monotonic()
     result = asyncio.run(_load(url, server.inference_token, seconds, 8, hostile_every=10, on_tick=tick))
     samples.append((result["requests"], rss_mb(pid)))
-    xs, ys = [s[0] for s in samples], [s[1] for s in samples]
+    # The first quarter of the run is warm-up (allocator pools, caches, what earlier phases left behind):
+    # the growth is the least-squares slope of RSS over the rest.
+    steady = [s for s in samples if s[0] >= result["requests"] / 4]
+    xs, ys = [s[0] for s in steady], [s[1] for s in steady]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     var = sum((x - mean_x) ** 2 for x in xs)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
-    # The fit over the second half only: the first requests also warm allocator pools and caches.
-    half = [s for s in samples if s[0] >= result["requests"] / 2]
     return {
         **result,
         "seconds": time.monotonic() - started,
         "worker_restarted": worker_pid(server, name) != pid,
-        "rss_mb_start": ys[0],
+        "rss_mb_first": samples[0][1],
+        "rss_mb_steady_start": ys[0],
         "rss_mb_end": ys[-1],
         "rss_growth_mb_per_10k_requests": slope * 10_000,
-        "rss_growth_mb_per_10k_requests_second_half": (
-            (half[-1][1] - half[0][1]) / (half[-1][0] - half[0][0]) * 10_000
-            if len(half) > 1 and half[-1][0] > half[0][0]
-            else None
-        ),
         "samples": samples,
     }
 
@@ -353,7 +382,7 @@ def main() -> None:
         for task, (spec, _) in models.items():
             batch = spec.serve.batch_size
             if task == "keywords":
-                bodies = [keywords_at_budget(spec, seed) for seed in range(batch)]
+                bodies = [keywords_at_budget(tokenizer, spec, seed) for seed in range(batch)]
             else:
                 bodies = [{"texts": long_texts(tokenizer, spec, seed)} for seed in range(batch)]
             worst_case(server, spec, bodies[:1])  # warm-up: the first call pays for the JIT
