@@ -10,10 +10,11 @@ the demo specs for embeddings and keywords, and the same encoder with a seeded r
 text-classification, 9 for token-classification), since only the cost matters here, not the labels.
 
   worst case   per task, a full server-side batch (serve.batch_size concurrent requests) of requests at
-               the limits: serve.max_texts_per_request texts of compile.max_length tokens each; keywords
-               at keywords.max_candidates_per_request candidates with use_mmr and top_n 100. Reports the
-               slowest request's latency against serve.response_timeout_s. Also the time to refuse
-               over-budget and malformed requests.
+               the limits: as many texts of compile.max_length tokens as serve.max_tokens_per_request
+               allows; keywords also at keywords.max_candidates_per_request candidates (and under
+               keywords.max_candidate_tokens_per_request) with use_mmr and top_n 100; and batches of one
+               text of serve.max_body_bytes. Reports the slowest request's latency against
+               serve.response_timeout_s, and the time to refuse over-budget and malformed requests.
   kill         a worker SIGKILLed under load: failed requests and time until the new worker is READY.
   soak         good and hostile requests for --soak-s seconds; the worker's RSS sampled; growth per 10k
                requests from a least-squares fit.
@@ -392,10 +393,14 @@ def main() -> None:
                 "serve.max_texts_per_request": spec.serve.max_texts_per_request,
                 "compile.max_length": spec.compile.max_length,
                 "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
+                "texts_per_request": len(bodies[0]["texts"]),
             }
             if task == "keywords":
                 figures["limits"]["keywords.max_candidates_per_request"] = (
                     spec.keywords.max_candidates_per_request
+                )
+                figures["limits"]["keywords.max_candidate_tokens_per_request"] = (
+                    spec.keywords.max_candidate_tokens_per_request
                 )
             result["worst_case"][task] = figures
             print(f"worst case {task}: {json.dumps(figures)}", flush=True)
