@@ -1,5 +1,7 @@
 """text-classification: the handler's answers equal transformers' pipeline(top_k=None) on the source."""
 
+import json
+
 import pytest
 
 from conftest import packaged
@@ -43,7 +45,7 @@ def test_equals_the_transformers_pipeline(classifier, tmp_path):
     expected = reference(TEXTS)
     handler, config = extracted_handler(mar, tmp_path)
     ctx = FakeContext(tmp_path, config, 1)
-    [got] = handler.handle([{"body": {"texts": TEXTS}}], ctx)
+    [got] = map(json.loads, handler.handle([{"body": {"texts": TEXTS}}], ctx))
     assert ctx.status == {}
     assert len(got) == len(TEXTS)
     for served, want in zip(got, expected, strict=True):
@@ -57,13 +59,16 @@ def test_top_k_option(classifier, tmp_path):
     _, mar = classifier
     handler, config = extracted_handler(mar, tmp_path)
     ctx = FakeContext(tmp_path, config, 3)
-    top1, bad, wrong_type = handler.handle(
-        [
-            {"body": {"text": "hello world", "top_k": 1}},
-            {"body": {"text": "hello", "top_k": 9}},
-            {"body": {"text": "hello", "top_k": "2"}},
-        ],
-        ctx,
+    top1, bad, wrong_type = map(
+        json.loads,
+        handler.handle(
+            [
+                {"body": {"text": "hello world", "top_k": 1}},
+                {"body": {"text": "hello", "top_k": 9}},
+                {"body": {"text": "hello", "top_k": "2"}},
+            ],
+            ctx,
+        ),
     )
     assert len(top1) == 1 and set(top1[0]) == {"label", "score"}
     assert ctx.status[1][0] == 400 and "between 1 and 3" in bad["message"]

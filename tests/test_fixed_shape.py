@@ -1,6 +1,8 @@
 """Fixed-shape compilation (the Neuron backend's shape plan), with TorchScript standing in for Neuron:
 one module per (batch, bucket); partial batches padded and sliced back; lengths padded to the bucket."""
 
+import json
+
 import pytest
 import torch
 
@@ -123,7 +125,7 @@ def test_per_bucket_pipeline_serves_a_length_dependent_model_correctly(
     handler.initialize(FakeContext(tmp_path / "mar", config, 0))
     texts = ["ok", "the cat sat on the mat and the dog ran fast to the city of london with john and mary ."]
     ctx = FakeContext(tmp_path / "mar", config, 1)
-    [served] = handler.handle([{"body": {"texts": texts}}], ctx)
+    [served] = map(json.loads, handler.handle([{"body": {"texts": texts}}], ctx))
     model_dir = settings.stage_root(spec.name, spec.version) / "fetch" / "model"
     source = build_task(
         model_dir,

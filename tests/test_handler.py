@@ -57,7 +57,7 @@ def call(handler, extracted, bodies, headers=None):
     ctx = FakeContext(*extracted, len(bodies))
     if headers:
         ctx.headers = headers
-    return handler.handle([{"body": b} for b in bodies], ctx), ctx
+    return [json.loads(r) for r in handler.handle([{"body": b} for b in bodies], ctx)], ctx
 
 
 # --- request contract ------------------------------------------------------------------------------
@@ -113,6 +113,12 @@ def test_length_sorted_chunks_group_similar_lengths():
     assert chunks == [[1, 3], [2, 4], [0]]
 
 
+def test_token_budget_chunks_put_short_rows_in_fewer_calls():
+    # 200 tokens a call: two rows of ~100, then all the short ones together.
+    assert length_sorted_chunks([5, 100, 7, 98, 6], max_batch=2, max_tokens=200) == [[1, 3], [2, 4, 0]]
+    assert len(length_sorted_chunks([4] * 1000, max_batch=32, max_tokens=32 * 256)) == 1
+
+
 def test_bucket_for_picks_the_smallest_that_fits():
     assert bucket_for(1, [16, 64, 256]) == 16
     assert bucket_for(16, [16, 64, 256]) == 16
@@ -144,11 +150,14 @@ def test_dynamic_padding_pads_each_sub_batch_to_its_longest(handler):
     forward = encoder.forward
     encoder.forward = lambda ids, mask: (widths.append(ids.shape[1]), forward(ids, mask))[1]
     try:
-        rows = encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4).ids
-        encoder.run(rows, handler.task.reduce)
+        long = ["the cat sat on the mat and the dog ran fast"] * 4
+        encoder.run(encoder.tokenize(["ok"] * 4 + long).ids, handler.task.reduce)
+        # 4 x 64 tokens a call: 19 rows at 13 tokens; 20 long + 40 short split into 19 long, then the
+        # last long one with 18 short, then the other 22 short, each call padded to its own longest row.
+        encoder.run(encoder.tokenize(long * 5 + ["ok"] * 40).ids, handler.task.reduce)
     finally:
         encoder.forward = forward
-    assert sorted(widths) == [3, 13]
+    assert widths == [13, 13, 13, 3]
 
 
 # --- the handler -----------------------------------------------------------------------------------

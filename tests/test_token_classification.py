@@ -1,6 +1,8 @@
 """token-classification through the whole pipeline: spec -> compile -> validate -> .mar -> handler,
 equal to transformers' token-classification pipeline on the source model."""
 
+import json
+
 import pytest
 
 from conftest import packaged
@@ -33,8 +35,11 @@ def test_equals_the_pipeline_for_the_spec_strategy_and_a_per_request_one(ner, tm
     handler, config = extracted_handler(mar, tmp_path)
     assert config["handler"]["aggregation_strategy"] == "simple"
     ctx = FakeContext(tmp_path, config, 2)
-    simple, first = handler.handle(
-        [{"body": {"texts": TEXTS}}, {"body": {"texts": TEXTS, "aggregation_strategy": "first"}}], ctx
+    simple, first = map(
+        json.loads,
+        handler.handle(
+            [{"body": {"texts": TEXTS}}, {"body": {"texts": TEXTS, "aggregation_strategy": "first"}}], ctx
+        ),
     )
     assert ctx.status == {}
     found = 0
@@ -53,8 +58,11 @@ def test_bad_aggregation_strategy_is_a_400(ner, tmp_path):
     _, mar = ner
     handler, config = extracted_handler(mar, tmp_path)
     ctx = FakeContext(tmp_path, config, 2)
-    bad, good = handler.handle(
-        [{"body": {"text": "John", "aggregation_strategy": "longest"}}, {"body": {"text": "John"}}], ctx
+    bad, good = map(
+        json.loads,
+        handler.handle(
+            [{"body": {"text": "John", "aggregation_strategy": "longest"}}, {"body": {"text": "John"}}], ctx
+        ),
     )
     assert ctx.status == {0: (400, "Bad Request")} and "must be one of" in bad["message"]
     assert isinstance(good, list)

@@ -126,6 +126,10 @@ class ServeSpec(_Strict):
     # Largest response body a request may get; TorchServe's max_response_size is set from it and a
     # larger answer is that request's 413, never a dead worker. TorchServe's own default is 6553500.
     max_response_bytes: Annotated[int, Field(ge=65_536, le=1024 * 1024 * 1024)] = 6_553_500
+    # Tokens one request may run through the model, all its texts together after truncation; more is a
+    # 413 decided before any model work. A batch costs up to serve.batch_size times this, which must stay
+    # well under response_timeout_s: README "Limits and failure behaviour" has the measured times.
+    max_tokens_per_request: Annotated[int, Field(ge=2, le=10_000_000)] = 4096
 
 
 class EmbeddingsSpec(_Strict):
@@ -150,7 +154,12 @@ class KeywordsSpec(_Strict):
     top_n: Annotated[int, Field(ge=1, le=100)] = 5
     use_mmr: bool = False
     diversity: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # Candidate phrases per text, and per request (all its texts together): each one is embedded, so
+    # they bound a request's work; more is a 413 decided before any model work.
     max_candidates: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    max_candidates_per_request: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    # Tokens of those candidates together: words that split into many word pieces make a phrase long.
+    max_candidate_tokens_per_request: Annotated[int, Field(ge=2, le=10_000_000)] = 8192
 
     @field_validator("ngram_range")
     @classmethod

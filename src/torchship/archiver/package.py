@@ -69,6 +69,9 @@ def handler_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path | None =
         "threads": spec.serve.threads,  # None: the serving host's cores divided by workers
         "max_texts_per_request": spec.serve.max_texts_per_request,
         "max_body_bytes": spec.serve.max_body_bytes,
+        "max_tokens_per_request": spec.serve.max_tokens_per_request,
+        # The handler answers 413 for a larger response; TorchServe's max_response_size is the same key.
+        "max_response_bytes": spec.serve.max_response_bytes,
     }
     if spec.task in ("embeddings", "keywords"):
         config["pooling"], config["normalize"] = embedding_settings(spec, model_dir)
@@ -84,6 +87,8 @@ def handler_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path | None =
             use_mmr=keywords.use_mmr,
             diversity=keywords.diversity,
             max_candidates=keywords.max_candidates,
+            max_candidates_per_request=keywords.max_candidates_per_request,
+            max_candidate_tokens_per_request=keywords.max_candidate_tokens_per_request,
         )
     return config
 

@@ -38,10 +38,22 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
     return buckets[pos]
 
 
-def length_sorted_chunks(lengths: Sequence[int], max_batch: int) -> list[list[int]]:
-    """Indices grouped into sub-batches of similar length (longest first), at most max_batch each."""
+def length_sorted_chunks(
+    lengths: Sequence[int], max_batch: int, max_tokens: int | None = None
+) -> list[list[int]]:
+    """Indices grouped into sub-batches of similar length (longest first), at most max_batch each, or
+    with `max_tokens`, as many rows as fit max_tokens at the chunk's longest (at least max_batch)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    return [order[i : i + max_batch] for i in range(0, len(order), max_batch)]
+    if max_tokens is None:
+        return [order[i : i + max_batch] for i in range(0, len(order), max_batch)]
+    # Short rows (keyword candidates are 3-6 tokens) in few large calls: per call the model pays a fixed
+    # cost that, on a busy host where the intra-op threads wait for cores, dwarfs a small batch's work.
+    chunks, start = [], 0
+    while start < len(order):
+        rows = max(max_batch, max_tokens // max(1, lengths[order[start]]))
+        chunks.append(order[start : start + rows])
+        start += rows
+    return chunks
 
 
 def pad_id_of(tokenizer) -> int:
@@ -112,7 +124,10 @@ class Encoder:
         """Per row, `reduce(model_output, attention_mask)[i]`, computed in sorted padded sub-batches."""
         results: list[torch.Tensor | None] = [None] * len(rows)
         with torch.inference_mode():
-            for chunk in length_sorted_chunks([len(r) for r in rows], self.max_batch):
+            # Fixed-shape models accept only their compiled batch sizes; dynamic ones take any, so a
+            # sub-batch holds up to max_batch x max_length tokens, the most a full batch of long texts has.
+            max_tokens = None if self.buckets else self.max_batch * self.max_length
+            for chunk in length_sorted_chunks([len(r) for r in rows], self.max_batch, max_tokens):
                 ids, mask = self.pad([rows[i] for i in chunk])
                 reduced = reduce(self.forward(ids, mask), mask)
                 for pos, i in enumerate(chunk):

@@ -19,8 +19,25 @@ import torch
 _TOKEN = re.compile(r"\b\w\w+\b")
 
 
-def candidates(doc: str, ngram_range: tuple[int, int], stop_words: Collection[str] | None) -> list[str]:
-    """Candidate keyphrases in CountVectorizer's vocabulary order (sorted, each once)."""
+class TooManyCandidates(Exception):
+    """More distinct candidate phrases than the budget allows; generation stopped there."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"more than {limit} candidate phrases")
+        self.limit = limit
+
+
+def candidates(
+    doc: str,
+    ngram_range: tuple[int, int],
+    stop_words: Collection[str] | None,
+    limit: int | None = None,
+) -> list[str]:
+    """Candidate keyphrases in CountVectorizer's vocabulary order (sorted, each once).
+
+    With `limit`, raises TooManyCandidates as soon as the distinct phrases exceed it, so a hostile text
+    costs at most `limit` + 1 set insertions beyond its word split (which is linear in its length).
+    """
     min_n, max_n = ngram_range
     if not 1 <= min_n <= max_n:
         # KeyBERT swallows sklearn's error here and returns []; a service should reject the config instead.
@@ -31,11 +48,12 @@ def candidates(doc: str, ngram_range: tuple[int, int], stop_words: Collection[st
         # adjacent in the text ("state of the art" -> "state art"), exactly as CountVectorizer does.
         stop = frozenset(stop_words)
         tokens = [token for token in tokens if token not in stop]
-    phrases = {
-        " ".join(tokens[start : start + n])
-        for n in range(min_n, max_n + 1)
-        for start in range(len(tokens) - n + 1)
-    }
+    phrases: set[str] = set()
+    for n in range(min_n, max_n + 1):
+        for start in range(len(tokens) - n + 1):
+            phrases.add(" ".join(tokens[start : start + n]))
+            if limit is not None and len(phrases) > limit:
+                raise TooManyCandidates(limit)
     # Plain code-point order: the order of CountVectorizer's vocabulary, which fixes how ties resolve.
     return sorted(phrases)
 
@@ -87,16 +105,21 @@ def select(
 
     # Maximal Marginal Relevance: start from the best match, then repeatedly add the candidate that
     # balances similarity to the document against similarity to the closest keyword already chosen.
-    pairwise = words @ words.T
-    chosen = [int(torch.argmax(scores))]  # argmax keeps the first of equal maxima, like numpy
-    remaining = [i for i in range(count) if i != chosen[0]]
+    # The closest-keyword similarity is kept as a running maximum, updated with one matrix-vector
+    # product per pick: O(candidates x dim) per pick and no candidates x candidates matrix, which at a
+    # few thousand candidates would cost more than embedding them did.
+    first = int(torch.argmax(scores))  # argmax keeps the first of equal maxima, like numpy
+    chosen = [first]
+    taken = torch.zeros(count, dtype=torch.bool)
+    taken[first] = True
+    redundancy = words @ words[first]
     for _ in range(min(top_n, count) - 1):
-        rest = torch.tensor(remaining)
-        redundancy = pairwise[rest][:, chosen].max(dim=1).values
-        gain = (1 - diversity) * scores[rest] - diversity * redundancy
-        best = remaining[int(torch.argmax(gain))]
+        gain = (1 - diversity) * scores - diversity * redundancy
+        # Chosen ones can never win again; among equal gains the lowest index wins, as before.
+        best = int(torch.argmax(gain.masked_fill(taken, float("-inf"))))
         chosen.append(best)
-        remaining.remove(best)
+        taken[best] = True
+        redundancy = torch.maximum(redundancy, words @ words[best])
     keywords = [_keyword(candidates, scores, i) for i in chosen]
     # KeyBERT orders MMR picks by their rounded score; sorted() is stable, so rounded ties keep pick order.
     return sorted(keywords, key=lambda keyword: keyword["score"], reverse=True)

@@ -1,7 +1,8 @@
 """The request contract, the same for every task.
 
 `{"text": "..."}` -> one result; `{"texts": [...]}` -> a list of results in order; a text/plain body
--> one result. Anything else is a `BadRequest` naming the problem; it becomes this request's own HTTP 400.
+-> one result. Anything else is a `BadRequest` naming the problem; it becomes this request's own HTTP 400
+(413 for a request over a work or size budget).
 """
 
 from __future__ import annotations
@@ -12,12 +13,28 @@ from typing import Any
 
 
 class BadRequest(Exception):
-    """A client error confined to one request of the server-side batch."""
+    """A failure confined to one request of the server-side batch: its HTTP status and message.
+
+    400 for a malformed request, 413 for one over a budget; 500 only where checking this one request
+    met a bug, which must still not fail its neighbours.
+    """
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def over_budget(what: str, limit: int, unit: str, spec_key: str, advice: str) -> BadRequest:
+    """A 413 that names the limit and the spec key that raises it (the operator's knob)."""
+    return BadRequest(
+        f"{what}, over this model's limit of {limit} {unit} ({spec_key}); {advice}, "
+        f"or raise {spec_key} in the model spec",
+        status=413,
+    )
+
+
+NESTED_TOO_DEEPLY = "malformed JSON: nested too deeply"
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,15 @@ def _check_text(value: Any, where: str) -> str:
         raise BadRequest(f"{where} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise BadRequest(f"{where} is empty or only whitespace")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON escapes can carry lone UTF-16 surrogates ("\ud800"); tokenizers raise on them, and a raise
+        # in the batch tokenizer would fail every request sharing the batch.
+        raise BadRequest(
+            f"{where} is not valid UTF-8/Unicode: it holds a lone surrogate "
+            f"(U+{ord(value[exc.start]):04X}) at character {exc.start}; send well-formed Unicode text"
+        ) from None
     return value
 
 
@@ -58,7 +84,10 @@ def _body_size(body: Any) -> int:
     if isinstance(body, str):
         return len(body.encode("utf-8", "surrogatepass"))
     # TorchServe already decoded the JSON; its re-encoded size is within a few bytes of what was sent.
-    return len(json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    try:
+        return len(json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    except RecursionError:
+        raise BadRequest(NESTED_TOO_DEEPLY) from None
 
 
 def decode_body(body: Any, headers: dict[str, Any], limits: Limits) -> Any:
@@ -83,6 +112,9 @@ def decode_body(body: Any, headers: dict[str, Any], limits: Limits) -> Any:
                 return json.loads(body)
             except ValueError as exc:
                 raise BadRequest(f"malformed JSON: {exc}") from None
+            except RecursionError:
+                # Tens of thousands of "[": TorchServe's own json.loads gave up and forwarded the bytes.
+                raise BadRequest(NESTED_TOO_DEEPLY) from None
     return body
 
 

@@ -7,9 +7,11 @@ the whole server-side batch are tokenized and run together.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,16 @@ import torch
 
 from .encoder import Encoder, Forward, pad_id_of
 from .loading import load_forward
-from .requests import BadRequest, Limits, ParsedRequest, parse_request
+from .requests import NESTED_TOO_DEEPLY, BadRequest, Limits, ParsedRequest, over_budget, parse_request
 from .tasks import TASKS, Task, read_model_config
 
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 _REASONS = {400: "Bad Request", 413: "Payload Too Large", 500: "Internal Server Error"}
+INTERNAL_ERROR = "internal error while checking this request"
+MODEL_ERROR = "internal error while running the model"
+DEFAULT_MAX_RESPONSE_BYTES = 6_553_500  # TorchServe's own default max_response_size
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -59,39 +64,78 @@ def build_task(
     return TASKS[task_name](encoder, config, read_model_config(model_dir))
 
 
+def _guarded(outcomes: list[Any], position: int, step: Callable[[], Any]) -> Any:
+    """Run one request's step; a failure becomes that request's outcome, never the batch's."""
+    try:
+        return step()
+    except BadRequest as exc:
+        outcomes[position] = exc
+    except Exception:  # a bug met on this request alone: its own 500, the others go on
+        logger.exception("torchship handler failed while checking one request")
+        outcomes[position] = BadRequest(INTERNAL_ERROR, status=500)
+    return None
+
+
+def _tokenize_isolated(task: Task, requests: list[ParsedRequest], outcomes: list[Any]) -> Any:
+    """Tokenize the texts of the requests still alive at once. If that raises (a text the tokenizer
+    chokes on that the checks let through), find the culprits by tokenizing each request alone, fail
+    them with a 400, and tokenize the innocent ones again together."""
+    live = [pos for pos, outcome in enumerate(outcomes) if outcome is None]
+    flat = [text for pos in live for text in requests[pos].texts]
+    try:
+        return task.encoder.tokenize(flat, offsets=task.needs_offsets) if flat else None
+    except Exception:
+        logger.warning("batch tokenization failed; tokenizing each request alone", exc_info=True)
+    for pos in live:
+        try:
+            task.encoder.tokenize(requests[pos].texts, offsets=task.needs_offsets)
+        except Exception as exc:
+            outcomes[pos] = BadRequest(f"text could not be tokenized ({type(exc).__name__})")
+    flat = [text for pos, outcome in enumerate(outcomes) if outcome is None for text in requests[pos].texts]
+    return task.encoder.tokenize(flat, offsets=task.needs_offsets) if flat else None
+
+
 def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
-    """Results for parsed requests, in order; a request that fails a check gets its BadRequest instead."""
-    flat = [text for r in requests for text in r.texts]
-    tokenized = task.encoder.tokenize(flat, offsets=task.needs_offsets)
-    outcomes: list[Any] = []
+    """Results for parsed requests, in order; a request that fails a check gets its BadRequest instead.
+
+    Every per-request check (options, the task's budgets, tokenization, lengths, the token budget) runs
+    before any model work, so a refused request costs no model time. Only the model run itself is
+    shared by the batch; if it raises, the caller retries each request alone (TextHandler does).
+    """
+    outcomes: list[Any] = [None] * len(requests)
+    prepared: dict[int, list[Any]] = {}
+    for pos, request in enumerate(requests):
+
+        def check(request=request):
+            task.check_options(request.options)
+            return task.prepare(request.texts)
+
+        value = _guarded(outcomes, pos, check)
+        if outcomes[pos] is None:
+            prepared[pos] = value
+    tokenized = _tokenize_isolated(task, requests, outcomes)
     texts: list[str] = []
     rows: list[int] = []
     options: list[dict[str, Any]] = []
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for request in requests:
+    extras: list[Any] = []
+    spans: dict[int, tuple[int, int]] = {}
+    start = 0  # row of the request's first text in `tokenized` (only live requests were tokenized)
+    for pos, request in enumerate(requests):
+        if outcomes[pos] is not None:
+            continue
         end = start + len(request.texts)
-        try:
-            task.check_options(request.options)
-            for i in range(start, end):
-                task.encoder.check_length(tokenized, i)
-                task.check_text(flat[i])
-        except BadRequest as exc:
-            outcomes.append(exc)
-        else:
-            outcomes.append(None)
-            spans.append((len(texts), len(texts) + end - start))
+        _guarded(outcomes, pos, lambda s=start, e=end: task.check_tokens(tokenized, s, e))
+        if outcomes[pos] is None:
+            spans[pos] = (len(texts), len(texts) + end - start)
             texts.extend(request.texts)
             rows.extend(range(start, end))
             options.extend([request.options] * (end - start))
+            extras.extend(prepared[pos])
         start = end
-    results = task.run(texts, tokenized.encoding, rows, options) if texts else []
-    span_iter = iter(spans)
-    for position, (request, outcome) in enumerate(zip(requests, outcomes, strict=True)):
-        if outcome is None:
-            first, last = next(span_iter)
-            values = results[first:last]
-            outcomes[position] = values[0] if request.single else values
+    results = task.run(texts, tokenized.encoding, rows, options, extras) if texts else []
+    for pos, (first, last) in spans.items():
+        values = results[first:last]
+        outcomes[pos] = values[0] if requests[pos].single else values
     return outcomes
 
 
@@ -114,6 +158,9 @@ class TextHandler:
             max_texts=int(config.get("max_texts_per_request", 64)),
             max_body_bytes=int(config.get("max_body_bytes", 1024 * 1024)),
         )
+        # TorchServe drops a worker whose answer exceeds its max_response_size (set from the same spec
+        # key): a larger answer must be this request's 413 instead.
+        self.max_response_bytes = int(config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
         # One warm-up batch so the first real request does not pay for the JIT's profiling runs.
         predict(self.task, [ParsedRequest(["warm up", "a warm-up text"], single=False)])
         self.initialized = True
@@ -131,27 +178,65 @@ class TextHandler:
                 parsed[idx] = parse_request(body, _headers(context, idx), self.limits, self.task.options)
             except BadRequest as exc:
                 responses[idx] = self._fail(context, idx, exc.status, exc.message)
+            except RecursionError:
+                responses[idx] = self._fail(context, idx, 400, NESTED_TOO_DEEPLY)
+            except Exception:  # a parser bug must cost this request only
+                logger.exception("torchship handler failed while reading one request")
+                responses[idx] = self._fail(context, idx, 500, INTERNAL_ERROR)
         if parsed:
-            try:
-                for idx, result in zip(parsed, predict(self.task, list(parsed.values())), strict=True):
-                    if isinstance(result, BadRequest):
-                        responses[idx] = self._fail(context, idx, result.status, result.message)
-                    else:
-                        responses[idx] = result
-                        context.set_response_content_type(idx, JSON)
-            except Exception:  # a bug or a broken model: answer 500 per request, keep the worker alive
-                logger.exception("torchship handler failed on a batch of %d requests", len(parsed))
-                for idx in parsed:
-                    responses[idx] = self._fail(context, idx, 500, "internal error while running the model")
+            for idx, outcome in zip(parsed, self._answer(list(parsed.values())), strict=True):
+                if isinstance(outcome, BadRequest):
+                    responses[idx] = self._fail(context, idx, outcome.status, outcome.message)
+                else:
+                    responses[idx] = self._respond(context, idx, outcome)
         logger.debug("batch of %d handled in %.1f ms", len(data), (time.perf_counter() - started) * 1e3)
         return responses
 
+    def _answer(self, requests: list[ParsedRequest]) -> list[Any]:
+        """predict(), and if the shared model run raises, each request alone, so that only the request
+        that breaks the model (or, with a broken model, each request) gets a 500."""
+        try:
+            return predict(self.task, requests)
+        except Exception:  # a bug or a broken model: keep the worker alive
+            logger.exception("torchship handler failed on a batch of %d requests", len(requests))
+            if len(requests) == 1:
+                return [BadRequest(MODEL_ERROR, status=500)]
+            return [self._answer([request])[0] for request in requests]
+
+    def _respond(self, context, idx: int, result: Any) -> bytes | dict[str, Any]:
+        """The result as compact JSON bytes (TorchServe would indent it), or this request's error."""
+        try:
+            payload = compact_json(result)
+        except (TypeError, ValueError):  # NaN/infinity from the model is not JSON; say so, keep going
+            logger.exception("torchship handler produced a result that is not JSON")
+            return self._fail(context, idx, 500, "the model produced a value that is not valid JSON")
+        if len(payload) > self.max_response_bytes:
+            return self._fail(
+                context,
+                idx,
+                413,
+                over_budget(
+                    f"the response would be {len(payload)} bytes",
+                    self.max_response_bytes,
+                    "bytes",
+                    "serve.max_response_bytes",
+                    "send fewer texts per request",
+                ).message,
+            )
+        context.set_response_content_type(idx, JSON)
+        return payload
+
     @staticmethod
-    def _fail(context, idx: int, status: int, message: str) -> dict[str, Any]:
+    def _fail(context, idx: int, status: int, message: str) -> bytes:
         # The status line gets the standard reason (it must stay ASCII); the JSON body has the details.
         context.set_response_status(status, _REASONS.get(status, "Error"), idx)
         context.set_response_content_type(idx, JSON)
-        return error_body(status, message)
+        return compact_json(error_body(status, message))
+
+
+def compact_json(value: Any) -> bytes:
+    """JSON without the indentation TorchServe adds (a third of an embedding's bytes); NaN is refused."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def _headers(context, idx: int) -> dict[str, Any]:

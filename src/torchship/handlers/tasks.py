@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from .encoder import Encoder
-from .keywords import candidates, select
+from .encoder import Encoder, Tokenized
+from .keywords import TooManyCandidates, candidates, select
 from .ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
 from .pooling import embed
-from .requests import BadRequest
+from .requests import BadRequest, over_budget
 
 
 def _check_int(options: dict[str, Any], name: str, low: int, high: int) -> None:
@@ -34,17 +34,42 @@ class Task:
         self.encoder = encoder
         self.config = config
         self.model_config = model_config
+        # Encoder cost grows with the tokens run (attention with their square per text); texts x
+        # max_length bounds it already, this bounds it however max_length and the text limit are set.
+        self.max_tokens = config.get("max_tokens_per_request")
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise BadRequest for option values out of range (types are checked by the request parser)."""
 
-    def check_text(self, text: str) -> None:
-        """Raise BadRequest for a text this task cannot answer (beyond the shared length check)."""
+    def check_tokens(self, tokenized: Tokenized, start: int, end: int) -> None:
+        """Raise BadRequest for a request (rows start..end of `tokenized`) over the length or token budget."""
+        for row in range(start, end):
+            self.encoder.check_length(tokenized, row)
+        count = sum(len(tokenized.ids[row]) for row in range(start, end))
+        if self.max_tokens is not None and count > int(self.max_tokens):
+            raise over_budget(
+                f"the texts of this request have {count} tokens",
+                int(self.max_tokens),
+                "tokens per request",
+                "serve.max_tokens_per_request",
+                "send fewer or shorter texts per request",
+            )
+
+    def prepare(self, texts: list[str]) -> list[Any]:
+        """Per text of one request, what `run` needs beyond its tokens; raise BadRequest (413 over a
+        budget) for a request this task cannot answer. Runs before any model work."""
+        return [None] * len(texts)
 
     def run(
-        self, texts: list[str], encoding: Any, rows: list[int], options: list[dict[str, Any]]
+        self,
+        texts: list[str],
+        encoding: Any,
+        rows: list[int],
+        options: list[dict[str, Any]],
+        prepared: list[Any],
     ) -> list[Any]:
-        """One JSON-serializable result per text. `rows[i]` indexes texts[i] in `encoding`."""
+        """One JSON-serializable result per text. `rows[i]` indexes texts[i] in `encoding`;
+        `prepared[i]` is what `prepare` returned for it."""
         raise NotImplementedError
 
 
@@ -54,7 +79,7 @@ class EmbeddingsTask(Task):
             output, mask, self.config.get("pooling", "mean"), bool(self.config.get("normalize", True))
         )
 
-    def run(self, texts, encoding, rows, options):
+    def run(self, texts, encoding, rows, options, prepared):
         ids = [encoding["input_ids"][r] for r in rows]
         return [vector.tolist() for vector in self.encoder.run(ids, self.reduce)]
 
@@ -88,7 +113,7 @@ class TextClassificationTask(Task):
             return logits.sigmoid()
         return logits
 
-    def run(self, texts, encoding, rows, options):
+    def run(self, texts, encoding, rows, options, prepared):
         ids = [encoding["input_ids"][r] for r in rows]
         results = []
         for scores, opts in zip(self.encoder.run(ids, self.reduce), options, strict=True):
@@ -124,7 +149,7 @@ class TokenClassificationTask(Task):
                 f"option 'aggregation_strategy' must be one of {', '.join(AGGREGATION_STRATEGIES)}, got {strategy!r}"
             )
 
-    def run(self, texts, encoding, rows, options):
+    def run(self, texts, encoding, rows, options, prepared):
         ids = [encoding["input_ids"][r] for r in rows]
         logits = self.encoder.run(ids, lambda output, mask: output)
         return [
@@ -145,7 +170,16 @@ class TokenClassificationTask(Task):
 
 class KeywordsTask(EmbeddingsTask):
     """KeyBERT-style: candidate n-grams of the text, ranked by cosine similarity to the text's embedding
-    (optionally diversified with MMR). The text and all its candidates are embedded in one batch."""
+    (optionally diversified with MMR). The text and all its candidates are embedded in one batch.
+
+    Cost model: one embedding per distinct candidate phrase in the server-side batch plus one per text,
+    so model work grows with the tokens of the candidates and of the texts; then per text
+    O(candidates x dim) for the ranking and the same again per MMR pick. Per request (all its texts
+    together) the candidates are capped by keywords.max_candidates_per_request, their tokens by
+    keywords.max_candidate_tokens_per_request, the texts' tokens by serve.max_tokens_per_request; per
+    text the candidates by keywords.max_candidates. Generation stops at the cap, and an over-budget
+    request is refused (413) before any model work.
+    """
 
     options: ClassVar[dict[str, type]] = {"top_n": int, "use_mmr": bool, "diversity": float}
 
@@ -154,6 +188,8 @@ class KeywordsTask(EmbeddingsTask):
         self.ngram_range = tuple(config.get("ngram_range", (1, 1)))
         self.stop_words = frozenset(config.get("stop_words", ()))
         self.max_candidates = int(config.get("max_candidates", 1000))
+        self.max_candidates_per_request = int(config.get("max_candidates_per_request", 2000))
+        self.max_candidate_tokens = config.get("max_candidate_tokens_per_request")
 
     def settings(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -167,30 +203,63 @@ class KeywordsTask(EmbeddingsTask):
         if "diversity" in options and not 0 <= options["diversity"] <= 1:
             raise BadRequest(f"option 'diversity' must be between 0 and 1, got {options['diversity']}")
 
-    def check_text(self, text: str) -> None:
-        count = len(candidates(text, self.ngram_range, self.stop_words))
-        if count > self.max_candidates:
-            raise BadRequest(
-                f"text yields {count} candidate phrases, over this model's limit of {self.max_candidates}; "
-                "send a shorter text"
-            )
+    def prepare(self, texts: list[str]) -> list[list[str]]:
+        """The candidate phrases of each text, within the per-text and per-request budgets."""
+        groups: list[list[str]] = []
+        left = self.max_candidates_per_request
+        for text in texts:
+            limit = min(self.max_candidates, left)
+            try:
+                group = candidates(text, self.ngram_range, self.stop_words, limit=limit)
+            except TooManyCandidates:
+                if limit < self.max_candidates:
+                    raise over_budget(
+                        f"the texts of this request yield more than {self.max_candidates_per_request} "
+                        "candidate phrases in all",
+                        self.max_candidates_per_request,
+                        "per request",
+                        "keywords.max_candidates_per_request",
+                        "send fewer or shorter texts per request",
+                    ) from None
+                raise over_budget(
+                    f"a text yields more than {self.max_candidates} candidate phrases",
+                    self.max_candidates,
+                    "per text",
+                    "keywords.max_candidates",
+                    "send shorter texts",
+                ) from None
+            left -= len(group)
+            groups.append(group)
+        if self.max_candidate_tokens is not None:
+            # Tokenizing a few thousand short phrases costs milliseconds; embedding them is the cost.
+            phrases = [p for group in groups for p in group]
+            tokens = sum(map(len, self.encoder.tokenize(phrases).ids)) if phrases else 0
+            if tokens > int(self.max_candidate_tokens):
+                raise over_budget(
+                    f"the candidate phrases of this request have {tokens} tokens",
+                    int(self.max_candidate_tokens),
+                    "tokens per request",
+                    "keywords.max_candidate_tokens_per_request",
+                    "send fewer or shorter texts per request",
+                )
+        return groups
 
-    def run(self, texts, encoding, rows, options):
-        phrases = [candidates(text, self.ngram_range, self.stop_words) for text in texts]
-        flat = [p for group in phrases for p in group]
+    def run(self, texts, encoding, rows, options, prepared):
+        # Requests in one batch often share phrases: each distinct phrase is embedded once.
+        unique = list(dict.fromkeys(p for group in prepared for p in group))
         doc_ids = [encoding["input_ids"][r] for r in rows]
-        phrase_ids = self.encoder.tokenize(flat).ids if flat else []
+        phrase_ids = self.encoder.tokenize(unique).ids if unique else []
         # Texts and candidates in one call: the length sort groups the short candidates together.
         vectors = self.encoder.run(doc_ids + list(phrase_ids), self.reduce)
-        docs, phrase_vectors = vectors[: len(texts)], vectors[len(texts) :]
-        results, start = [], 0
-        for doc, group, opts in zip(docs, phrases, options, strict=True):
-            group_vectors = phrase_vectors[start : start + len(group)]
-            start += len(group)
+        docs = vectors[: len(texts)]
+        phrase_vector = dict(zip(unique, vectors[len(texts) :], strict=True))
+        results = []
+        for doc, group, opts in zip(docs, prepared, options, strict=True):
             if not group:
                 results.append([])
                 continue
-            results.append(select(doc, torch.stack(group_vectors), group, **self.settings(opts)))
+            group_vectors = torch.stack([phrase_vector[p] for p in group])
+            results.append(select(doc, group_vectors, group, **self.settings(opts)))
         return results
 
 
