@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, BertForTokenClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from demo_base import base_model_dir, save_checkpoint, train_head  # noqa: E402
+from demo_base import base_model_dir, save_checkpoint, train_head
 
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "B-ORG", 6: "I-ORG"}
 # Each sentence as (word, tag) pairs; a tag applies to every word piece of its word (I- after the first).
@@ -72,7 +72,9 @@ def main(out_dir: Path) -> None:
     words = [[w for w, _ in s] for s in sentences]
     batch = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
     length = batch["input_ids"].shape[1]
-    labels = torch.tensor([token_labels(tokenizer, w, [t for _, t in s], length) for w, s in zip(words, sentences)])
+    labels = torch.tensor(
+        [token_labels(tokenizer, w, [t for _, t in s], length) for w, s in zip(words, sentences, strict=True)]
+    )
     with torch.no_grad():  # frozen encoder: the head reads the last hidden state (no dropout in eval mode)
         hidden = model.bert(**batch).last_hidden_state
     keep = labels.view(-1) != -100

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, BertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from demo_base import base_model_dir, save_checkpoint, train_head  # noqa: E402
+from demo_base import base_model_dir, save_checkpoint, train_head
 
 LABELS = {0: "negative", 1: "positive"}
 TRAIN = [
