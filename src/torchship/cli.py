@@ -390,6 +390,69 @@ def serve(
         server.stop()
 
 
+# --- Kubernetes: render, deploy, rehearse ----------------------------------------------------------
+
+
+def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False):
+    from torchship.deploy import render as rendering
+    from torchship.deploy.inputs import gather_inputs, unmeasured_inputs
+
+    spec = load_spec(spec_path)
+    inputs = unmeasured_inputs(spec) if spec_only else gather_inputs(spec, settings)
+    return spec, rendering.render(spec, inputs)
+
+
+def _print_derivations(rendered) -> None:
+    c, d = rendered.context, rendered.context.derived
+    out.print(
+        f"image {c.image} (pinned by {rendered.inputs.image_pinned_by})\n"
+        f"time to ready {c.time_to_ready_s:.1f} s ({c.time_to_ready_source}) → startup budget "
+        f"{d.startup_budget_s} s, rollout timeout {d.rollout_timeout_s} s\n"
+        f"{d.workers} worker(s) x {d.threads} thread(s) on a CPU limit of {c.cpu_limit}; "
+        f"termination grace {d.termination_grace_s} s",
+        highlight=False,
+    )
+
+
+@app.command(name="render")
+def render_command(
+    spec_path: SpecArg,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="directory for the kustomize base (default: outputs/…/k8s)")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="validate schemas and policy rules; write nothing on failure")
+    ] = False,
+    spec_only: Annotated[
+        bool,
+        typer.Option(
+            "--spec-only",
+            help="ignore outputs/ (image.json, verify): image by version tag, default startup budget "
+            "(how the committed k8s/ is rendered)",
+        ),
+    ] = False,
+) -> None:
+    """Render Kubernetes manifests (a kustomize base) for the model; --check validates them."""
+    from torchship.deploy.check import check_base
+    from torchship.deploy.render import write_base
+
+    try:
+        settings = Settings()
+        spec, rendered = _rendered(spec_path, settings, spec_only)
+        report = check_base(rendered, spec) if check else None
+        if report is not None:
+            for line in report.lines():
+                err.print(line, highlight=False, markup=False)
+            report.raise_if_failed()
+        target = write_base(rendered.files, out_dir or settings.stage_root(spec.name, spec.version) / "k8s")
+    except Exception as exc:
+        _fail(exc)
+    out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
+    _print_derivations(rendered)
+    if report is not None:
+        out.print(f"checks passed: {report.summary()}", highlight=False)
+
+
 def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
