@@ -453,6 +453,46 @@ def render_command(
         out.print(f"checks passed: {report.summary()}", highlight=False)
 
 
+@app.command(name="deploy")
+def deploy_command(
+    spec_path: SpecArg,
+    context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context (default: current)")
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", help="namespace (default: deploy.namespace, else the context's)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would change; apply nothing")
+    ] = False,
+    smoke: Annotated[
+        bool, typer.Option("--smoke/--no-smoke", help="send one example through kubectl port-forward")
+    ] = True,
+) -> None:
+    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
+    from torchship.deploy.kubectl import Kubectl
+    from torchship.deploy.rollout import deploy
+
+    try:
+        spec = load_spec(spec_path)
+        kubectl = Kubectl(context=context, namespace=namespace or spec.deploy.namespace)
+        result = deploy(
+            spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
+            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+        )  # fmt: skip
+    except Exception as exc:
+        _fail(exc)
+    if dry_run:
+        out.print(result.dry_run_output, highlight=False, markup=False)
+        return
+    for line in result.applied:
+        out.print(line, highlight=False)
+    out.print(f"[green]rolled out[/] deployment/{spec.name}", highlight=False)
+    if result.smoke:
+        out.print(f"smoke: {result.smoke}", highlight=False)
+
+
 def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
