@@ -220,13 +220,13 @@ class FakeKubeAPI:
                                 "uid": meta["uid"],
                                 "controller": True,
                             }
-                        ],  # fmt: skip
+                        ],
                     },
                     "spec": {
                         "replicas": spec.get("replicas", 1),
                         "selector": spec["selector"],
                         "template": copy.deepcopy(spec["template"]),
-                    },  # fmt: skip
+                    },
                 },
             )
         meta.setdefault("annotations", {})[REVISION] = current["metadata"]["annotations"][REVISION]
@@ -372,7 +372,7 @@ class FakeKubeAPI:
                     api.requests.append(("GET", self.path, ""))
                 if self._discovery():
                     return
-                group_version, namespace, plural, name, sub, query = self._route()
+                group_version, namespace, plural, name, _sub, query = self._route()
                 with api.lock:
                     if name is not None:
                         obj = api.objects.get((plural, namespace, name))
@@ -402,7 +402,7 @@ class FakeKubeAPI:
                 body = self._body()
                 with api.lock:
                     api.requests.append(("PATCH", self.path, content_type))
-                group_version, namespace, plural, name, sub, query = self._route()
+                _gv, namespace, plural, name, _sub, query = self._route()
                 with api.lock:
                     existing = api.objects.get((plural, namespace, name))
                     if content_type.startswith("application/apply-patch"):
