@@ -80,13 +80,15 @@ def test_restricted_security_context_and_writable_paths_as_emptydirs():
     assert doc(rendered, "Deployment")["spec"]["replicas"] == 2
 
 
-def test_image_json_pins_the_digest_and_sizes_the_startup_probe(tmp_path):
+def test_image_json_names_the_image_and_sizes_the_startup_probe(tmp_path):
     spec = load_spec(spec_file(tmp_path))
     outputs = tmp_path / "outputs"
     write_image_record(outputs, spec, time_to_ready_s=19.2)
     rendered = rendered_for(spec, gather_inputs(spec, Settings(outputs_dir=outputs)))
     c = container(rendered)
-    assert c["image"] == "localhost/torchship/tiny-embeddings@sha256:" + "ab" * 32
+    # Not pushed: image.json's digest is the local image ID, which no registry serves; the tag pins it.
+    assert c["image"] == "localhost/torchship/tiny-embeddings:0.1.0"
+    assert rendered.inputs.image_pinned_by == "tag"
     # 3 x 19.2 s + 30 s = 87.6 → 88 s of budget in 5 s periods = 18 tries.
     assert c["startupProbe"]["failureThreshold"] == 18 and c["startupProbe"]["periodSeconds"] == 5
     assert c["startupProbe"]["exec"]["command"] == ["/opt/torchship/bin/probe", "ready"]
@@ -102,7 +104,8 @@ def test_a_pushed_image_is_deployed_from_its_registry_by_digest(tmp_path):
     pushed = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/torchship/tiny@sha256:" + "cd" * 32
     write_image_record(tmp_path / "out", spec, pushed=pushed)
     rendered = rendered_for(spec, gather_inputs(spec, Settings(outputs_dir=tmp_path / "out")))
-    assert container(rendered)["image"] == pushed
+    assert container(rendered)["image"] == pushed and rendered.inputs.image_pinned_by == "digest"
+    assert check_base(rendered, spec).ok
 
 
 def test_verify_startup_is_the_measurement_when_no_image_was_built(tmp_path):

@@ -493,6 +493,54 @@ def deploy_command(
         out.print(f"smoke: {result.smoke}", highlight=False)
 
 
+@app.command(name="rehearse")
+def rehearse_command(
+    spec_path: SpecArg,
+    keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
+) -> None:
+    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
+    from torchship.deploy.rehearse import container_state, rehearse
+
+    def keep_serving(rehearsal) -> None:
+        if not keep:
+            return
+        name = rehearsal.model
+        out.print(
+            f"[bold green]serving[/] {name} at {rehearsal.url}/predictions/{name} (no token: see README, Deploy)"
+        )
+        out.print(
+            f"  curl -s {rehearsal.url}/predictions/{name} -H 'Content-Type: application/json' "
+            '-d \'{"text": "Hello, world"}\'',
+            highlight=False,
+        )
+        out.print("Ctrl-C stops it and tears everything down.")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while container_state(rehearsal.container)[0] == "running":
+                time.sleep(1.0)
+            err.print("[red]the container stopped[/]")
+        except KeyboardInterrupt:
+            err.print("stopping …")
+
+    try:
+        spec = load_spec(spec_path)
+        rehearsal = rehearse(
+            spec, Settings(), on_ready=keep_serving,
+            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: the rehearsal pod was torn down")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(exc)
+    parity = rehearsal.parity
+    out.print(
+        f"rehearsal ok: ready in {rehearsal.ready_s:.1f} s; served parity ok (max |Δ| {parity['max_abs']:.2e} over "
+        f"{parity['compared']} results); torn down",
+        highlight=False,
+    )
+
+
 def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

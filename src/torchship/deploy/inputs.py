@@ -74,17 +74,20 @@ def _repository(reference: str) -> str:
 
 
 def image_of(spec: ModelSpec, record: dict | None) -> tuple[str, str]:
-    """The image reference to deploy, pinned by digest whenever one is known."""
+    """The image reference to deploy: pinned by the registry digest once the image was pushed.
+
+    image.json's `digest` is the local image ID (its config digest): a registry knows manifests by their
+    own digest, so only `pushed` (repo@sha256:<manifest digest>) can pin a pull. Before a push the
+    reference's tag (the model version) is the pin; `render --check` accepts a version tag, never latest.
+    """
     if record is not None:
         pushed = record.get("pushed")
         if isinstance(pushed, str) and "@sha256:" in pushed:
             repo = spec.deploy.image or _repository(pushed)
             return f"{repo}@{pushed.split('@', 1)[1]}", "digest"
-        digest, reference = record.get("digest"), record.get("reference")
-        if isinstance(digest, str) and digest.startswith("sha256:") and isinstance(reference, str):
-            return f"{spec.deploy.image or _repository(reference)}@{digest}", "digest"
-        if isinstance(reference, str):
-            return reference if spec.deploy.image is None else f"{spec.deploy.image}:{spec.version}", "tag"
+        reference = record.get("reference")
+        if isinstance(reference, str) and reference:
+            return (f"{spec.deploy.image}:{spec.version}" if spec.deploy.image else reference), "tag"
     # No image built here yet: the model's own version is the (immutable by convention) tag.
     repo = spec.deploy.image or f"torchship/{spec.name}"
     return f"{repo}:{spec.version}", "tag"
