@@ -57,7 +57,7 @@ def test_rehearsal_changes_only_replicas_image_ports_and_bind_address():
 def test_rehearse_without_an_image_says_how_to_build_one(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(tmp_path / "outputs"))
     result = runner.invoke(app, ["rehearse", str(DEMO_SPEC)])
-    assert result.exit_code == 3
+    assert result.exit_code == 1
     assert "error: no image built for minilm-embeddings 1.0.0" in result.output
     assert "hint: Build it first: torchship image" in result.output
 
@@ -71,7 +71,7 @@ def test_rehearse_without_podman_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("PATH", str(tmp_path))
     result = runner.invoke(app, ["rehearse", str(DEMO_SPEC)])
-    assert result.exit_code == 3
+    assert result.exit_code == 1
     assert "error: podman is not installed" in result.output
 
 

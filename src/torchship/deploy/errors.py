@@ -30,6 +30,4 @@ class RolloutFailed(DeployError):
 
 
 class RehearsalFailed(DeployError):
-    """The rehearsed pod did not get ready or did not answer like the source model."""
-
-    exit_code = 3
+    """The rehearsal could not run, or its pod did not get ready (a parity failure is ServedParityError)."""

@@ -31,6 +31,7 @@ from torchship.deploy.check import check_base
 from torchship.deploy.errors import DeployError, RehearsalFailed
 from torchship.deploy.inputs import IMAGE_RECORD, gather_inputs
 from torchship.deploy.render import RenderedBase, render
+from torchship.errors import ServedParityError
 from torchship.serving.ports import HOST, free_ports
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
@@ -251,7 +252,7 @@ def rehearse(
             rehearsal.parity = check_parity(rehearsal, spec, settings)
             if not rehearsal.parity["ok"]:
                 failure = rehearsal.parity["failure"]
-                raise RehearsalFailed(
+                raise ServedParityError(
                     f"served parity failed: '{failure['text'][:60]}' ({failure['mode']}) differs from the source "
                     f"model at {failure['mismatch']}",
                     hint="The image serves different answers than the verified package: rebuild it with torchship image.",
