@@ -4,13 +4,18 @@ demo model played end to end by `podman kube play` with the image from image.jso
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deploy_helpers import DEMO_SPEC, demo
+from deploy_helpers import DEMO_SPEC, REPO, demo
 from torchship.cli import app
 from torchship.deploy.rehearse import PORT_KEYS, REHEARSAL_ANNOTATION, rehearsal_documents
 
@@ -75,16 +80,74 @@ def test_rehearse_without_podman_is_a_clear_error(tmp_path, monkeypatch):
     assert "error: podman is not installed" in result.output
 
 
-def _podman_pods(env) -> list[str]:
-    listed = subprocess.run(
-        ["podman", "pod", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, env=env
+# A private podman storage root: the image tests build into theirs, and vfs storage is not shared safely.
+REHEARSE_ROOT = Path(os.environ.get("TORCHSHIP_REHEARSE_CONTAINERS_ROOT", "/var/tmp/torchship-rehearse"))
+
+
+@pytest.fixture(scope="module")
+def demo_image_built():
+    """The demo model's serving image (built once by the image work's helper), or a skip saying why not."""
+    local = pytest.importorskip(
+        "torchship.image.local", reason="the image work (torchship.image) is not here"
     )
+    containers = local.LocalContainers(REHEARSE_ROOT)
+    try:
+        containers.require()
+    except local.ContainersUnavailable as exc:
+        pytest.skip(f"containers cannot run here: {exc}")
+    if shutil.which("catatonit") is None:
+        pytest.skip(
+            "podman kube play needs catatonit for the pod's pause process (apt-get install catatonit)"
+        )
+    record = local.demo_image(containers)
+    return containers, record
+
+
+def _pods(containers) -> list[str]:
+    listed = containers.podman("pod", "ls", "--format", "{{.Name}}")
     return listed.stdout.split()
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    shutil.which("podman") is None, reason="podman is not installed (apt-get install podman runc)"
-)
-def test_demo_model_rehearsed_end_to_end_with_parity():  # pragma: no cover - filled in with the image work
-    pytest.skip("needs the serving image from the image work (torchship.image.local)")
+def test_demo_model_rehearsed_end_to_end_with_parity(demo_image_built, monkeypatch):
+    containers, record = demo_image_built
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(containers.root / "outputs"))
+    with containers.activated():
+        result = runner.invoke(app, ["rehearse", str(DEMO_SPEC)])
+        assert result.exit_code == 0, result.output
+        assert "rehearsal ok: ready in " in result.output and "served parity ok" in result.output
+        assert f"podman kube play minilm-embeddings ({record.reference})" in result.output
+        assert "minilm-embeddings-pod-0" not in _pods(containers)  # torn down
+
+
+@pytest.mark.e2e
+def test_rehearse_keep_serves_until_ctrl_c_then_tears_down(demo_image_built):
+    containers, _ = demo_image_built
+    env = {
+        **containers.env(),
+        "TORCHSHIP_OUTPUTS_DIR": str(containers.root / "outputs"),
+        "PYTHONPATH": str(REPO / "src"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torchship.cli", "rehearse", str(DEMO_SPEC), "--keep"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        url = None
+        for line in proc.stdout:
+            if line.startswith("serving "):
+                url = line.split(" at ", 1)[1].split()[0]
+                break
+        assert url is not None, "rehearse --keep never printed its URL"
+        answer = httpx.post(url, json={"text": "A sentence to embed"}, timeout=60)
+        assert answer.status_code == 200 and len(answer.json()) == 384
+        assert "minilm-embeddings-pod-0" in _pods(containers)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=180)[0]
+        assert proc.returncode == 0, rest
+        assert "torn down" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "minilm-embeddings-pod-0" not in _pods(containers)
