@@ -108,7 +108,7 @@ def test_dry_run_prints_the_server_side_diff_and_changes_nothing(cluster):
     api = cluster("healthy")
     result = deploy("--dry-run")
     assert result.exit_code == 0, result.output
-    assert "+kind: Deployment" in result.output and "+  replicas: 2" in result.output
+    assert "+kind: Deployment" in result.output and "+  progressDeadlineSeconds: 335" in result.output
     assert all("dryRun=All" in p for p in applies(api)) and applies(api)
     assert ("deployments", "models", NAME) not in api.objects
 

@@ -114,6 +114,15 @@ def test_render_check_names_the_broken_rule_exits_non_zero_and_writes_nothing(ru
     assert not out.exists()
 
 
+def test_a_deployment_without_replicas_needs_an_autoscaler():
+    _, rendered = demo()
+    without_hpa = [m for m in rendered.manifests if m.kind != "HorizontalPodAutoscaler"]
+    findings = check_policy(PolicyInputs(without_hpa, 120))
+    assert [(f.rule, f.message) for f in findings] == [
+        ("replicas", "no replicas and no HorizontalPodAutoscaler: it runs a single pod")
+    ]
+
+
 def test_a_failing_check_keeps_the_previous_good_rendering(tmp_path, monkeypatch):
     out = tmp_path / "k8s"
     assert runner.invoke(app, ["render", str(DEMO_SPEC), "--spec-only", "--out", str(out)]).exit_code == 0

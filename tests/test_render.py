@@ -77,7 +77,10 @@ def test_restricted_security_context_and_writable_paths_as_emptydirs():
     mounts = {m["mountPath"]: m["name"] for m in container(rendered)["volumeMounts"]}
     assert set(mounts) == {"/tmp", "/var/log/torchship"}
     assert all({"name": name, "emptyDir": {}} in pod["volumes"] for name in mounts.values())
-    assert doc(rendered, "Deployment")["spec"]["replicas"] == 2
+    # The autoscaler owns the scale (re-applying a replicas field would fight it): two pods at least.
+    assert "replicas" not in doc(rendered, "Deployment")["spec"]
+    assert doc(rendered, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
+    assert doc(rendered, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] == "minilm-embeddings"
 
 
 def test_image_json_names_the_image_and_sizes_the_startup_probe(tmp_path):

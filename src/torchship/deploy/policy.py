@@ -284,15 +284,25 @@ def _network_policy(inputs: PolicyInputs):
                 yield w.resource, f"no NetworkPolicy restricts {direction.lower()} of its pods"
 
 
-@rule("replicas", "kube-score deployment-replicas")
+@rule("replicas", "kube-score deployment-replicas (an HPA's minReplicas where it owns the scale)")
 def _replicas(inputs: PolicyInputs):
+    autoscaled = {
+        ((m.doc.get("spec") or {}).get("scaleTargetRef") or {}).get("name"): m
+        for m in inputs.of_kind("HorizontalPodAutoscaler")
+    }
     for m in inputs.of_kind("Deployment"):
-        replicas = (m.doc.get("spec") or {}).get("replicas", 1)
-        if replicas < 2:
+        replicas = (m.doc.get("spec") or {}).get("replicas")
+        hpa = autoscaled.get(m.name)
+        if replicas is not None and replicas < 2:
             yield f"Deployment/{m.name}", f"replicas {replicas}: one pod is a single point of failure"
-    for m in inputs.of_kind("HorizontalPodAutoscaler"):
+        elif replicas is None and hpa is None:
+            yield f"Deployment/{m.name}", "no replicas and no HorizontalPodAutoscaler: it runs a single pod"
+    for name, m in autoscaled.items():
         if (m.doc.get("spec") or {}).get("minReplicas", 1) < 2:
-            yield f"HorizontalPodAutoscaler/{m.name}", "minReplicas below 2 scales to a single pod"
+            yield (
+                f"HorizontalPodAutoscaler/{m.name}",
+                f"minReplicas below 2 scales deployment/{name} to a single pod",
+            )
 
 
 @rule("topology-spread", "kube-score pod-topology-spread-constraints / deployment-pod-anti-affinity")
