@@ -56,6 +56,8 @@ class Rehearsal:
     model: str
     ready_s: float = 0.0
     parity: dict = field(default_factory=dict)
+    # Seconds per phase: play (kube play), ready (probe passing), parity (examples compared), down.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -244,12 +246,16 @@ def rehearse(
     documents = rehearsal_documents(rendered, record["reference"], ports)
     with tempfile.TemporaryDirectory(prefix="torchship-rehearse-") as tmp:
         progress(f"podman kube play {spec.name} ({record['reference']}) on {HOST}")
+        started = time.monotonic()
         rehearsal = play(documents, Path(tmp), spec.name, ports)
+        rehearsal.timings["play"] = time.monotonic() - started
         try:
             same_image(rehearsal, record)
-            rehearsal.ready_s = wait_ready(rehearsal, documents[1], progress)
+            rehearsal.ready_s = rehearsal.timings["ready"] = wait_ready(rehearsal, documents[1], progress)
             progress(f"ready after {rehearsal.ready_s:.1f} s; checking served parity on the spec's examples")
+            started = time.monotonic()
             rehearsal.parity = check_parity(rehearsal, spec, settings)
+            rehearsal.timings["parity"] = time.monotonic() - started
             if not rehearsal.parity["ok"]:
                 failure = rehearsal.parity["failure"]
                 raise ServedParityError(
@@ -260,5 +266,7 @@ def rehearse(
             on_ready(rehearsal)
         finally:
             progress("podman kube down")
+            started = time.monotonic()
             tear_down(rehearsal)
+            rehearsal.timings["down"] = time.monotonic() - started
     return rehearsal
