@@ -80,8 +80,11 @@ def test_rehearse_without_podman_is_a_clear_error(tmp_path, monkeypatch):
     assert "error: podman is not installed" in result.output
 
 
-# A private podman storage root: the image tests build into theirs, and vfs storage is not shared safely.
-REHEARSE_ROOT = Path(os.environ.get("TORCHSHIP_REHEARSE_CONTAINERS_ROOT", "/var/tmp/torchship-rehearse"))
+# The podman storage root: by default the image tests' own (torchship.image.local's), so the demo image
+# built there is reused. A private root means building it again, and with vfs storage every layer is a
+# full copy: measured here, one build of the demo image took over 32 GB before it finished.
+# kube play adds one container there, which kube down removes.
+REHEARSE_ROOT = os.environ.get("TORCHSHIP_REHEARSE_CONTAINERS_ROOT")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +93,7 @@ def demo_image_built():
     local = pytest.importorskip(
         "torchship.image.local", reason="the image work (torchship.image) is not here"
     )
-    containers = local.LocalContainers(REHEARSE_ROOT)
+    containers = local.LocalContainers(Path(REHEARSE_ROOT)) if REHEARSE_ROOT else local.LocalContainers()
     try:
         containers.require()
     except local.ContainersUnavailable as exc:
