@@ -3,8 +3,7 @@
 # stops TorchServe on SIGTERM, a numeric non-root user, a read-only root filesystem.
 #
 # `torchship image SPEC` prepares the build context and builds it; by hand, with that context:
-#   docker build --build-arg MODEL_NAME=minilm-embeddings [--build-arg BASE_IMAGE=...] \
-#     --label io.torchship.mar.sha256=... (torchship adds every label of torchship/image/labels.py) CONTEXT
+#   docker build --build-arg MODEL_NAME=minilm-embeddings --build-arg MAR_SHA256=... [--build-arg BASE_IMAGE=...] CONTEXT
 # Context:  Dockerfile  requirements/serve.txt  wheels/*.whl  bin/  model/config.properties
 #           model/model-store/<MODEL_NAME>.mar
 # Stages are ordered for the layer cache: only the last one changes from model to model.
@@ -60,6 +59,18 @@ USER 10001:10001
 
 # --- the model: its verified .mar and the TorchServe config rendered from its spec ---------------------
 FROM serving
-ARG MODEL_NAME
+# One ARG and one LABEL instruction: every instruction is a layer commit, slow on vfs-backed builders.
+ARG MODEL_NAME MODEL_VERSION=unknown MAR_SHA256=unknown GATE_VERDICT=unknown TORCHSHIP_VERSION=unknown GIT_COMMIT=unknown
 COPY model/ /opt/torchship/
 ENV TORCHSHIP_MODEL_NAME=${MODEL_NAME}
+# torchship checks after the build that these equal torchship/image/labels.py's. No secrets here.
+LABEL org.opencontainers.image.title="${MODEL_NAME}" \
+      org.opencontainers.image.version="${MODEL_VERSION}" \
+      org.opencontainers.image.description="TorchServe 0.12.0 serving ${MODEL_NAME} ${MODEL_VERSION}, built by torchship" \
+      io.torchship.model.name="${MODEL_NAME}" \
+      io.torchship.model.version="${MODEL_VERSION}" \
+      io.torchship.mar.sha256="${MAR_SHA256}" \
+      io.torchship.gate.verdict="${GATE_VERDICT}" \
+      io.torchship.version="${TORCHSHIP_VERSION}" \
+      io.torchship.uid="10001" \
+      org.opencontainers.image.revision="${GIT_COMMIT}"

@@ -15,4 +15,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-  podman buildah runc debootstrap docker-registry tini ca-certificates
+  podman buildah runc debootstrap debian-archive-keyring docker-registry tini ca-certificates

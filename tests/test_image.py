@@ -179,12 +179,21 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(tmp_path, spec):
     probe = context.directory / "bin" / "probe"
     assert probe.read_text().startswith("#!/opt/torchship/venv/bin/python\n") and os.access(probe, os.X_OK)
     assert os.access(context.directory / "bin" / "entrypoint", os.X_OK)
-    assert context.build_args == {"MODEL_NAME": "tiny-image"}
-    assert context.labels["io.torchship.mar.sha256"] == "ab" * 32
-    assert context.labels["io.torchship.gate.verdict"] == "pass"
-    assert context.labels["org.opencontainers.image.revision"] == "c0ffee"
+    assert context.build_args["MODEL_NAME"] == "tiny-image" and context.build_args["MAR_SHA256"] == "ab" * 32
+    assert (context.build_args["GATE_VERDICT"], context.build_args["GIT_COMMIT"]) == ("pass", "c0ffee")
     for copied in re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE, re.MULTILINE):
         assert (context.directory / copied).exists(), copied
+
+
+def test_the_dockerfile_label_instruction_makes_exactly_the_labels_torchship_checks(spec):
+    """Expand the LABEL instruction with the build arguments the way the builder does, and compare."""
+    labels = image_labels(spec, "ab" * 32, "pass", "c0ffee")
+    args = {"MODEL_NAME": spec.name, "MODEL_VERSION": spec.version, "MAR_SHA256": "ab" * 32,
+            "GATE_VERDICT": "pass", "TORCHSHIP_VERSION": labels["io.torchship.version"], "GIT_COMMIT": "c0ffee"}  # fmt: skip
+    instruction = re.search(r"^LABEL (.*?)(?<!\\)\n", DOCKERFILE, re.MULTILINE | re.DOTALL).group(1)
+    pairs = re.findall(r'([\w.]+)="([^"]*)"', instruction)
+    expanded = {key: re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], value) for key, value in pairs}
+    assert expanded == labels
 
 
 def test_dockerfile_runs_as_a_numeric_high_uid_under_tini():

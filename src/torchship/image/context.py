@@ -35,7 +35,6 @@ class BuildContext:
     directory: Path
     dockerfile: Path
     build_args: dict[str, str]
-    labels: dict[str, str]  # passed to the builder as --label (labels.py is their one definition)
 
 
 def repo_file(relative: str) -> Path:
@@ -110,4 +109,12 @@ def prepare_context(
     for path in directory.rglob("*"):
         if path.is_file():
             path.chmod(path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    return BuildContext(directory, dockerfile, {"MODEL_NAME": spec.name}, labels)
+    build_args = {
+        "MODEL_NAME": spec.name,
+        "MODEL_VERSION": spec.version,
+        "MAR_SHA256": labels["io.torchship.mar.sha256"],
+        "GATE_VERDICT": labels["io.torchship.gate.verdict"],
+        "TORCHSHIP_VERSION": torchship.__version__,
+        "GIT_COMMIT": labels["org.opencontainers.image.revision"],
+    }
+    return BuildContext(directory, dockerfile, build_args)

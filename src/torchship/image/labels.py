@@ -26,11 +26,11 @@ def git_commit(explicit: str | None) -> str:
 
 
 def image_labels(spec: ModelSpec, mar_sha256: str, verdict: str, commit: str) -> dict[str, str]:
-    """The image's labels; the builder gets them as --label flags (one definition, here)."""
+    """The labels the Dockerfile's LABEL instruction must produce from the build arguments (checked after
+    every build, and by tests/test_image.py against the Dockerfile's text)."""
     return {
         "org.opencontainers.image.title": spec.name,
         "org.opencontainers.image.version": spec.version,
-        "org.opencontainers.image.revision": commit,
         "org.opencontainers.image.description": (
             f"TorchServe 0.12.0 serving {spec.name} {spec.version}, built by torchship"
         ),
@@ -40,4 +40,5 @@ def image_labels(spec: ModelSpec, mar_sha256: str, verdict: str, commit: str) ->
         "io.torchship.gate.verdict": verdict,
         "io.torchship.version": torchship.__version__,
         "io.torchship.uid": "10001",
+        "org.opencontainers.image.revision": commit,
     }

@@ -115,7 +115,8 @@ class LocalContainers:
                 continue
             text = path.read_text()
             for match in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s*)?)(\S+)", text, re.MULTILINE):
-                if "security" not in match.group(1):
+                # Only a Debian mirror serves bookworm (an Ubuntu runner's archive does not).
+                if "debian" in match.group(1) and "security" not in match.group(1):
                     return match.group(1)
         return "http://deb.debian.org/debian"
 

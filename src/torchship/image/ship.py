@@ -54,7 +54,7 @@ def _write_atomically(directory: Path, record: ImageRecord, config_text: str) ->
     tmp.mkdir(parents=True)
     try:
         record.write(tmp)
-        (tmp / "config.properties").write_text(config_text)
+        (tmp / "config.properties").write_text(config_text)  # what the image runs with, for review
         old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
         if directory.exists():
             directory.rename(old)
@@ -97,7 +97,7 @@ def ship_image(
         started = time.perf_counter()
         builder.build(
             context.directory, context.dockerfile, reference,
-            {"BASE_IMAGE": request.base_image, **context.build_args}, context.labels, log,
+            {"BASE_IMAGE": request.base_image, **context.build_args}, log,
         )  # fmt: skip
         build_s = time.perf_counter() - started
         facts = runtime.inspect(reference)
@@ -132,7 +132,9 @@ def ship_image(
             builder=builder.name,
             base_image=request.base_image,
         )
-        _write_atomically(root / IMAGE_DIR, record, (context.directory / "config.properties").read_text())
+        _write_atomically(
+            root / IMAGE_DIR, record, (context.directory / "model" / "config.properties").read_text()
+        )
         return record
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -144,7 +146,7 @@ def _check_facts(reference: str, actual: dict[str, str], expected: dict[str, str
         raise ImageBuildError(
             f"{reference} was built with wrong labels: "
             + "; ".join(f"{k} is {a!r}, expected {e!r}" for k, (a, e) in wrong.items()),
-            hint="Did the builder drop the --label flags? Check the build log.",
+            hint="The Dockerfile's LABEL instruction and torchship/image/labels.py must agree.",
         )
     if user.split(":")[0] != str(UID):
         raise ImageBuildError(
