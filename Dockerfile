@@ -10,7 +10,11 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # --- the OS: Python 3.11, the JRE TorchServe's frontend runs on, tini; the user; how the image starts -----
+# checkov:skip=CKV_DOCKER_7: the base is a build argument (pin it there, ideally by digest); the other FROMs are stages of this file
 FROM ${BASE_IMAGE} AS runtime-os
+# Not version-pinned on purpose (hadolint DL3008): bookworm's security updates replace package versions on
+# the mirror, so exact pins would break the build; the Python runtime, which decides the answers, is pinned.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 python3-venv openjdk-17-jre-headless tini \
@@ -56,6 +60,8 @@ FROM runtime-os AS serving
 COPY --from=venv /opt/torchship/venv /opt/torchship/venv
 COPY bin/ /opt/torchship/bin/
 USER 10001:10001
+# For docker/podman runs; Kubernetes ignores HEALTHCHECK and uses the same probe as an exec probe.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD ["/opt/torchship/bin/probe", "live"]
 
 # --- the model: its verified .mar and the TorchServe config rendered from its spec ---------------------
 FROM serving

@@ -252,3 +252,36 @@ def test_image_refuses_a_model_that_has_not_been_verified(tmp_path, tiny_model_d
     assert result.returncode == 1
     assert "no up-to-date 'verify' stage" in result.stderr and "hint:" in result.stderr
     assert not (tmp_path / "out" / "never-verified").joinpath("0.1.0", "image").exists()
+
+
+LINT_VENV = Path("/var/tmp/torchship-tools/checkov/bin")
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.neuron"])
+def test_dockerfiles_pass_hadolint_and_checkov(dockerfile):
+    if not (LINT_VENV / "hadolint").is_file() or not (LINT_VENV / "checkov").is_file():
+        pytest.skip(f"hadolint/checkov are not installed in {LINT_VENV} (scripts/install-lint-tools.sh)")
+    hadolint = subprocess.run(
+        [str(LINT_VENV / "hadolint"), str(REPO / dockerfile)], capture_output=True, text=True
+    )
+    assert hadolint.returncode == 0, hadolint.stdout
+    checkov = subprocess.run(
+        [str(LINT_VENV / "checkov"), "-f", str(REPO / dockerfile), "--framework", "dockerfile", "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads(checkov.stdout)
+    assert report["summary"]["failed"] == 0, [c["check_id"] for c in report["results"]["failed_checks"]]
+    # The one skip, with its reason in the file: the base image is a build argument.
+    assert [c["check_id"] for c in report["results"]["skipped_checks"]] == ["CKV_DOCKER_7"]
+
+
+def test_neuron_dockerfile_keeps_the_image_contract():
+    neuron = (REPO / "Dockerfile.neuron").read_text()
+    for promise in ('ENTRYPOINT ["/usr/bin/tini", "--", "/opt/torchship/bin/entrypoint"]', "USER 10001:10001",
+                    "COPY model/ /opt/torchship/", "--no-index", "TORCHSHIP_MANAGEMENT_PORT=8081"):  # fmt: skip
+        assert promise in neuron, promise
+    assert re.findall(r"^LABEL .*?[^\\]\n", neuron, re.MULTILINE | re.DOTALL) == re.findall(
+        r"^LABEL .*?[^\\]\n",
+        DOCKERFILE.replace("TorchServe 0.12.0 serving", "TorchServe 0.12.0 (Neuron) serving"),
+        re.MULTILINE | re.DOTALL,
+    )

@@ -45,7 +45,7 @@ def test_cfn_lint_finds_nothing():
 
 def test_checkov_passes_every_cloudformation_check():
     if not CHECKOV.is_file():
-        pytest.skip(f"checkov is not installed at {CHECKOV} (scripts/install-checkov.sh makes that venv)")
+        pytest.skip(f"checkov is not installed at {CHECKOV} (scripts/install-lint-tools.sh makes that venv)")
     done = subprocess.run(
         [str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download", "-o", "json"],
         capture_output=True, text=True, timeout=300,

@@ -47,17 +47,8 @@ class Tool:
 
     # --- build ---------------------------------------------------------------------------------------
 
-    def build(
-        self,
-        context: Path,
-        dockerfile: Path,
-        tag: str,
-        build_args: dict[str, str],
-        labels: dict[str, str],
-        log: Path,
-    ) -> None:
+    def build(self, context: Path, dockerfile: Path, tag: str, build_args: dict[str, str], log: Path) -> None:
         args = [f"--build-arg={k}={v}" for k, v in build_args.items()]
-        args += [f"--label={k}={v}" for k, v in labels.items()]
         if self.name == "docker":
             command = ["build", "--network=host", "-f", str(dockerfile), "-t", tag, *args, str(context)]
         else:
