@@ -219,5 +219,7 @@ def demo_image(containers: LocalContainers, spec_path: Path = DEMO_SPEC, outputs
                 and containers.podman("image", "exists", cached.reference, check=False).returncode == 0
             ):
                 return cached
+            # vfs keeps a full copy per layer (~2 GB each here): an outdated demo image goes before a new one.
+            containers.podman("image", "rm", "-f", cached.reference, check=False)
         base = containers.ensure_base_image()
         return ship_image(spec, settings, ImageRequest(base_image=base))
