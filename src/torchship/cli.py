@@ -541,6 +541,53 @@ def rehearse_command(
     )
 
 
+# --- image (issue 10): build the verified .mar into an image, run it, check served parity, push ---------
+@app.command()
+def image(
+    spec_path: SpecArg,
+    base_image: Annotated[
+        str, typer.Option("--base-image", help="the Debian bookworm base (a local stand-in in tests)")
+    ] = "debian:bookworm-slim",
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="image tag (default: VERSION-<12 hex of the .mar sha256>)")
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push", help="repository to push to, e.g. ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME"
+        ),
+    ] = None,
+) -> None:
+    """Build the image of a verified model, run it on loopback, re-check served parity, record image.json."""
+    from torchship.image.ship import ImageRequest, ship_image
+
+    try:
+        spec = load_spec(spec_path)
+        settings = Settings()
+        err.print(f"[bold]{spec.name}[/] {spec.version}: image", highlight=False)
+        record = ship_image(
+            spec, settings, ImageRequest(base_image=base_image, tag=tag, push=push),
+            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: the build directory was removed; no image.json was written")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(exc)
+    parity = record.served_parity
+    out.print(
+        f"image {record.reference} · {record.size_bytes / 1e9:.2f} GB · built in {record.build_s:.0f} s · "
+        f"ready in {record.time_to_ready_s:.1f} s · parity {'ok' if parity.ok else 'FAILED'} "
+        f"(max|Δ| {parity.max_abs:.2e} over {parity.compared} results)",
+        highlight=False,
+    )
+    if record.pushed:
+        out.print(f"pushed {record.pushed}", highlight=False)
+    out.print(
+        f"record: {settings.stage_root(spec.name, spec.version) / 'image' / 'image.json'}", highlight=False
+    )
+
+
 def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
