@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torchship.deploy.inputs import DeployInputs, unmeasured_inputs
 from torchship.deploy.render import RenderedBase, render
+from torchship.image.record import ImageRecord
 from torchship.spec import ModelSpec, load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,16 +53,26 @@ def container(rendered: RenderedBase) -> dict:
 def write_image_record(outputs: Path, spec: ModelSpec, **fields) -> Path:
     path = outputs / spec.name / spec.version / "image" / "image.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "reference": f"localhost/torchship/{spec.name}:{spec.version}",
-        "digest": "sha256:" + "ab" * 32,
-        "pushed": None,
-        "time_to_ready_s": 19.2,
-        "uid": 10001,
-        "writable_paths": ["/tmp", "/var/log/torchship"],
-        "ports": {"inference": 8080, "management": 8081, "metrics": 8082},
-        "model_name": spec.name,
-        **fields,
-    }
-    path.write_text(json.dumps(record))
+    record = ImageRecord(
+        **{
+            "reference": f"localhost/torchship/{spec.name}:{spec.version}",
+            "digest": "sha256:" + "ab" * 32,
+            "pushed": None,
+            "size_bytes": 1_770_264_575,
+            "labels": {},
+            "served_parity": {"ok": True, "max_abs": 1.3e-7, "compared": 17},
+            "time_to_ready_s": 19.2,
+            "time_to_first_200_s": 19.6,
+            "build_s": 430.0,
+            "uid": 10001,
+            "writable_paths": ["/tmp", "/var/log/torchship"],
+            "ports": {"inference": 8080, "management": 8081, "metrics": 8082},
+            "model_name": spec.name,
+            "model_version": spec.version,
+            "builder": "podman",
+            "base_image": "localhost/debian:bookworm-slim",
+            **fields,
+        }
+    )
+    record.write(path.parent)
     return path

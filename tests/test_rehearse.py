@@ -3,7 +3,6 @@ demo model played end to end by `podman kube play` with the image from image.jso
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,9 +14,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deploy_helpers import DEMO_SPEC, REPO, demo
+from deploy_helpers import DEMO_SPEC, REPO, demo, write_image_record
 from torchship.cli import app
 from torchship.deploy.rehearse import PORT_KEYS, REHEARSAL_ANNOTATION, rehearsal_documents
+from torchship.spec import load_spec
 
 runner = CliRunner()
 PORTS = dict(zip(PORT_KEYS, (18080, 18081, 18082, 17070, 17071), strict=True))
@@ -68,11 +68,7 @@ def test_rehearse_without_an_image_says_how_to_build_one(tmp_path, monkeypatch):
 
 
 def test_rehearse_without_podman_is_a_clear_error(tmp_path, monkeypatch):
-    record = tmp_path / "outputs" / "minilm-embeddings" / "1.0.0" / "image" / "image.json"
-    record.parent.mkdir(parents=True)
-    record.write_text(
-        json.dumps({"reference": "localhost/torchship/minilm-embeddings:1.0.0", "digest": "sha256:00"})
-    )
+    write_image_record(tmp_path / "outputs", load_spec(DEMO_SPEC))
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("PATH", str(tmp_path))
     result = runner.invoke(app, ["rehearse", str(DEMO_SPEC)])
@@ -85,6 +81,9 @@ def test_rehearse_without_podman_is_a_clear_error(tmp_path, monkeypatch):
 # full copy: measured here, one build of the demo image took over 32 GB before it finished.
 # kube play adds one container there, which kube down removes.
 REHEARSE_ROOT = os.environ.get("TORCHSHIP_REHEARSE_CONTAINERS_ROOT")
+# Stage outputs of our own: the image tests' runs share that root's outputs/ and would re-run the stages
+# under us (measured: "stage 'verify' needs the outputs of stage 'fetch', which are out of date").
+REHEARSE_OUTPUTS = Path(os.environ.get("TORCHSHIP_REHEARSE_OUTPUTS", "/var/tmp/torchship-rehearse-outputs"))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +101,7 @@ def demo_image_built():
         pytest.skip(
             "podman kube play needs catatonit for the pod's pause process (apt-get install catatonit)"
         )
-    record = local.demo_image(containers)
+    record = local.demo_image(containers, outputs_dir=REHEARSE_OUTPUTS)
     return containers, record
 
 
@@ -114,7 +113,7 @@ def _pods(containers) -> list[str]:
 @pytest.mark.e2e
 def test_demo_model_rehearsed_end_to_end_with_parity(demo_image_built, monkeypatch):
     containers, record = demo_image_built
-    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(containers.root / "outputs"))
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(REHEARSE_OUTPUTS))
     with containers.activated():
         result = runner.invoke(app, ["rehearse", str(DEMO_SPEC)])
         assert result.exit_code == 0, result.output
@@ -128,7 +127,7 @@ def test_rehearse_keep_serves_until_ctrl_c_then_tears_down(demo_image_built):
     containers, _ = demo_image_built
     env = {
         **containers.env(),
-        "TORCHSHIP_OUTPUTS_DIR": str(containers.root / "outputs"),
+        "TORCHSHIP_OUTPUTS_DIR": str(REHEARSE_OUTPUTS),
         "PYTHONPATH": str(REPO / "src"),
     }
     proc = subprocess.Popen(

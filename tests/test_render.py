@@ -211,3 +211,12 @@ def test_kubectl_kustomize_builds_the_committed_base():
     assert built.returncode == 0, built.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(built.stdout) if d]
     assert "Deployment" in kinds and len(kinds) == 7
+
+
+def test_a_broken_image_record_is_a_clear_error(tmp_path):
+    spec = load_spec(spec_file(tmp_path))
+    path = write_image_record(tmp_path / "out", spec)
+    path.write_text(path.read_text().replace('"uid": 10001', '"uid": "ten"'))
+    with pytest.raises(DeployError, match=r"image\.json is not a valid image record") as info:
+        gather_inputs(spec, Settings(outputs_dir=tmp_path / "out"))
+    assert "torchship image" in info.value.hint

@@ -2,8 +2,8 @@
 
 Both are measured by earlier stages: `image` writes image.json (reference, digest, the UID it runs as,
 its time to ready in a container); `verify` records how long TorchServe took to load the model. The
-image contract (UID, ports, writable paths) is the same constant set the image work builds to; image.json
-repeats it, and where it does its values win.
+image contract (UID, ports, writable paths) is the constant set the image is built to; image.json records
+it, and its values win.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from torchship.deploy.errors import DeployError
+from torchship.image.record import ImageRecord
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 
@@ -73,7 +76,20 @@ def _repository(reference: str) -> str:
     return repo[:colon] if colon > slash else repo
 
 
-def image_of(spec: ModelSpec, record: dict | None) -> tuple[str, str]:
+def read_image_record(path: Path) -> ImageRecord | None:
+    """image.json as the image stage wrote it (its own pydantic model), or None before any image build."""
+    if not path.is_file():
+        return None
+    try:
+        return ImageRecord.model_validate_json(path.read_text())
+    except (OSError, ValidationError) as exc:
+        raise DeployError(
+            f"{path} is not a valid image record ({str(exc).splitlines()[0]})",
+            hint="Re-run `torchship image SPEC` to write it again.",
+        ) from None
+
+
+def image_of(spec: ModelSpec, record: ImageRecord | None) -> tuple[str, str]:
     """The image reference to deploy: pinned by the registry digest once the image was pushed.
 
     image.json's `digest` is the local image ID (its config digest): a registry knows manifests by their
@@ -81,13 +97,10 @@ def image_of(spec: ModelSpec, record: dict | None) -> tuple[str, str]:
     reference's tag (the model version) is the pin; `render --check` accepts a version tag, never latest.
     """
     if record is not None:
-        pushed = record.get("pushed")
-        if isinstance(pushed, str) and "@sha256:" in pushed:
-            repo = spec.deploy.image or _repository(pushed)
-            return f"{repo}@{pushed.split('@', 1)[1]}", "digest"
-        reference = record.get("reference")
-        if isinstance(reference, str) and reference:
-            return (f"{spec.deploy.image}:{spec.version}" if spec.deploy.image else reference), "tag"
+        if record.pushed and "@sha256:" in record.pushed:
+            repo = spec.deploy.image or _repository(record.pushed)
+            return f"{repo}@{record.pushed.split('@', 1)[1]}", "digest"
+        return (f"{spec.deploy.image}:{spec.version}" if spec.deploy.image else record.reference), "tag"
     # No image built here yet: the model's own version is the (immutable by convention) tag.
     repo = spec.deploy.image or f"torchship/{spec.name}"
     return f"{repo}:{spec.version}", "tag"
@@ -101,26 +114,24 @@ def unmeasured_inputs(spec: ModelSpec) -> DeployInputs:
 
 def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
     root = settings.stage_root(spec.name, spec.version)
-    image_record = _read_json(root / IMAGE_RECORD)
-    image, pinned_by = image_of(spec, image_record)
+    record = read_image_record(root / IMAGE_RECORD)
+    image, pinned_by = image_of(spec, record)
     ready_s, source = UNMEASURED_TIME_TO_READY_S, UNMEASURED
     verify = _read_json(root / VERIFY_RECORD)
     verify_ready = ((verify or {}).get("details") or {}).get("startup_s")
     if isinstance(verify_ready, int | float) and verify_ready > 0:
         ready_s, source = float(verify_ready), "verify"
-    # The container's own time to ready (archive extraction, JVM start in the image) beats the host's.
-    measured = (image_record or {}).get("time_to_ready_s")
-    if isinstance(measured, int | float) and measured > 0:
-        ready_s, source = float(measured), "image.json"
-    if image_record is None:
+    if record is None:
         return DeployInputs(image, pinned_by, ready_s, source)
-    ports = image_record.get("ports") or {}
+    # The container's own time to ready (archive extraction, JVM start in the image) beats the host's.
+    if record.time_to_ready_s > 0:
+        ready_s, source = record.time_to_ready_s, "image.json"
     return DeployInputs(
         image=image,
         image_pinned_by=pinned_by,
         time_to_ready_s=ready_s,
         time_to_ready_source=source,
-        uid=int(image_record.get("uid") or CONTRACT_UID),
-        writable_paths=tuple(image_record.get("writable_paths") or CONTRACT_WRITABLE_PATHS),
-        ports=Ports(**{k: int(v) for k, v in ports.items() if k in CONTRACT_PORTS}),
+        uid=record.uid,
+        writable_paths=tuple(record.writable_paths) or CONTRACT_WRITABLE_PATHS,
+        ports=Ports(record.ports.inference, record.ports.management, record.ports.metrics),
     )

@@ -15,7 +15,6 @@ exec command, run in the container every period, within the startup probe's budg
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import subprocess
 import tempfile
@@ -29,9 +28,10 @@ import yaml
 
 from torchship.deploy.check import check_base
 from torchship.deploy.errors import DeployError, RehearsalFailed
-from torchship.deploy.inputs import IMAGE_RECORD, gather_inputs
+from torchship.deploy.inputs import IMAGE_RECORD, gather_inputs, read_image_record
 from torchship.deploy.render import RenderedBase, render
 from torchship.errors import ServedParityError
+from torchship.image.record import ImageRecord
 from torchship.serving.ports import HOST, free_ports
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
@@ -84,14 +84,15 @@ def podman(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[st
         ) from None
 
 
-def image_record(spec: ModelSpec, settings: Settings) -> dict:
+def image_record(spec: ModelSpec, settings: Settings) -> ImageRecord:
     path = settings.stage_root(spec.name, spec.version) / IMAGE_RECORD
-    if not path.is_file():
+    record = read_image_record(path)
+    if record is None:
         raise RehearsalFailed(
             f"no image built for {spec.name} {spec.version} ({path} does not exist)",
             hint=f"Build it first: torchship image {spec.spec_path}",
         )
-    return json.loads(path.read_text())
+    return record
 
 
 def rehearsal_documents(rendered: RenderedBase, local_image: str, ports: dict[str, int]) -> list[dict]:
@@ -205,14 +206,14 @@ def play(documents: list[dict], directory: Path, model: str, ports: dict[str, in
     return Rehearsal(manifest, _container_of(played.stdout), ports, model)
 
 
-def same_image(rehearsal: Rehearsal, record: dict) -> None:
+def same_image(rehearsal: Rehearsal, record: ImageRecord) -> None:
     """The played container runs the image image.json describes, not whatever the tag names today."""
-    digest = str(record.get("digest") or "")
+    digest = record.digest
     result = podman("inspect", "--type", "container", "--format", "{{.Image}}", rehearsal.container)
     running = result.stdout.strip()
     if digest and running and digest.removeprefix("sha256:") != running.removeprefix("sha256:"):
         raise RehearsalFailed(
-            f"{record.get('reference')} now names image {running[:12]}, not the {digest[7:19]} that image.json "
+            f"{record.reference} now names image {running[:12]}, not the {digest[7:19]} that image.json "
             "records (and whose parity was checked)",
             hint="Rebuild with `torchship image SPEC`, or re-tag the recorded image.",
         )
@@ -243,9 +244,9 @@ def rehearse(
     record = image_record(spec, settings)
     rendered = rendered_for_rehearsal(spec, settings)
     ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True))
-    documents = rehearsal_documents(rendered, record["reference"], ports)
+    documents = rehearsal_documents(rendered, record.reference, ports)
     with tempfile.TemporaryDirectory(prefix="torchship-rehearse-") as tmp:
-        progress(f"podman kube play {spec.name} ({record['reference']}) on {HOST}")
+        progress(f"podman kube play {spec.name} ({record.reference}) on {HOST}")
         started = time.monotonic()
         rehearsal = play(documents, Path(tmp), spec.name, ports)
         rehearsal.timings["play"] = time.monotonic() - started
