@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # The stamp is rebuilt whenever the pins or the package metadata change.
 STAMP  := $(VENV)/.torchship-installed
 
-.PHONY: demo test lint lock bench clean venv
+.PHONY: demo test test-e2e lint lock bench clean venv
 
 venv: $(STAMP)
 
@@ -20,6 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The slow image tests (build, push, run the demo model's image): installs podman/buildah/debootstrap/
+# docker-registry first (root, Debian). First run ~10 min, then the images are reused while the .mar is.
+test-e2e: $(STAMP)
+	sh scripts/install-container-tools.sh
+	$(PY) -m pytest -m e2e -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

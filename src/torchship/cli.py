@@ -432,6 +432,204 @@ def serve(
         server.stop()
 
 
+# --- Kubernetes: render, deploy, rehearse ----------------------------------------------------------
+
+
+def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False):
+    from torchship.deploy import render as rendering
+    from torchship.deploy.inputs import gather_inputs, unmeasured_inputs
+
+    spec = load_spec(spec_path)
+    inputs = unmeasured_inputs(spec) if spec_only else gather_inputs(spec, settings)
+    return spec, rendering.render(spec, inputs)
+
+
+def _print_derivations(rendered) -> None:
+    c, d = rendered.context, rendered.context.derived
+    out.print(
+        f"image {c.image} (pinned by {rendered.inputs.image_pinned_by})\n"
+        f"time to ready {c.time_to_ready_s:.1f} s ({c.time_to_ready_source}) → startup budget "
+        f"{d.startup_budget_s} s, rollout timeout {d.rollout_timeout_s} s\n"
+        f"{d.workers} worker(s) x {d.threads} thread(s) on a CPU limit of {c.cpu_limit}; "
+        f"termination grace {d.termination_grace_s} s",
+        highlight=False,
+    )
+
+
+@app.command(name="render")
+def render_command(
+    spec_path: SpecArg,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="directory for the kustomize base (default: outputs/…/k8s)")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="validate schemas and policy rules; write nothing on failure")
+    ] = False,
+    spec_only: Annotated[
+        bool,
+        typer.Option(
+            "--spec-only",
+            help="ignore outputs/ (image.json, verify): image by version tag, default startup budget "
+            "(how the committed k8s/ is rendered)",
+        ),
+    ] = False,
+) -> None:
+    """Render Kubernetes manifests (a kustomize base) for the model; --check validates them."""
+    from torchship.deploy.check import check_base
+    from torchship.deploy.render import write_base
+
+    try:
+        settings = Settings()
+        spec, rendered = _rendered(spec_path, settings, spec_only)
+        report = check_base(rendered, spec) if check else None
+        if report is not None:
+            for line in report.lines():
+                err.print(line, highlight=False, markup=False)
+            report.raise_if_failed()
+        target = write_base(rendered.files, out_dir or settings.stage_root(spec.name, spec.version) / "k8s")
+    except Exception as exc:
+        _fail(exc)
+    out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
+    _print_derivations(rendered)
+    if report is not None:
+        out.print(f"checks passed: {report.summary()}", highlight=False)
+
+
+@app.command(name="deploy")
+def deploy_command(
+    spec_path: SpecArg,
+    context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context (default: current)")
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", help="namespace (default: deploy.namespace, else the context's)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would change; apply nothing")
+    ] = False,
+    smoke: Annotated[
+        bool, typer.Option("--smoke/--no-smoke", help="send one example through kubectl port-forward")
+    ] = True,
+) -> None:
+    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
+    from torchship.deploy.kubectl import Kubectl
+    from torchship.deploy.rollout import deploy
+
+    try:
+        spec = load_spec(spec_path)
+        kubectl = Kubectl(context=context, namespace=namespace or spec.deploy.namespace)
+        result = deploy(
+            spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
+            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+        )  # fmt: skip
+    except Exception as exc:
+        _fail(exc)
+    if dry_run:
+        out.print(result.dry_run_output, highlight=False, markup=False)
+        return
+    for line in result.applied:
+        out.print(line, highlight=False)
+    out.print(f"[green]rolled out[/] deployment/{spec.name}", highlight=False)
+    if result.smoke:
+        out.print(f"smoke: {result.smoke}", highlight=False)
+
+
+@app.command(name="rehearse")
+def rehearse_command(
+    spec_path: SpecArg,
+    keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
+) -> None:
+    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
+    from torchship.deploy.rehearse import container_state, rehearse
+
+    def keep_serving(rehearsal) -> None:
+        if not keep:
+            return
+        name = rehearsal.model
+        out.print(
+            f"[bold green]serving[/] {name} at {rehearsal.url}/predictions/{name} (no token: see README, Deploy)"
+        )
+        out.print(
+            f"  curl -s {rehearsal.url}/predictions/{name} -H 'Content-Type: application/json' "
+            '-d \'{"text": "Hello, world"}\'',
+            highlight=False,
+        )
+        out.print("Ctrl-C stops it and tears everything down.")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while container_state(rehearsal.container)[0] == "running":
+                time.sleep(1.0)
+            err.print("[red]the container stopped[/]")
+        except KeyboardInterrupt:
+            err.print("stopping …")
+
+    try:
+        spec = load_spec(spec_path)
+        rehearsal = rehearse(
+            spec, Settings(), on_ready=keep_serving,
+            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: the rehearsal pod was torn down")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(exc)
+    parity = rehearsal.parity
+    out.print(
+        f"rehearsal ok: ready in {rehearsal.ready_s:.1f} s; served parity ok (max |Δ| {parity['max_abs']:.2e} over "
+        f"{parity['compared']} results); torn down",
+        highlight=False,
+    )
+
+
+# --- image (issue 10): build the verified .mar into an image, run it, check served parity, push ---------
+@app.command()
+def image(
+    spec_path: SpecArg,
+    base_image: Annotated[
+        str, typer.Option("--base-image", help="the Debian bookworm base (a local stand-in in tests)")
+    ] = "debian:bookworm-slim",
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="image tag (default: VERSION-<12 hex of the .mar sha256>)")
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push", help="repository to push to, e.g. ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME"
+        ),
+    ] = None,
+) -> None:
+    """Build the image of a verified model, run it on loopback, re-check served parity, record image.json."""
+    from torchship.image.ship import ImageRequest, ship_image
+
+    try:
+        spec = load_spec(spec_path)
+        settings = Settings()
+        err.print(f"[bold]{spec.name}[/] {spec.version}: image", highlight=False)
+        record = ship_image(
+            spec, settings, ImageRequest(base_image=base_image, tag=tag, push=push),
+            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: the build directory was removed; no image.json was written")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        _fail(exc)
+    parity = record.served_parity
+    out.print(
+        f"image {record.reference} · {record.size_bytes / 1e9:.2f} GB · built in {record.build_s:.0f} s · "
+        f"ready in {record.time_to_ready_s:.1f} s · parity {'ok' if parity.ok else 'FAILED'} "
+        f"(max|Δ| {parity.max_abs:.2e} over {parity.compared} results)",
+        highlight=False,
+    )
+    if record.pushed:
+        out.print(f"pushed {record.pushed}", highlight=False)
+    out.print(
+        f"record: {settings.stage_root(spec.name, spec.version) / 'image' / 'image.json'}", highlight=False
+    )
+
+
 def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -189,6 +189,47 @@ class PublishSpec(_Strict):
         return value
 
 
+# A Kubernetes quantity such as "500m", "2", "1.5Gi" (what the API server accepts for cpu/memory/storage).
+K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+class DeploySpec(_Strict):
+    """How `torchship render/deploy/rehearse` run the model on Kubernetes (one flat section on purpose).
+
+    Probe thresholds, threads and grace periods are not here: they are derived from measurements
+    (image.json / verify) and from these limits, so they cannot drift from what the image really does.
+    """
+
+    # Image repository when image.json has none to offer (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/x).
+    image: Annotated[str, Field(min_length=1)] | None = None
+    namespace: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] | None = None
+    # Two or more: one pod can be drained or evicted while the other serves (PDB maxUnavailable 1).
+    replicas: Annotated[int, Field(ge=1, le=100)] = 2
+    # HorizontalPodAutoscaler ceiling; default twice `replicas`.
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
+    target_cpu_percent: Annotated[int, Field(ge=10, le=100)] = 70
+    cpu_request: Annotated[str, Field(pattern=K8S_QUANTITY)] = "1"
+    cpu_limit: Annotated[str, Field(pattern=K8S_QUANTITY)] = "2"
+    # Requests = limits for memory: a model server's memory is its weights, and overcommit means OOM kills.
+    memory: Annotated[str, Field(pattern=K8S_QUANTITY)] = "3Gi"
+    # /tmp holds the extracted archive (the demo's is 88 MB) and the logs; this bounds both.
+    ephemeral_storage: Annotated[str, Field(pattern=K8S_QUANTITY)] = "2Gi"
+    # Pods with these labels (same namespace) may reach the inference port; default {torchship/client-of: NAME}.
+    client_labels: dict[Annotated[str, Field(pattern=_LABEL_KEY)], str] = {}
+    # Namespace whose pods (Prometheus) may scrape the metrics port.
+    monitoring_namespace: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "monitoring"
+    # Seconds a terminating pod keeps serving while endpoints controllers drop it from the Service.
+    prestop_sleep_s: Annotated[int, Field(ge=0, le=120)] = 5
+    priority_class: Annotated[str, Field(min_length=1)] | None = None
+    # Kubernetes versions whose schemas the manifests must validate against; default the three newest known.
+    kubernetes_versions: list[Annotated[str, Field(pattern=r"^v?1\.[0-9]+(\.[0-9]+)?$")]] = []
+    # AWS Neuron devices per pod (aws.amazon.com/neuron); 0 runs on CPU nodes. Needs compile.backend: neuron.
+    neuron: Annotated[int, Field(ge=0, le=16)] = 0
+    # Extra node selector; with `neuron` the default selects the instance type of compile.neuron.target.
+    node_selector: dict[Annotated[str, Field(pattern=_LABEL_KEY)], str] = {}
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
@@ -202,6 +243,7 @@ class ModelSpec(_Strict):
     token_classification: TokenClassificationSpec = TokenClassificationSpec()
     keywords: KeywordsSpec = KeywordsSpec()
     publish: PublishSpec = PublishSpec()
+    deploy: DeploySpec = DeploySpec()
 
     # Where the spec file lives; relative paths in the spec resolve against it. Not a YAML key.
     spec_path: Path = Field(default=Path("model.yaml"), exclude=True)

@@ -150,8 +150,14 @@ class TextHandler:
         config = dict((context.model_yaml_config or {}).get("handler") or {})
         # Each worker gets its own share of the cores; otherwise every worker sizes its pool from the
         # whole host and several workers oversubscribe the CPU.
-        workers = int(config.get("workers") or 1)
-        threads = int(config.get("threads") or max(1, (os.cpu_count() or 1) // workers))
+        # TORCHSHIP_WORKERS / TORCHSHIP_THREADS (set by the image's deployment from its CPU limit) win over
+        # the .mar's values: a container sees the host's cores, not its own share.
+        workers = int(os.environ.get("TORCHSHIP_WORKERS") or config.get("workers") or 1)
+        threads = int(
+            os.environ.get("TORCHSHIP_THREADS")
+            or config.get("threads")
+            or max(1, (os.cpu_count() or 1) // workers)
+        )
         torch.set_num_threads(threads)
         self.task = build_task(model_dir, config)
         self.limits = Limits(

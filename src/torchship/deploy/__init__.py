@@ -1,0 +1,1 @@
+"""Kubernetes: manifests rendered from the spec, their checks, `kubectl` rollouts and local rehearsals."""

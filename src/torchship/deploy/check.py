@@ -1,0 +1,54 @@
+"""`render --check`: the schemas of every requested Kubernetes version and every policy rule, together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torchship.deploy.errors import ManifestCheckFailed
+from torchship.deploy.policy import RULES, Finding, PolicyInputs, check_policy
+from torchship.deploy.render import RenderedBase
+from torchship.deploy.schemas import SchemaFinding, validate_schemas, versions_to_check
+from torchship.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    versions: list[str]
+    schema_findings: list[SchemaFinding]
+    policy_findings: list[Finding]
+    rules_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.schema_findings and not self.policy_findings
+
+    def lines(self) -> list[str]:
+        lines = [f"schema  {f.version}  {f.resource}: {f.message}" for f in self.schema_findings]
+        lines += [f"policy  {f.rule}  {f.resource}: {f.message}" for f in self.policy_findings]
+        return lines
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.schema_findings)} schema error(s) against Kubernetes {', '.join(self.versions)}; "
+            f"{len(self.policy_findings)} policy finding(s) from {self.rules_checked} rules"
+        )
+
+    def raise_if_failed(self) -> None:
+        if self.ok:
+            return
+        failed = sorted({f.rule for f in self.policy_findings}) + (["schema"] if self.schema_findings else [])
+        raise ManifestCheckFailed(
+            f"rendered manifests fail: {', '.join(failed)} ({self.summary()})",
+            details="\n".join(self.lines()),
+            hint="Fix the spec's deploy section (or the overlay that changed it); nothing was written.",
+        )
+
+
+def check_base(rendered: RenderedBase, spec: ModelSpec) -> CheckReport:
+    versions = versions_to_check(list(spec.deploy.kubernetes_versions))
+    return CheckReport(
+        versions=versions,
+        schema_findings=validate_schemas(rendered.manifests, versions),
+        policy_findings=check_policy(PolicyInputs(rendered.manifests, spec.serve.response_timeout_s)),
+        rules_checked=len(RULES),
+    )

@@ -1,0 +1,234 @@
+"""Render the spec into a kustomize base (one file per resource) from the jinja2 templates.
+
+The files are written atomically: into a hidden sibling directory that replaces the target only when
+everything rendered (and, with --check, passed). A target holding files torchship did not write is
+refused rather than overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+import torchship
+from torchship.deploy.derive import Derived, derive
+from torchship.deploy.errors import DeployError
+from torchship.deploy.inputs import CONTRACT_GRPC_PORTS, PROBE, DeployInputs, Ports
+from torchship.spec import ModelSpec
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# Order matters for a reader only: what the Deployment needs comes before it.
+RESOURCE_FILES = (
+    "serviceaccount.yaml",
+    "configmap.yaml",
+    "deployment.yaml",
+    "service.yaml",
+    "hpa.yaml",
+    "pdb.yaml",
+    "networkpolicy.yaml",
+)
+KUSTOMIZATION = "kustomization.yaml"
+RENDERED_FILES = (*RESOURCE_FILES, KUSTOMIZATION)
+# The instance family each Neuron compile target runs on (node.kubernetes.io/instance-type).
+NEURON_INSTANCE_TYPES = {"inf2": "inf2.xlarge", "trn1": "trn1.2xlarge", "inf1": "inf1.xlarge"}
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Everything the templates see; the templates hold no logic beyond layout."""
+
+    name: str
+    version: str
+    namespace: str | None
+    image: str
+    uid: int
+    ports: Ports
+    env: dict[str, str]
+    config_sha256: str
+    volumes: tuple[Volume, ...]
+    replicas: int
+    target_cpu_percent: int
+    cpu_request: str
+    cpu_limit: str
+    memory: str
+    ephemeral_storage: str
+    client_labels: dict[str, str]
+    monitoring_namespace: str
+    prestop_sleep_s: int
+    priority_class: str | None
+    neuron: int
+    node_selector: dict[str, str]
+    derived: Derived
+    time_to_ready_s: float
+    time_to_ready_source: str
+    resource_files: tuple[str, ...] = RESOURCE_FILES
+
+
+@dataclass(frozen=True)
+class Manifest:
+    file: str
+    doc: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind"))
+
+    @property
+    def name(self) -> str:
+        return str((self.doc.get("metadata") or {}).get("name"))
+
+
+@dataclass(frozen=True)
+class RenderedBase:
+    files: dict[str, str]  # file name -> text, kustomization.yaml included
+    context: RenderContext
+    inputs: DeployInputs
+    manifests: list[Manifest] = field(default_factory=list)
+
+
+def _volume_name(path: str) -> str:
+    return "-".join(part for part in path.strip("/").split("/") if part).replace("_", "-") or "root"
+
+
+def environment(spec: ModelSpec, inputs: DeployInputs, derived: Derived) -> dict[str, str]:
+    """The image contract's variables; all strings, as a ConfigMap's data must be."""
+    return {
+        "TORCHSHIP_MODEL_NAME": spec.name,
+        "TORCHSHIP_BIND_ADDRESS": "0.0.0.0",
+        "TORCHSHIP_INFERENCE_PORT": str(inputs.ports.inference),
+        "TORCHSHIP_MANAGEMENT_PORT": str(inputs.ports.management),
+        "TORCHSHIP_METRICS_PORT": str(inputs.ports.metrics),
+        "TORCHSHIP_GRPC_INFERENCE_PORT": str(CONTRACT_GRPC_PORTS["inference"]),
+        "TORCHSHIP_GRPC_MANAGEMENT_PORT": str(CONTRACT_GRPC_PORTS["management"]),
+        "TORCHSHIP_WORKERS": str(derived.workers),
+        "TORCHSHIP_THREADS": str(derived.threads),
+        # Native libraries (OpenMP, MKL) size their own pools from the node's cores without this.
+        "OMP_NUM_THREADS": str(derived.threads),
+    }
+
+
+def node_selector_of(spec: ModelSpec) -> dict[str, str]:
+    if not spec.deploy.neuron:
+        return dict(spec.deploy.node_selector)
+    if spec.compile.backend != "neuron":
+        raise DeployError(
+            f"{spec.spec_path}: deploy.neuron asks for {spec.deploy.neuron} Neuron device(s), but "
+            f"compile.backend is {spec.compile.backend!r}: the model would not use them",
+            hint="Set compile.backend: neuron (and compile.neuron.target), or deploy.neuron: 0.",
+        )
+    default = {"node.kubernetes.io/instance-type": NEURON_INSTANCE_TYPES[spec.compile.neuron.target]}
+    return {**default, **spec.deploy.node_selector}
+
+
+def context_of(spec: ModelSpec, inputs: DeployInputs) -> RenderContext:
+    derived = derive(spec, inputs, PROBE)
+    env = environment(spec, inputs, derived)
+    return RenderContext(
+        name=spec.name,
+        version=spec.version,
+        namespace=spec.deploy.namespace,
+        image=inputs.image,
+        uid=inputs.uid,
+        ports=inputs.ports,
+        env=env,
+        config_sha256=hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest(),
+        volumes=tuple(Volume(_volume_name(p), p) for p in inputs.writable_paths),
+        replicas=spec.deploy.replicas,
+        target_cpu_percent=spec.deploy.target_cpu_percent,
+        cpu_request=spec.deploy.cpu_request,
+        cpu_limit=spec.deploy.cpu_limit,
+        memory=spec.deploy.memory,
+        ephemeral_storage=spec.deploy.ephemeral_storage,
+        client_labels=dict(spec.deploy.client_labels) or {"torchship/client-of": spec.name},
+        monitoring_namespace=spec.deploy.monitoring_namespace,
+        prestop_sleep_s=spec.deploy.prestop_sleep_s,
+        priority_class=spec.deploy.priority_class,
+        neuron=spec.deploy.neuron,
+        node_selector=node_selector_of(spec),
+        derived=derived,
+        time_to_ready_s=inputs.time_to_ready_s,
+        time_to_ready_source=inputs.time_to_ready_source,
+    )
+
+
+def _jinja() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        autoescape=False,  # YAML, not HTML; values are quoted with tojson instead
+    )
+
+
+def parse_manifests(files: dict[str, str]) -> list[Manifest]:
+    manifests = []
+    for file in RESOURCE_FILES:
+        if file not in files:
+            continue
+        for doc in yaml.safe_load_all(files[file]):
+            if doc:
+                manifests.append(Manifest(file, doc))
+    return manifests
+
+
+def render(spec: ModelSpec, inputs: DeployInputs) -> RenderedBase:
+    context = context_of(spec, inputs)
+    env = _jinja()
+    common = {
+        "c": context,
+        "torchship_version": torchship.__version__,
+        "spec_file": f"{spec.spec_dir.name}/{spec.spec_path.name}",
+    }
+    files = {}
+    for file in RENDERED_FILES:
+        text = env.get_template(f"k8s/{file}.j2").render(**common)
+        files[file] = text.rstrip("\n") + "\n"
+    return RenderedBase(files, context, inputs, parse_manifests(files))
+
+
+def write_base(files: dict[str, str], out_dir: Path) -> Path:
+    """Replace `out_dir` with the rendered files, all at once; refuse to clobber files we did not write."""
+    out_dir = out_dir.resolve()
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise DeployError(f"{out_dir} exists and is not a directory", hint="Choose another --out.")
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RENDERED_FILES)
+        if foreign:
+            raise DeployError(
+                f"{out_dir} holds files torchship did not render ({', '.join(foreign[:5])}); not overwriting it",
+                hint="Render into an empty or new directory, and put your own changes in a kustomize overlay.",
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        if out_dir.exists():
+            os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old.exists() and not out_dir.exists():
+            os.rename(old, out_dir)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,120 @@
+"""The build context: the top-level Dockerfile, serve.txt, the wheelhouse, the rendered config.properties,
+the image's scripts, and the verified .mar — nothing else reaches the builder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+import torchship
+from torchship.image.errors import ImageBuildError
+from torchship.spec import ModelSpec
+
+PACKAGE_DIR = Path(torchship.__file__).resolve().parent
+RUNTIME_DIR = PACKAGE_DIR / "image" / "runtime"
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+# The repository root when torchship runs from its checkout (CodeBuild, development): Dockerfile lives there.
+REPO_ROOT = PACKAGE_DIR.parent.parent
+
+IMAGE_ROOT = "/opt/torchship"
+MODEL_STORE = f"{IMAGE_ROOT}/model-store"
+IMAGE_PYTHON = f"{IMAGE_ROOT}/venv/bin/python"
+UID = 10001
+WRITABLE_PATHS = ["/tmp", "/var/log/torchship"]
+# The image's scripts: name in the image -> module beside this one.
+SCRIPTS = {"entrypoint": "entrypoint.py", "probe": "probe.py", "settings.py": "settings.py"}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    directory: Path
+    dockerfile: Path
+    build_args: dict[str, str]
+
+
+def repo_file(relative: str) -> Path:
+    for root in (Path.cwd(), REPO_ROOT):
+        if (root / relative).is_file():
+            return root / relative
+    raise ImageBuildError(
+        f"{relative} was not found in {Path.cwd()} or {REPO_ROOT}",
+        hint="Run torchship image from the torchship checkout (the Dockerfile and requirements/ live there).",
+    )
+
+
+def render_config(spec: ModelSpec, heap: str) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("image-config.properties.j2").render(
+        name=spec.name,
+        version=spec.version,
+        torchship_version=torchship.__version__,
+        model_store=MODEL_STORE,
+        max_request_size=spec.serve.max_body_bytes,
+        max_response_size=spec.serve.max_response_bytes,
+        response_timeout_s=spec.serve.response_timeout_s,
+        heap=heap,
+        tmp_dir="/tmp",
+    )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # the wheelhouse is ~300 MB: a hard link costs nothing
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _write_script(source: Path, target: Path) -> None:
+    text = source.read_text()
+    if not target.name.endswith(".py"):
+        text = f"#!{IMAGE_PYTHON}\n{text}"
+    target.write_text(text)
+    target.chmod(0o755 if not target.name.endswith(".py") else 0o644)
+
+
+def prepare_context(
+    directory: Path,
+    spec: ModelSpec,
+    mar: Path,
+    wheelhouse: Path,
+    labels: dict[str, str],
+    heap: str,
+) -> BuildContext:
+    """Fill `directory` (new, empty) with everything the Dockerfile copies."""
+    directory.mkdir(parents=True)
+    dockerfile = directory / "Dockerfile"
+    shutil.copy2(repo_file("Dockerfile"), dockerfile)
+    (directory / "requirements").mkdir()
+    shutil.copy2(repo_file("requirements/serve.txt"), directory / "requirements" / "serve.txt")
+    (directory / "wheels").mkdir()
+    for wheel in sorted(wheelhouse.glob("*.whl")):
+        _link_or_copy(wheel, directory / "wheels" / wheel.name)
+    # model/ is copied onto /opt/torchship in one instruction: one layer per model, the rest is cached.
+    (directory / "model" / "model-store").mkdir(parents=True)
+    _link_or_copy(mar, directory / "model" / "model-store" / f"{spec.name}.mar")
+    (directory / "model" / "config.properties").write_text(render_config(spec, heap))
+    (directory / "bin").mkdir()
+    for name, module in SCRIPTS.items():
+        _write_script(RUNTIME_DIR / module, directory / "bin" / name)
+    # Files must be readable by the image's user whatever the host's umask was.
+    for path in directory.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    build_args = {
+        "MODEL_NAME": spec.name,
+        "MODEL_VERSION": spec.version,
+        "MAR_SHA256": labels["io.torchship.mar.sha256"],
+        "GATE_VERDICT": labels["io.torchship.gate.verdict"],
+        "TORCHSHIP_VERSION": torchship.__version__,
+        "GIT_COMMIT": labels["org.opencontainers.image.revision"],
+    }
+    return BuildContext(directory, dockerfile, build_args)
