@@ -25,6 +25,7 @@ test: $(STAMP)
 # docker-registry first (root, Debian). First run ~10 min, then the images are reused while the .mar is.
 test-e2e: $(STAMP)
 	sh scripts/install-container-tools.sh
+	sh scripts/install-lint-tools.sh
 	$(PY) -m pytest -m e2e -p no:cacheprovider
 
 lint: $(STAMP)
