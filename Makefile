@@ -22,9 +22,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The slow image tests (build, push, run the demo model's image): installs podman/buildah/debootstrap/
-# docker-registry first (root, Debian). First run ~10 min, then the images are reused while the .mar is.
+# docker-registry first (root, Debian). First run ~30 min on vfs (no layer cache), then ~20 min.
 test-e2e: $(STAMP)
 	sh scripts/install-container-tools.sh
+	sh scripts/install-lint-tools.sh
 	$(PY) -m pytest -m e2e -p no:cacheprovider
 
 lint: $(STAMP)

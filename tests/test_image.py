@@ -173,8 +173,10 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(tmp_path, spec):
     model = context.directory / "model"
     assert sorted(str(p.relative_to(model)) for p in model.rglob("*") if p.is_file()) == [
         "config.properties",
+        "image-labels.json",
         "model-store/tiny-image.mar",
     ]
+    assert json.loads((model / "image-labels.json").read_text()) == labels  # busts a stale layer cache
     assert (model / "model-store" / "tiny-image.mar").read_bytes() == b"archive"
     probe = context.directory / "bin" / "probe"
     assert probe.read_text().startswith("#!/opt/torchship/venv/bin/python\n") and os.access(probe, os.X_OK)

@@ -3,6 +3,7 @@ the image's scripts, and the verified .mar — nothing else reaches the builder.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -102,6 +103,12 @@ def prepare_context(
     (directory / "model" / "model-store").mkdir(parents=True)
     _link_or_copy(mar, directory / "model" / "model-store" / f"{spec.name}.mar")
     (directory / "model" / "config.properties").write_text(render_config(spec, heap))
+    # The labels travel in the copied files too: a new commit or verdict changes this COPY layer, so the
+    # layer cache cannot hand back a LABEL step made with older build arguments (buildah 1.28 keys its
+    # LABEL cache on the instruction text, not on the argument values — caught by the label check).
+    (directory / "model" / "image-labels.json").write_text(
+        json.dumps(labels, indent=2, sort_keys=True) + "\n"
+    )
     (directory / "bin").mkdir()
     for name, module in SCRIPTS.items():
         _write_script(RUNTIME_DIR / module, directory / "bin" / name)

@@ -29,7 +29,9 @@ class ImageRecord(BaseModel):
     labels: dict[str, str]
     served_parity: ServedParity
     time_to_ready_s: float = Field(description="`run` until the probe reported a READY worker")
-    time_to_first_200_s: float = Field(description="`run` until the first prediction answered 200")
+    time_to_first_200_s: float = Field(
+        description="`run` until the first prediction answered 200 (sent as soon as the probe said READY)"
+    )
     stop_s: float | None = Field(None, description="SIGTERM until the container exited")
     build_s: float
     uid: int

@@ -7,6 +7,7 @@ atomically, so a failed run never leaves a record claiming an image that did not
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import uuid
@@ -177,5 +178,4 @@ def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, i
         )
     if container.exit_code not in (0, None):
         progress(f"warning: the container exited {container.exit_code} on SIGTERM (expected 0)")
-    return type(checked)(checked.parity, checked.served, checked.time_to_ready_s, checked.time_to_first_200_s,
-                         container.stop_s, container.exit_code)  # fmt: skip
+    return dataclasses.replace(checked, stop_s=container.stop_s, exit_code=container.exit_code)

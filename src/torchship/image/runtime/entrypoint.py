@@ -2,8 +2,8 @@
 
 Why not `torchserve --start --foreground` as the command: measured here, it ignores SIGTERM as PID 1 and the
 container is killed after the grace period. This script starts TorchServe as its child, and on SIGTERM or
-SIGINT sends SIGTERM to TorchServe's Java frontend (whose shutdown hook closes the listeners and lets the
-workers finish), waits for it, and exits 0. tini reaps the Python workers the frontend leaves behind.
+SIGINT sends SIGTERM to TorchServe's Java frontend (its shutdown hook closes the listeners and stops the
+workers), waits for it, and exits 0. tini reaps the Python workers the frontend leaves behind.
 
 The baked config.properties (hardening, size limits) is read-only; the addresses come from the environment
 and are appended into a copy under TMPDIR, the management API always on 127.0.0.1.
