@@ -21,12 +21,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The slow image tests (build, push, run the demo model's image): installs podman/buildah/debootstrap/
-# docker-registry first (root, Debian). First run ~30 min on vfs (no layer cache), then ~20 min.
+# The slow end-to-end tests, not part of `make test`: the image (build, push, pull by digest, run, parity),
+# the buildspec phase by phase, the Kubernetes rehearsal in podman kube play, and the README's
+# "Bring your own model" walkthrough. Installs podman/buildah/debootstrap/docker-registry/catatonit first
+# (root, Debian). First run ~30 min on vfs (no layer cache), then ~20 min. .ci/run runs it after `make test`.
 test-e2e: $(STAMP)
 	sh scripts/install-container-tools.sh
 	sh scripts/install-lint-tools.sh
-	$(PY) -m pytest -m e2e -p no:cacheprovider
+	$(PY) -m pytest -m "e2e or readme" -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
