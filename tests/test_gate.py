@@ -148,3 +148,41 @@ def test_a_served_response_that_differs_fails_verify(tiny_spec_path, settings, m
     assert report["verdict"] == "fail"
     assert {c["name"]: c["status"] for c in report["checks"]}["served_parity"] == "fail"
     assert report["latency"]["served"]["samples_ms"]
+
+
+def test_the_served_check_uses_only_the_shared_report_module_not_gate_internals():
+    # served.py (verify stage) once imported seven private helpers of gate.py (validate stage); what both
+    # stages need now lives in validate/records.py under public names.
+    import ast
+    from pathlib import Path
+
+    import torchship.validate.served as served
+
+    tree = ast.parse(Path(served.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "torchship.validate.gate" not in imported
+    assert "torchship.validate.records" in imported
+
+
+def test_percentile_is_the_nearest_rank_numpy_computes():
+    import numpy as np
+
+    from torchship.validate.records import percentile
+
+    samples = [float(x) for x in torch.randperm(37, generator=torch.Generator().manual_seed(3)).tolist()]
+    for q in (0.0, 0.5, 0.95, 1.0):
+        assert percentile(samples, q) == float(np.percentile(samples, q * 100, method="nearest"))
+
+
+def test_a_check_verdict_fails_on_any_failure_but_not_on_a_skip():
+    from torchship.validate.records import check, latency_failure, verdict_of
+
+    passing, skipped = check("parity", None, "ok"), check("latency", None, "no budget", skipped=True)
+    failing = check("metrics", "accuracy 0.5 < 0.9", "ok")
+    assert (passing["status"], skipped["status"], failing["status"]) == ("pass", "skipped", "fail")
+    assert failing["message"] == "accuracy 0.5 < 0.9"
+    assert verdict_of([passing, skipped]) == "pass"
+    assert verdict_of([passing, skipped, failing]) == "fail"
+    over = latency_failure({"p50": 4.0, "p95": 12.5}, {"p95": 10.0}, "served")
+    assert over is not None and "p95" in over and "2.5 ms" in over
+    assert latency_failure({"p50": 4.0, "p95": 9.0}, {"p50": 5.0, "p95": 10.0}, "served") is None

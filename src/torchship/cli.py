@@ -199,7 +199,8 @@ for _stage in STAGES:
 @app.command()
 def report(spec_path: SpecArg) -> None:
     """Print the validation gate's summary and the path of its HTML report."""
-    from torchship.validate.gate import FAILED_DIR, REPORT_HTML, REPORT_JSON
+    from torchship.validate.gate import FAILED_DIR
+    from torchship.validate.records import REPORT_HTML, REPORT_JSON
     from torchship.validate.report import summary_lines
 
     try:

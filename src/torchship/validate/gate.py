@@ -12,11 +12,9 @@ nothing is packaged. On success report.json and report.html are the stage's outp
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,9 +39,15 @@ from torchship.validate.metrics import (
     worst,
 )
 from torchship.validate.parity import build_cases, compare, parity_failure
-from torchship.validate.report import render_html
+from torchship.validate.records import (
+    REPORT_HTML,
+    check,
+    latency_failure,
+    percentile,
+    verdict_of,
+    write_report,
+)
 
-REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 FAILED_DIR = "validate-failed"
 EMBEDDING_AGREEMENT = 1e-4  # 1 - cosine similarity allowed between compiled and source embeddings
 LATENCY_ROUNDS = 3
@@ -121,11 +125,6 @@ def evaluate_metrics(
     return metrics, miss.describe() if miss else None
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def measure_latency(task: Task, texts: list[str]) -> dict[str, Any]:
     """Milliseconds per text, each sent alone through the handler code (tokenize, run, post-process)."""
     answers(task, texts[:2])  # warm-up: the JIT's first runs are not what a client sees
@@ -136,33 +135,6 @@ def measure_latency(task: Task, texts: list[str]) -> dict[str, Any]:
             answers(task, [text])
             samples.append((time.perf_counter() - started) * 1000)
     return {"samples_ms": samples, "p50": percentile(samples, 0.5), "p95": percentile(samples, 0.95)}
-
-
-def latency_failure(
-    measured: dict[str, Any] | None, budget: dict[str, float] | None, where: str
-) -> str | None:
-    if not measured or not budget:
-        return None
-    for q in ("p50", "p95"):
-        if budget.get(q) is not None and measured[q] > budget[q]:
-            return f"{where} {q} latency {measured[q]:.1f} ms is over the budget of {budget[q]:g} ms (by {measured[q] - budget[q]:.1f} ms)"
-    return None
-
-
-def check(name: str, failure: str | None, ok: str, skipped: bool = False) -> dict[str, str]:
-    if skipped:
-        return {"name": name, "status": "skipped", "message": ok}
-    return {"name": name, "status": "fail" if failure else "pass", "message": failure or ok}
-
-
-def verdict_of(checks: list[dict[str, str]]) -> str:
-    return "fail" if any(c["status"] == "fail" for c in checks) else "pass"
-
-
-def write_report(directory: Path, report: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (directory / REPORT_HTML).write_text(render_html(report))
 
 
 def run_validate(ctx: StageContext) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from torchship.pipeline import StageContext
 from torchship.reference import source_results
 from torchship.serving.torchserve import TorchServe
 from torchship.sources import MODEL_DIRNAME
-from torchship.validate.gate import (
+from torchship.validate.jsondiff import compare_json
+from torchship.validate.records import (
     REPORT_HTML,
     REPORT_JSON,
     check,
@@ -32,7 +33,6 @@ from torchship.validate.gate import (
     verdict_of,
     write_report,
 )
-from torchship.validate.jsondiff import compare_json
 
 SERVED_FILE = "served.json"
 PREVIEW_DIMS = 6
