@@ -175,14 +175,15 @@ def test_percentile_is_the_nearest_rank_numpy_computes():
 
 
 def test_a_check_verdict_fails_on_any_failure_but_not_on_a_skip():
-    from torchship.validate.records import check, latency_failure, verdict_of
+    from torchship.validate.records import LatencyRun, check, latency_failure, verdict_of
 
     passing, skipped = check("parity", None, "ok"), check("latency", None, "no budget", skipped=True)
     failing = check("metrics", "accuracy 0.5 < 0.9", "ok")
-    assert (passing["status"], skipped["status"], failing["status"]) == ("pass", "skipped", "fail")
-    assert failing["message"] == "accuracy 0.5 < 0.9"
+    assert (passing.status, skipped.status, failing.status) == ("pass", "skipped", "fail")
+    assert failing.message == "accuracy 0.5 < 0.9"
     assert verdict_of([passing, skipped]) == "pass"
     assert verdict_of([passing, skipped, failing]) == "fail"
-    over = latency_failure({"p50": 4.0, "p95": 12.5}, {"p95": 10.0}, "served")
+    over = latency_failure(LatencyRun(samples_ms=[4.0, 12.5], p50=4.0, p95=12.5), {"p95": 10.0}, "served")
     assert over is not None and "p95" in over and "2.5 ms" in over
-    assert latency_failure({"p50": 4.0, "p95": 9.0}, {"p50": 5.0, "p95": 10.0}, "served") is None
+    within = LatencyRun(samples_ms=[4.0, 9.0], p50=4.0, p95=9.0)
+    assert latency_failure(within, {"p50": 5.0, "p95": 10.0}, "served") is None

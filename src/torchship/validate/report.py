@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from torchship.rendering import render_template
 
 MAX_DISAGREEMENTS = 10
@@ -111,6 +113,14 @@ def _as_dict(value: Any) -> dict:
 def _section(value: Any) -> dict | None:
     """A whole report section, or None where the report has none (the page says so)."""
     return _Fields(value) if isinstance(value, dict) else None
+
+
+def _plain(report: Any) -> dict:
+    """A GateReport (validate/records.py) as its JSON fields. The page also renders plain dicts: partial or
+    hand-edited reports show what they have, every missing section says so."""
+    if isinstance(report, BaseModel):
+        return report.model_dump(mode="json")
+    return _as_dict(report)
 
 
 def _as_list(value: Any) -> list:
@@ -354,14 +364,15 @@ def _context(report: dict) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- public API
 
 
-def render_html(report: dict) -> str:
-    """A self-contained HTML page (no network assets: inline CSS and inline SVG only, no JS libraries) for a report dict."""
-    return render_template("report.html.j2", autoescape=True, **_context(_as_dict(report)))
+def render_html(report: BaseModel | dict) -> str:
+    """A self-contained HTML page (no network assets: inline CSS and inline SVG only, no JS libraries) for a
+    GateReport (or a report dict)."""
+    return render_template("report.html.j2", autoescape=True, **_context(_plain(report)))
 
 
-def summary_lines(report: dict) -> list[str]:
+def summary_lines(report: BaseModel | dict) -> list[str]:
     """Plain-text lines for a terminal summary: verdict, one line per check (name, status, message), metric values vs thresholds, latency p50/p95."""
-    report = _as_dict(report)
+    report = _plain(report)
     model = _as_dict(report.get("model"))
     verdict = str(report.get("verdict") or "unknown").upper()
     lines = [
