@@ -375,3 +375,46 @@ def test_served_checks_are_added_to_a_new_report_and_replace_earlier_ones(tmp_pa
     # the stored report is untouched: a new one was built
     assert read_report(validate_dir / REPORT_JSON) == stored
     assert stored.latency.served is None
+
+
+def test_torchship_report_reads_the_typed_report_and_names_an_unreadable_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tiny_models import write_spec
+
+    spec = write_spec(tmp_path / "spec", str(tmp_path / "model"))
+    out = tmp_path / "out"
+    validate_dir = out / "tiny-embeddings" / "0.1.0" / "validate"
+    validate_dir.mkdir(parents=True)
+    report = validate_dir / "report.json"
+
+    def torchship_report():
+        env = {**os.environ, "TORCHSHIP_OUTPUTS_DIR": str(out)}
+        command = [sys.executable, "-m", "torchship.cli", "report", str(spec)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    report.write_text(json.dumps({"verdict": "pass", "checks": []}))  # a shape the gate never wrote
+    result = torchship_report()
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{report} is not a readable gate report" in result.stderr and "hint:" in result.stderr
+
+    from torchship.validate.records import GateReport, check, write_report
+
+    gate = GateReport.model_validate(
+        {
+            "model": {"name": "tiny-embeddings", "version": "0.1.0", "task": "embeddings"},
+            "generated_at": "2026-01-01T00:00:00+00:00",
+            "verdict": "fail",
+            "checks": [check("parity", "output differs by 0.5", "ok")],
+            "parity": {"atol": 0.1, "rtol": 0.1, "outputs": {}, "cases": []},
+            "agreement": {"compared": 0, "agreed": 0, "rate": 1.0, "disagreements": []},
+            "metrics": None,
+            "latency": {"in_process": {"samples_ms": [1.0], "p50": 1.0, "p95": 1.0}},
+        }
+    )
+    write_report(validate_dir, gate)
+    result = torchship_report()
+    assert result.returncode == 3, result.stderr
+    assert "Verdict: FAIL" in result.stdout and "output differs by 0.5" in result.stdout
