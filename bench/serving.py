@@ -57,7 +57,7 @@ from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
-from torchship.validate.gate import percentile  # noqa: E402
+from torchship.validate.records import percentile  # noqa: E402
 
 WORDS = [
     "model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import random
 import re
 import shutil
@@ -149,6 +150,27 @@ def test_page_shows_agreement_and_escapes_report_text(report):
     assert "<script" not in page.lower()
     assert "99.50%" in page and ">200<" in page and ">199<" in page
     assert "Angela Merkel" in page
+
+
+def test_every_report_value_is_escaped_in_text_and_attributes(report):
+    hostile = 'A&B "quoted" <i>'
+    report["model"]["name"] = hostile
+    report["checks"][0]["name"] = hostile
+    report["parity"]["outputs"] = {hostile: {"max_abs": 1.0, "ok": True}}
+    page = render_html(report)
+    assert hostile not in page
+    # each place the value lands holds it escaped (no raw <, >, " or bare &) and unescapes back to it
+    places = [
+        r"<title>torchship report · (.*?) 1\.3\.0 · FAIL</title>",
+        r'<div class="model">(.*?)</div>',
+        r'<th colspan="2" class="num">(.*?)</th>',  # per-case group header
+    ]
+    found = [re.search(p, page).group(1) for p in places]
+    found += [b for b in re.findall(r"<b>(.*?)</b>", page) if html.unescape(b) == hostile]
+    assert len(found) == 5  # title, banner, group header, check name, output name
+    for text in found:
+        assert html.unescape(text) == hostile
+        assert not re.search(r'[<>"]|&(?![a-z]+;|#[0-9]+;)', text), text
 
 
 def test_agreement_lists_at_most_ten_disagreements(report):

@@ -199,7 +199,8 @@ for _stage in STAGES:
 @app.command()
 def report(spec_path: SpecArg) -> None:
     """Print the validation gate's summary and the path of its HTML report."""
-    from torchship.validate.gate import FAILED_DIR, REPORT_HTML, REPORT_JSON
+    from torchship.validate.gate import FAILED_DIR
+    from torchship.validate.records import REPORT_HTML, REPORT_JSON, read_report
     from torchship.validate.report import summary_lines
 
     try:
@@ -213,13 +214,19 @@ def report(spec_path: SpecArg) -> None:
                 f"no validation report for {spec.name} {spec.version} under {root}",
                 hint=f"Run `torchship validate {spec_path}` (or `torchship run {spec_path}`) first.",
             )
-        data = json.loads((found / REPORT_JSON).read_text())
+        try:
+            gate = read_report(found / REPORT_JSON)
+        except ValueError as exc:  # pydantic's ValidationError: not JSON, or not a gate report
+            raise TorchshipError(
+                f"{found / REPORT_JSON} is not a readable gate report: {str(exc).splitlines()[0]}",
+                hint=f"Run `torchship validate {spec_path}` again to write a fresh one.",
+            ) from None
     except Exception as exc:
         _fail(exc)
-    for line in summary_lines(data):
+    for line in summary_lines(gate):
         out.print(line, highlight=False, markup=False)
     out.print(f"report: {found / REPORT_HTML}", highlight=False)
-    raise typer.Exit(0 if data.get("verdict") == "pass" else 3)
+    raise typer.Exit(0 if gate.verdict == "pass" else 3)
 
 
 def _publish_uri(settings: Settings, spec_uri: str | None, flag: str | None = None) -> str:

@@ -9,11 +9,12 @@ import jinja2
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def _environment(autoescape: bool) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("torchship", "templates"),
-        # Not HTML: the callers validate and escape for their own formats.
-        autoescape=False,
+        # HTML pages escape every value (autoescape=True); other formats (config files) are validated and
+        # escaped by their callers for their own syntax, where HTML escaping would corrupt them.
+        autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -21,6 +22,8 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_template(name: str, **context: Any) -> str:
-    """Render templates/<name> with `context`; a name the template uses but `context` lacks is an error."""
-    return _environment().get_template(name).render(**context)
+def render_template(name: str, *, autoescape: bool = False, **context: Any) -> str:
+    """Render templates/<name> with `context`; a name the template uses but `context` lacks is an error.
+
+    autoescape=True HTML-escapes every value the template prints (use it for every .html template)."""
+    return _environment(autoescape).get_template(name).render(**context)

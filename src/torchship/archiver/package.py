@@ -28,6 +28,7 @@ from torchship.pipeline import RECORD_NAME, StageContext, read_record
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.tasks import embedding_settings
+from torchship.validate.records import read_report
 
 HANDLER_PACKAGE = "torchship_handlers"
 ENTRY_FILE = "torchship_entry.py"
@@ -187,8 +188,8 @@ def gate_manifest(ctx: StageContext) -> dict[str, Any]:
     """What the archive carries about its own validation: publish refuses a .mar whose gate did not pass."""
     import torchship
 
-    report = json.loads((ctx.input_dir("validate") / GATE_REPORT).read_text())
-    if report.get("verdict") != "pass":
+    report = read_report(ctx.input_dir("validate") / GATE_REPORT)
+    if report.verdict != "pass":
         raise PackageError(
             f"the validation gate of {ctx.spec.name} {ctx.spec.version} did not pass: nothing is packaged",
             hint="Run `torchship validate SPEC` and fix what it reports.",
@@ -202,8 +203,8 @@ def gate_manifest(ctx: StageContext) -> dict[str, Any]:
         "source": {"spec": ctx.spec.source, "sha256": fetch.get("inputs", {}).get("source")},
         "compiled": read_manifest(ctx.input_dir("compile"))["format"],
         "gate": {
-            "verdict": report["verdict"],
-            "checks": report.get("checks", []),
+            "verdict": report.verdict,
+            "checks": [c.model_dump() for c in report.checks],
             "report_sha256": sha256_file(ctx.input_dir("validate") / GATE_REPORT),
         },
     }

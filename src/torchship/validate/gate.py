@@ -12,11 +12,9 @@ nothing is packaged. On success report.json and report.html are the stage's outp
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,9 +39,19 @@ from torchship.validate.metrics import (
     worst,
 )
 from torchship.validate.parity import build_cases, compare, parity_failure
-from torchship.validate.report import render_html
+from torchship.validate.records import (
+    REPORT_HTML,
+    GateReport,
+    Latency,
+    LatencyRun,
+    ModelRef,
+    check,
+    latency_failure,
+    percentile,
+    verdict_of,
+    write_report,
+)
 
-REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 FAILED_DIR = "validate-failed"
 EMBEDDING_AGREEMENT = 1e-4  # 1 - cosine similarity allowed between compiled and source embeddings
 LATENCY_ROUNDS = 3
@@ -121,12 +129,7 @@ def evaluate_metrics(
     return metrics, miss.describe() if miss else None
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def measure_latency(task: Task, texts: list[str]) -> dict[str, Any]:
+def measure_latency(task: Task, texts: list[str]) -> LatencyRun:
     """Milliseconds per text, each sent alone through the handler code (tokenize, run, post-process)."""
     answers(task, texts[:2])  # warm-up: the JIT's first runs are not what a client sees
     samples = []
@@ -135,34 +138,7 @@ def measure_latency(task: Task, texts: list[str]) -> dict[str, Any]:
             started = time.perf_counter()
             answers(task, [text])
             samples.append((time.perf_counter() - started) * 1000)
-    return {"samples_ms": samples, "p50": percentile(samples, 0.5), "p95": percentile(samples, 0.95)}
-
-
-def latency_failure(
-    measured: dict[str, Any] | None, budget: dict[str, float] | None, where: str
-) -> str | None:
-    if not measured or not budget:
-        return None
-    for q in ("p50", "p95"):
-        if budget.get(q) is not None and measured[q] > budget[q]:
-            return f"{where} {q} latency {measured[q]:.1f} ms is over the budget of {budget[q]:g} ms (by {measured[q] - budget[q]:.1f} ms)"
-    return None
-
-
-def check(name: str, failure: str | None, ok: str, skipped: bool = False) -> dict[str, str]:
-    if skipped:
-        return {"name": name, "status": "skipped", "message": ok}
-    return {"name": name, "status": "fail" if failure else "pass", "message": failure or ok}
-
-
-def verdict_of(checks: list[dict[str, str]]) -> str:
-    return "fail" if any(c["status"] == "fail" for c in checks) else "pass"
-
-
-def write_report(directory: Path, report: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (directory / REPORT_HTML).write_text(render_html(report))
+    return LatencyRun(samples_ms=samples, p50=percentile(samples, 0.5), p95=percentile(samples, 0.95))
 
 
 def run_validate(ctx: StageContext) -> dict[str, Any]:
@@ -211,55 +187,51 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     )
 
     ctx.progress("in-process latency")
-    latency = {
-        "in_process": measure_latency(compiled, texts or ["a short text"]),
-        "served": None,
-        "budget_ms": spec.validate.latency_ms.model_dump(exclude_none=True)
-        if spec.validate.latency_ms
-        else None,
-    }
-    budget_failure = latency_failure(latency["in_process"], latency["budget_ms"], "in-process")
+    budget = spec.validate.latency_ms.model_dump(exclude_none=True) if spec.validate.latency_ms else None
+    latency = Latency(in_process=measure_latency(compiled, texts or ["a short text"]), budget_ms=budget)
     checks.append(
         check(
             "latency",
-            budget_failure,
-            f"in-process p50 {latency['in_process']['p50']:.1f} ms, "
-            f"p95 {latency['in_process']['p95']:.1f} ms",
-            skipped=not latency["budget_ms"],
+            latency_failure(latency.in_process, budget, "in-process"),
+            f"in-process p50 {latency.in_process.p50:.1f} ms, p95 {latency.in_process.p95:.1f} ms",
+            skipped=not budget,
         )
     )
 
-    report = {
-        "model": {"name": spec.name, "version": spec.version, "task": spec.task},
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "verdict": verdict_of(checks),
-        "checks": checks,
-        "parity": parity,
-        "agreement": agreement,
-        "metrics": metrics,
-        "latency": latency,
-    }
+    # parity, agreement and metrics arrive as the dicts their modules build; the model validates their shape.
+    report = GateReport.model_validate(
+        {
+            "model": ModelRef(name=spec.name, version=spec.version, task=spec.task),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "verdict": verdict_of(checks),
+            "checks": checks,
+            "parity": parity,
+            "agreement": agreement,
+            "metrics": metrics,
+            "latency": latency,
+        }
+    )
     failed_dir = ctx.out_dir.parent / FAILED_DIR
-    if report["verdict"] == "fail":
+    failing = report.first_failure()
+    if failing is not None:
         write_report(failed_dir, report)
-        failing = next(c for c in checks if c["status"] == "fail")
         raise ValidationFailed(
-            f"validation gate failed: {failing['name']}: {failing['message']}",
+            f"validation gate failed: {failing.name}: {failing.message}",
             hint=f"Nothing was packaged. The full report: {failed_dir / REPORT_HTML}",
         )
     shutil.rmtree(failed_dir, ignore_errors=True)
     write_report(ctx.out_dir, report)
     return {
-        "verdict": report["verdict"],
-        "checks": checks,
-        "outputs": {k: {"max_abs": v["max_abs"], "ok": v["ok"]} for k, v in parity["outputs"].items()},
+        "verdict": report.verdict,
+        "checks": [c.model_dump() for c in report.checks],
+        "outputs": {k: {"max_abs": v.max_abs, "ok": v.ok} for k, v in report.parity.outputs.items()},
         "cases": len(cases),
         "examples": {
             "count": len(texts),
             "from": examples_origin(spec),
             "builtin": uses_builtin_examples(spec),
         },
-        "latency_ms": {"p50": latency["in_process"]["p50"], "p95": latency["in_process"]["p95"]},
+        "latency_ms": {"p50": latency.in_process.p50, "p95": latency.in_process.p95},
     }
 
 

@@ -23,16 +23,19 @@ from torchship.pipeline import StageContext
 from torchship.reference import source_results
 from torchship.serving.torchserve import TorchServe
 from torchship.sources import MODEL_DIRNAME
-from torchship.validate.gate import (
+from torchship.validate.jsondiff import compare_json
+from torchship.validate.records import (
     REPORT_HTML,
     REPORT_JSON,
+    GateReport,
+    LatencyRun,
     check,
     latency_failure,
     percentile,
+    read_report,
     verdict_of,
     write_report,
 )
-from torchship.validate.jsondiff import compare_json
 
 SERVED_FILE = "served.json"
 PREVIEW_DIMS = 6
@@ -142,16 +145,14 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         )
         + "\n"
     )
-    report = served_report(ctx, parity, served["latency_ms"])
-    failing = next(
-        (c for c in report["checks"] if c["status"] == "fail" and c["name"].startswith("served")), None
-    )
+    report = served_report(ctx, parity, LatencyRun.model_validate(served["latency_ms"]))
+    failing = report.first_failure("served")
     if failing is not None:
         failed_dir = ctx.out_dir.parent / "verify-failed"
         write_report(failed_dir, report)
-        error = ServedParityError if failing["name"] == "served_parity" else ValidationFailed
+        error = ServedParityError if failing.name == "served_parity" else ValidationFailed
         raise error(
-            f"verify failed: {failing['name']}: {failing['message']}",
+            f"verify failed: {failing.name}: {failing.message}",
             hint=f"The full report: {failed_dir / REPORT_HTML}",
         )
     shutil.rmtree(ctx.out_dir.parent / "verify-failed", ignore_errors=True)
@@ -161,16 +162,18 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         "latency_ms": {k: v for k, v in served["latency_ms"].items() if k != "samples_ms"},
         "startup_s": round(ready_s, 2),
         "preview": preview,
-        "verdict": report["verdict"],
+        "verdict": report.verdict,
     }
 
 
-def served_report(ctx: StageContext, parity: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
-    """The validate stage's report with the served checks added: the gate's complete picture."""
+def served_report(ctx: StageContext, parity: dict[str, Any], latency: LatencyRun) -> GateReport:
+    """The validate stage's report with the served checks added: the gate's complete picture.
+
+    A new report is built from the stored one (it is frozen); served checks from an earlier verify are replaced."""
     spec = ctx.spec
-    report = json.loads((ctx.input_dir("validate") / REPORT_JSON).read_text())
+    report = read_report(ctx.input_dir("validate") / REPORT_JSON)
     failure = parity["failure"]
-    checks = [c for c in report["checks"] if not c["name"].startswith("served")]
+    checks = [c for c in report.checks if not c.name.startswith("served")]
     checks.append(
         check(
             "served_parity",
@@ -180,20 +183,23 @@ def served_report(ctx: StageContext, parity: dict[str, Any], latency: dict[str, 
             f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})",
         )
     )
-    budget = report["latency"].get("budget_ms")
+    budget = report.latency.budget_ms
     checks.append(
         check(
             "served_latency",
             latency_failure(latency, budget, "served"),
-            f"served p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms",
+            f"served p50 {latency.p50:.1f} ms, p95 {latency.p95:.1f} ms",
             skipped=not budget,
         )
     )
-    report["checks"] = checks
-    report["latency"]["served"] = latency
-    report["verdict"] = verdict_of(checks)
-    report["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    return report
+    return report.model_copy(
+        update={
+            "checks": checks,
+            "latency": report.latency.model_copy(update={"served": latency}),
+            "verdict": verdict_of(checks),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
 
 
 def summarize_verify(details: dict[str, Any]) -> str:

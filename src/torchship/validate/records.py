@@ -1,0 +1,170 @@
+"""The gate report's typed contract and shared pieces: file names, check records, verdict, latency budget, writing.
+
+GateReport (pydantic v2) is what report.json holds: its JSON is the same keys as the dicts it replaced, so
+reports stored before it (and the copy of `checks` in a .mar's torchship.json) still read.
+
+Both the in-process gate (gate.py, validate stage) and the served check (served.py, verify stage) build
+and extend the same report; what they share lives here under public names so neither reaches into the
+other's internals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from torchship.validate.report import render_html
+
+REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+
+
+Status = Literal["pass", "fail", "skipped"]
+
+
+class _Record(BaseModel):
+    # frozen: a report is extended by building a new one (model_copy(update=...)), never edited in place.
+    # NaN/Infinity (a broken compiled model's differences) are written as JSON's NaN/Infinity, like json.dumps
+    # did before, so such a report still reads back instead of turning into nulls.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+
+class Check(_Record):
+    name: str
+    status: Status
+    message: str
+
+
+class ModelRef(_Record):
+    name: str
+    version: str
+    task: str
+
+
+class OutputDiff(_Record):
+    """One output of one parity case: compiled vs source."""
+
+    max_abs: float
+    max_rel: float
+    excess: float  # max of |c - s| - (atol + rtol * |s|); > 0 means out of tolerance
+
+
+class ParityCase(_Record):
+    case: str
+    batch: int
+    length: int
+    bucket: int | None  # the padded length, with buckets; None without
+    outputs: dict[str, OutputDiff]
+    ok: bool
+
+
+class OutputParity(_Record):
+    """One output over all cases: the largest differences and the case closest to (or over) tolerance."""
+
+    max_abs: float
+    max_rel: float
+    worst_case: str
+    worst_excess: float
+    ok: bool
+
+
+class Parity(_Record):
+    atol: float
+    rtol: float
+    outputs: dict[str, OutputParity]
+    cases: list[ParityCase]
+
+
+class Disagreement(_Record):
+    text: str
+    source: Any  # the handler's answer (task-shaped JSON)
+    compiled: Any  # the handler's answer, or the text of its 400 error
+
+
+class Agreement(_Record):
+    compared: int
+    agreed: int
+    rate: float
+    disagreements: list[Disagreement]  # the first ten
+
+
+class ThresholdRow(_Record):
+    metric: str
+    label: str | None  # None: the overall value (or accuracy)
+    threshold: float
+    value: float
+    ok: bool
+    missing: bool = False  # the label has no gold example in the eval set
+
+
+class Metrics(_Record):
+    eval_set: str
+    examples: int
+    values: dict[str, Any]  # metric -> value, or metric -> {label: value} (validate/metrics.py)
+    thresholds: list[ThresholdRow]
+
+
+class LatencyRun(_Record):
+    samples_ms: list[float]
+    p50: float
+    p95: float
+
+
+class Latency(_Record):
+    in_process: LatencyRun
+    served: LatencyRun | None = None  # added by the verify stage
+    budget_ms: dict[Literal["p50", "p95"], float] | None = (
+        None  # the spec's validate.latency_ms, set keys only
+    )
+
+
+class GateReport(_Record):
+    model: ModelRef
+    generated_at: str
+    verdict: Literal["pass", "fail"]
+    checks: list[Check]
+    parity: Parity
+    agreement: Agreement
+    metrics: Metrics | None  # None: no eval set
+    latency: Latency
+
+    def first_failure(self, prefix: str = "") -> Check | None:
+        """The first failing check whose name starts with `prefix`."""
+        return next((c for c in self.checks if c.status == "fail" and c.name.startswith(prefix)), None)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def latency_failure(measured: LatencyRun | None, budget: dict[str, float] | None, where: str) -> str | None:
+    if not measured or not budget:
+        return None
+    for q in ("p50", "p95"):
+        value = getattr(measured, q)
+        if budget.get(q) is not None and value > budget[q]:
+            return f"{where} {q} latency {value:.1f} ms is over the budget of {budget[q]:g} ms (by {value - budget[q]:.1f} ms)"
+    return None
+
+
+def check(name: str, failure: str | None, ok: str, skipped: bool = False) -> Check:
+    if skipped:
+        return Check(name=name, status="skipped", message=ok)
+    return Check(name=name, status="fail" if failure else "pass", message=failure or ok)
+
+
+def verdict_of(checks: list[Check]) -> Literal["pass", "fail"]:
+    return "fail" if any(c.status == "fail" for c in checks) else "pass"
+
+
+def read_report(path: Path) -> GateReport:
+    """report.json as a GateReport (pydantic.ValidationError: not a gate report)."""
+    return GateReport.model_validate_json(path.read_text())
+
+
+def write_report(directory: Path, report: GateReport) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_JSON).write_text(report.model_dump_json(indent=2) + "\n")
+    (directory / REPORT_HTML).write_text(render_html(report))
