@@ -548,7 +548,10 @@ def rehearse_command(
     keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
 ) -> None:
     """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
+    import time
+
     from torchship.deploy.rehearse import container_state, rehearse
+    from torchship.serving.signals import install_stop_handlers
 
     def keep_serving(rehearsal) -> None:
         if not keep:
@@ -563,7 +566,7 @@ def rehearse_command(
             highlight=False,
         )
         out.print("Ctrl-C stops it and tears everything down.")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        install_stop_handlers()  # SIGTERM/SIGHUP end the wait like Ctrl-C; the pod is then torn down
         try:
             while container_state(rehearsal.container)[0] == "running":
                 time.sleep(1.0)
