@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from torchship.handlers.pooling import embed, sentence_transformers_pooling
+from torchship.handlers.tasks import class_scores, read_model_config, score_function
 from torchship.spec import ModelSpec
 
 Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -23,8 +24,12 @@ def embedding_settings(spec: ModelSpec, model_dir: Path) -> tuple[str, bool]:
 
 def task_output(spec: ModelSpec, model_dir: Path) -> Reduce:
     """(model output, attention mask) -> the tensor the task's answer is computed from, for parity checks:
-    pooled embeddings, or class probabilities per text / per token."""
+    pooled embeddings, the scores per label the served text-classification returns (softmax, sigmoid
+    or raw, chosen by the handler's own rule), or label probabilities per token."""
     if spec.task in ("embeddings", "keywords"):
         mode, normalize = embedding_settings(spec, model_dir)
         return lambda output, mask: embed(output, mask, mode, normalize)
+    if spec.task == "text-classification":
+        function = score_function(read_model_config(model_dir))
+        return lambda logits, mask: class_scores(logits, function)
     return lambda logits, mask: logits.float().softmax(dim=-1)

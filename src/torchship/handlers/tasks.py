@@ -24,6 +24,29 @@ def _check_int(options: dict[str, Any], name: str, low: int, high: int) -> None:
         raise BadRequest(f"option '{name}' must be between {low} and {high}, got {options[name]}")
 
 
+def score_function(model_config: dict[str, Any]) -> str:
+    """How text-classification logits become scores: "softmax", "sigmoid" or "none". The choice
+    transformers' pipeline makes (regression: raw values; multi-label or one logit: sigmoid). The gate
+    imports this too, so the scores it checks are the scores clients get."""
+    id2label = model_config.get("id2label") or {}
+    problem = model_config.get("problem_type")
+    if problem == "regression":
+        return "none"
+    if problem == "multi_label_classification" or len(id2label) == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+def class_scores(logits: torch.Tensor, function: str) -> torch.Tensor:
+    """Scores per label from text-classification logits (float32, as the pipeline computes them)."""
+    logits = logits.float()
+    if function == "softmax":
+        return logits.softmax(dim=-1)
+    if function == "sigmoid":
+        return logits.sigmoid()
+    return logits
+
+
 class Task:
     """Base: `options` are the per-request options a client may send, with their types."""
 
@@ -92,26 +115,13 @@ class TextClassificationTask(Task):
     def __init__(self, encoder, config, model_config):
         super().__init__(encoder, config, model_config)
         self.labels = {int(k): v for k, v in model_config.get("id2label", {}).items()}
-        problem = model_config.get("problem_type")
-        num_labels = len(self.labels)
-        # The same choice the pipeline makes: sigmoid for multi-label or single-logit heads.
-        if problem == "regression":
-            self.function = "none"
-        elif problem == "multi_label_classification" or num_labels == 1:
-            self.function = "sigmoid"
-        else:
-            self.function = "softmax"
+        self.function = score_function(model_config)
 
     def check_options(self, options):
         _check_int(options, "top_k", 1, max(1, len(self.labels)))
 
     def reduce(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        if self.function == "softmax":
-            return logits.softmax(dim=-1)
-        if self.function == "sigmoid":
-            return logits.sigmoid()
-        return logits
+        return class_scores(logits, self.function)
 
     def run(self, texts, encoding, rows, options, prepared):
         ids = [encoding["input_ids"][r] for r in rows]
