@@ -96,9 +96,8 @@ def test_pushed_image_pulled_by_digest_serves_the_source_models_answers(demo, co
 
 def test_a_request_in_flight_at_sigterm_completes_then_the_container_exits_0(demo, podman):
     """The entrypoint drains: a long request sent just before SIGTERM gets its 200, then PID 1 exits 0."""
-    texts = [
-        f"sentence {i} " + "a long text about serving models on a small machine " * 30 for i in range(64)
-    ]
+    # Within the demo spec's serve.max_tokens_per_request (4096): 64 texts of ~60 tokens, seconds on 2 CPU cores.
+    texts = [f"sentence {i} " + "a long text about serving models on a small machine " * 5 for i in range(64)]
     answer: dict = {}
     with RunningImage(podman, demo.reference, DEMO_SPEC_NAME) as running:
 
@@ -113,13 +112,20 @@ def test_a_request_in_flight_at_sigterm_completes_then_the_container_exits_0(dem
             answer["took_s"] = time.monotonic() - started
 
         thread = threading.Thread(target=long_request)
+        sent = time.monotonic()
         thread.start()
-        time.sleep(0.5)  # the request is in flight (it takes seconds alone)
+        time.sleep(0.3)  # the request is in flight (it takes seconds alone)
+        sigterm_after_s = time.monotonic() - sent
         running.stop()
         thread.join(120)
         logs = podman.logs(running.name, lines=15)
     assert answer.get("status") == 200 and answer["vectors"] == len(texts), (answer, logs)
     assert running.exit_code == 0, running.exit_code
+    assert answer["took_s"] > sigterm_after_s + 0.5, (
+        "the request was not in flight at SIGTERM: a longer one is needed"
+    )
     # Prompt: it stopped once the request was answered, within a few seconds, not at the drain timeout.
     assert running.stop_s < answer["took_s"] + 8, (running.stop_s, answer["took_s"])
-    print(f"in-flight request {answer['took_s']:.1f} s; SIGTERM -> exit 0 in {running.stop_s:.1f} s")
+    print(
+        f"in-flight request {answer['took_s']:.1f} s, SIGTERM at {sigterm_after_s:.1f} s; exit 0 {running.stop_s:.1f} s after SIGTERM"
+    )
