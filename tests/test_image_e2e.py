@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 
+import httpx
 import pytest
 
 from torchship.examples import load_examples
@@ -17,6 +20,8 @@ from torchship.reference import source_results
 from torchship.settings import Settings
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import load_spec
+
+DEMO_SPEC_NAME = load_spec(DEMO_SPEC).name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -87,3 +92,40 @@ def test_pushed_image_pulled_by_digest_serves_the_source_models_answers(demo, co
             assert running.exit_code == 0 and running.stop_s < 20, (running.exit_code, running.stop_s)
         finally:
             containers.podman("image", "rm", "-f", by_digest, check=False)
+
+
+def test_a_request_in_flight_at_sigterm_completes_then_the_container_exits_0(demo, podman):
+    """The entrypoint drains: a long request sent just before SIGTERM gets its 200, then PID 1 exits 0."""
+    # Within the demo spec's serve.max_tokens_per_request (4096): 64 texts of ~60 tokens, seconds on 2 CPU cores.
+    texts = [f"sentence {i} " + "a long text about serving models on a small machine " * 5 for i in range(64)]
+    answer: dict = {}
+    with RunningImage(podman, demo.reference, DEMO_SPEC_NAME) as running:
+
+        def long_request() -> None:
+            started = time.monotonic()
+            try:
+                with httpx.Client(base_url=running.url, timeout=120) as client:
+                    response = client.post(f"/predictions/{DEMO_SPEC_NAME}", json={"texts": texts})
+                answer["status"], answer["vectors"] = response.status_code, len(response.json())
+            except httpx.HTTPError as exc:  # the failure this test exists for: a connection reset
+                answer["error"] = repr(exc)
+            answer["took_s"] = time.monotonic() - started
+
+        thread = threading.Thread(target=long_request)
+        sent = time.monotonic()
+        thread.start()
+        time.sleep(0.3)  # the request is in flight (it takes seconds alone)
+        sigterm_after_s = time.monotonic() - sent
+        running.stop()
+        thread.join(120)
+        logs = podman.logs(running.name, lines=15)
+    assert answer.get("status") == 200 and answer["vectors"] == len(texts), (answer, logs)
+    assert running.exit_code == 0, running.exit_code
+    assert answer["took_s"] > sigterm_after_s + 0.5, (
+        "the request was not in flight at SIGTERM: a longer one is needed"
+    )
+    # Prompt: it stopped once the request was answered, within a few seconds, not at the drain timeout.
+    assert running.stop_s < answer["took_s"] + 8, (running.stop_s, answer["took_s"])
+    print(
+        f"in-flight request {answer['took_s']:.1f} s, SIGTERM at {sigterm_after_s:.1f} s; exit 0 {running.stop_s:.1f} s after SIGTERM"
+    )

@@ -28,7 +28,12 @@ IMAGE_PYTHON = f"{IMAGE_ROOT}/venv/bin/python"
 UID = 10001
 WRITABLE_PATHS = ["/tmp", "/var/log/torchship"]
 # The image's scripts: name in the image -> module beside this one.
-SCRIPTS = {"entrypoint": "entrypoint.py", "probe": "probe.py", "settings.py": "settings.py"}
+SCRIPTS = {
+    "entrypoint": "entrypoint.py",
+    "probe": "probe.py",
+    "settings.py": "settings.py",
+    "drain.py": "drain.py",  # imported by the entrypoint
+}
 
 
 @dataclass(frozen=True)
