@@ -15,13 +15,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import save_tiny_bert, write_spec
 from torchship.archiver.package import mar_path
 from torchship.pipeline import Runner, SilentReporter
-from torchship.settings import Settings
+from torchship.settings import ENV_FILE_VARIABLE, Settings
 from torchship.spec import ModelSpec, load_spec
 from torchship.stages import STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
 KEYWORDS_SPEC = REPO / "models" / "minilm-keywords" / "model.yaml"
+
+
+# Variables from the developer's shell that would change what a test sees (outputs dir, S3 endpoint,
+# credentials, experiment tracking); each test starts without them and sets the ones it needs itself.
+ISOLATED_PREFIXES = ("TORCHSHIP_", "AWS_", "NEPTUNE_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, tmp_path_factory):
+    """No developer `.env` and no TORCHSHIP_*/AWS_*/NEPTUNE_* variable reaches a test.
+
+    The cwd stays the repo (tests use relative repo paths); the dotenv files are pointed at a file that
+    does not exist instead: Settings through its TORCHSHIP_ENV_FILE knob, ImageSettings (which reads
+    `.env` from the cwd the same way) through its model_config.
+    """
+    for name in [n for n in os.environ if n.startswith(ISOLATED_PREFIXES)]:
+        monkeypatch.delenv(name)
+    missing = tmp_path_factory.getbasetemp() / "no-such.env"
+    monkeypatch.setenv(ENV_FILE_VARIABLE, str(missing))
+    from torchship.image.settings import ImageSettings
+
+    monkeypatch.setitem(ImageSettings.model_config, "env_file", str(missing))
 
 
 @pytest.fixture(scope="session")

@@ -108,6 +108,7 @@ def test_settings_read_environment_then_dotenv(tmp_path, monkeypatch):
     from torchship.settings import Settings
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORCHSHIP_ENV_FILE")  # back to the default: `.env` in the cwd
     (tmp_path / ".env").write_text("TORCHSHIP_OUTPUTS_DIR=from-dotenv\nTORCHSHIP_TORCHSERVE_HEAP=2g\n")
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", "from-env")
     settings = Settings()

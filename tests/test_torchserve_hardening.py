@@ -95,6 +95,7 @@ def test_heap_with_anything_but_a_size_is_refused_from_env_and_dotenv(heap, monk
     assert "TORCHSHIP_TORCHSERVE_HEAP" in info.value.hint
     monkeypatch.delenv("TORCHSHIP_TORCHSERVE_HEAP")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORCHSHIP_ENV_FILE")  # back to the default: `.env` in the cwd
     (tmp_path / ".env").write_text(f"TORCHSHIP_TORCHSERVE_HEAP={heap!r}\n".replace("'", '"'))
     with pytest.raises(SettingsError, match="TORCHSHIP_TORCHSERVE_HEAP"):
         Settings()

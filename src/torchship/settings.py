@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,9 @@ from torchship.errors import TorchshipError
 # config.properties, where a line break would start a property of its own).
 HEAP_PATTERN = r"^\d+[kKmMgG]$"
 ENV_PREFIX = "TORCHSHIP_"
+# Which dotenv file to read (default `.env` in the cwd). Tests point it at a missing file so a developer's
+# `.env` cannot leak into them; a deployment can point it at a mounted file.
+ENV_FILE_VARIABLE = "TORCHSHIP_ENV_FILE"
 
 
 class SettingsError(TorchshipError):
@@ -61,6 +65,7 @@ class Settings(BaseSettings):
 
     def __init__(self, **values: Any) -> None:
         # One line naming the variable instead of pydantic's multi-line report.
+        values.setdefault("_env_file", os.environ.get(ENV_FILE_VARIABLE, ".env"))
         try:
             super().__init__(**values)
         except ValidationError as exc:

@@ -26,7 +26,7 @@ from torchship.publish.errors import (
 from torchship.publish.publisher import PublishResult, UnpublishResult, publish, read_manifest, unpublish
 from torchship.publish.pull import pull
 from torchship.publish.registry import (
-    STAGES,
+    STAGE_ALIASES,
     NeptuneRegistry,
     NoRegistry,
     Registry,
@@ -39,13 +39,13 @@ from torchship.publish.s3 import (
     make_client,
     parse_s3_uri,
 )
-from torchship.publish.sources import download_model_dir, list_model_dir
+from torchship.publish.s3_model_source import download_model_dir, list_model_dir
 from torchship.publish.verified import verified_files
 
 __all__ = [
     "DEFAULT_MULTIPART_THRESHOLD",
     "DEFAULT_PART_SIZE",
-    "STAGES",
+    "STAGE_ALIASES",
     "AccessDeniedError",
     "AliasConflictError",
     "BucketNotFoundError",

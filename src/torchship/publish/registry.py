@@ -28,13 +28,15 @@ from torchship.publish.errors import (
 from torchship.publish.layout import REGISTRY_DIR, check_segment
 from torchship.publish.publisher import differing_files
 
-STAGES = ("staging", "production")
+STAGE_ALIASES = ("staging", "production")
 KINDS = ("s3", "neptune", "none")
 
 
 def check_stage(stage: str) -> str:
-    if stage not in STAGES:
-        raise RegistryError(f"'{stage}' is not a stage alias", hint=f"Use one of: {', '.join(STAGES)}.")
+    if stage not in STAGE_ALIASES:
+        raise RegistryError(
+            f"'{stage}' is not a stage alias", hint=f"Use one of: {', '.join(STAGE_ALIASES)}."
+        )
     return stage
 
 
@@ -253,7 +255,7 @@ class S3Registry(Registry):
 
     def aliases(self, name: str) -> dict[str, str]:
         found: dict[str, str] = {}
-        for stage in STAGES:
+        for stage in STAGE_ALIASES:
             current = self._read(self._alias_key(name, stage))
             if current is not None and current[0].get("version"):
                 found[stage] = current[0]["version"]
@@ -516,7 +518,7 @@ class NeptuneRegistry(Registry):
         for version, (_, stage) in sorted(
             self._all_versions(name).items(), key=lambda i: version_sort_key(i[0])
         ):
-            if stage in STAGES:
+            if stage in STAGE_ALIASES:
                 found[stage] = version  # the newest wins if several versions share a stage
         return found
 
