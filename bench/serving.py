@@ -19,19 +19,16 @@ same host would; compare ratios from one run, not absolute numbers across machin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import torch
 import yaml
 
@@ -51,127 +48,15 @@ from torchship.compile.torchscript import MODEL_FILE  # noqa: E402
 from torchship.handlers.loading import load_forward  # noqa: E402
 from torchship.handlers.requests import ParsedRequest  # noqa: E402
 from torchship.handlers.service import build_task, predict  # noqa: E402
+from torchship.loadgen import load_test, make_texts, percentiles  # noqa: E402
 from torchship.pipeline import Runner, SilentReporter  # noqa: E402
 from torchship.serving.torchserve import TorchServe  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
-from torchship.validate.gate import percentile  # noqa: E402
 
-WORDS = [
-    "model",
-    "serving",
-    "latency",
-    "matters",
-    "when",
-    "every",
-    "request",
-    "waits",
-    "for",
-    "a",
-    "batch",
-    "of",
-    "texts",
-    "to",
-    "be",
-    "padded",
-    "and",
-    "run",
-    "through",
-    "the",
-    "encoder",
-    "so",
-    "we",
-    "measure",
-    "throughput",
-    "under",
-    "load",
-    "with",
-    "short",
-    "and",
-    "long",
-    "sentences",
-    "about",
-    "cats",
-    "dogs",
-    "markets",
-    "weather",
-    "travel",
-    "music",
-    "science",
-    "history",
-    "football",
-    "cooking",
-    "gardens",
-    "rivers",
-    "mountains",
-]
 CONCURRENCY = (1, 8, 32)
-
-
-def make_texts(tokenizer, target_tokens: int, count: int) -> list[str]:
-    """`count` different texts of about `target_tokens` tokens (specials included)."""
-    texts = []
-    for i in range(count):
-        words: list[str] = []
-        while True:
-            words.append(WORDS[(i * 7 + len(words) * 3) % len(WORDS)])
-            n = len(tokenizer(" ".join(words))["input_ids"])
-            if n >= target_tokens:
-                break
-        texts.append(" ".join(words))
-    return texts
-
-
-def percentiles(latencies_ms: list[float]) -> dict[str, float]:
-    return {
-        **{f"p{round(q * 100)}": percentile(latencies_ms, q) for q in (0.50, 0.95, 0.99)},
-        "mean": statistics.fmean(latencies_ms),
-    }
-
-
-def load_test(url: str, token: str, texts: list[str], concurrency: int) -> dict:
-    """Send every text once as {"text": ...} with `concurrency` requests in flight.
-
-    One asyncio loop, not a thread per request: the client shares the machine's cores with TorchServe,
-    and threads fighting over the GIL would take CPU the server needs. The client's own CPU time is
-    reported, so the reader can see how much of the machine the load itself used."""
-    return asyncio.run(_load_test(url, token, texts, concurrency))
-
-
-async def _load_test(url: str, token: str, texts: list[str], concurrency: int) -> dict:
-    latencies: list[float] = []
-    failures = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
-    ) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(text: str) -> None:
-            nonlocal failures
-            async with gate:
-                started = time.perf_counter()
-                response = await client.post(url, json={"text": text})
-                latencies.append((time.perf_counter() - started) * 1000)
-                failures += response.status_code != 200
-
-        # Warm the connections and the worker outside the measurement.
-        await asyncio.gather(*(one(t) for t in texts[:concurrency]))
-        latencies.clear()
-        failures = 0
-        cpu, started = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one(t) for t in texts))
-        wall = time.perf_counter() - started
-        client_cpu = time.process_time() - cpu
-    return {
-        "requests": len(texts),
-        "failures": failures,
-        "throughput_rps": len(texts) / wall,
-        "client_cpu_cores": client_cpu / wall,
-        **percentiles(latencies),
-    }
 
 
 def in_process(task, texts: list[str], batch_size: int) -> dict:
@@ -341,7 +226,7 @@ def main() -> None:
                             "system": system,
                             "texts": kind,
                             "concurrency": concurrency,
-                            **load_test(url, token, texts[kind], concurrency),
+                            **load_test(url, token, texts[kind], concurrency).as_dict(),
                         }
                         runs.append(run)
                         print(
