@@ -96,11 +96,14 @@ def sweep(
             measurement = measure(name, mar, config, settings, load, concurrency, workdir)
             measurements.append(measurement)
             slowest = max(slowest, time.monotonic() - one_started)
-            verdict = "meets" if measurement.meets(budget_p95_ms) else "misses"
+            if budget_p95_ms is None:
+                verdict = "no p95 budget" if measurement.failures == 0 else "failed requests"
+            else:
+                verdict = ("meets" if measurement.meets(budget_p95_ms) else "misses") + " the budget"
             progress(
                 f"[{index + 1}/{len(configs)}] {measurement.throughput_rps:6.1f} req/s · p95 "
                 f"{measurement.p95_ms:.0f} ms · p99 {measurement.p99_ms:.0f} ms · failures {measurement.failures}"
-                f" · start {measurement.start_s:.1f} s · {verdict} the budget"
+                f" · start {measurement.start_s:.1f} s · {verdict}"
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
