@@ -13,6 +13,7 @@ from conftest import packaged
 from tiny_models import write_spec
 from torchship.archiver.package import MODEL_CONFIG_FILE
 from torchship.cli import app
+from torchship.errors import SpecError
 from torchship.spec import ServeSpec, load_spec
 from torchship.tune import command as tune_command
 from torchship.tune.chart import render_chart
@@ -245,3 +246,18 @@ def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch)
     ]
     assert f"batch_size: {expected['batch_size']}" in result.output
     assert "compile: {backend: torchscript" in result.output
+
+
+def test_texts_file_takes_plain_lines_or_json_lines_and_names_a_bad_line(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("first text\n\n  second text\n")
+    assert tune_command.read_texts(plain) == ["first text", "  second text"]
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text('{"text": "from json"}\nplain again\n')
+    assert tune_command.read_texts(jsonl) == ["from json", "plain again"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('ok\n{"txt": "typo"}\n')
+    with pytest.raises(SpecError, match=r"bad.jsonl:2: .*\"text\" string"):
+        tune_command.read_texts(bad)
+    with pytest.raises(SpecError, match="does not exist"):
+        tune_command.read_texts(tmp_path / "missing.txt")
