@@ -10,7 +10,13 @@ Measures, side by side in one run and on the same machine:
                example (pad to max_length, one request at a time): bench/baseline_handler.py
   * in-process the handler's own code calling the traced model directly, in batches of serve.batch_size:
                the floor no server can beat (no HTTP, no queueing)
-for short (~16 tokens) and long (~200 tokens) texts at concurrency 1, 8 and 32. Writes
+  * fastapi    FastAPI + sentence-transformers in uvicorn, the server a team writes by hand
+               (bench/fastapi_peer.py), on the same source model
+  * tuned      the configuration `torchship tune` chose (outputs/<name>/<version>/tune/tune.json), as a
+               .mar variant in the same TorchServe, when a tune has run
+for short (~16 tokens) and long (~200 tokens) texts at concurrency 1, 16 and 32, and the cold start
+(process start to the first 200) of TorchServe with the packaged .mar, with the same .mar stored
+instead of deflated, and of the FastAPI peer. Writes
 bench/results/serving-<timestamp>.json, bench/results/serving-latest.json and serving-latest.html
 (a self-contained chart). The load generator runs on the same cores as TorchServe, as a client on the
 same host would; compare ratios from one run, not absolute numbers across machines.
@@ -19,12 +25,13 @@ same host would; compare ratios from one run, not absolute numbers across machin
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import html
 import json
 import os
 import platform
 import shutil
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,127 +58,21 @@ from torchship.compile.torchscript import MODEL_FILE  # noqa: E402
 from torchship.handlers.loading import load_forward  # noqa: E402
 from torchship.handlers.requests import ParsedRequest  # noqa: E402
 from torchship.handlers.service import build_task, predict  # noqa: E402
+from torchship.loadgen import load_test, make_texts, percentiles  # noqa: E402
 from torchship.pipeline import Runner, SilentReporter  # noqa: E402
+from torchship.serving.ports import free_port  # noqa: E402
 from torchship.serving.torchserve import TorchServe  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
-from torchship.validate.records import percentile  # noqa: E402
+from torchship.tune.outputs import TUNE_DIRNAME  # noqa: E402
+from torchship.tune.plan import current_config  # noqa: E402
+from torchship.tune.records import TuneResult  # noqa: E402
+from torchship.tune.variant import write_variant  # noqa: E402
 
-WORDS = [
-    "model",
-    "serving",
-    "latency",
-    "matters",
-    "when",
-    "every",
-    "request",
-    "waits",
-    "for",
-    "a",
-    "batch",
-    "of",
-    "texts",
-    "to",
-    "be",
-    "padded",
-    "and",
-    "run",
-    "through",
-    "the",
-    "encoder",
-    "so",
-    "we",
-    "measure",
-    "throughput",
-    "under",
-    "load",
-    "with",
-    "short",
-    "and",
-    "long",
-    "sentences",
-    "about",
-    "cats",
-    "dogs",
-    "markets",
-    "weather",
-    "travel",
-    "music",
-    "science",
-    "history",
-    "football",
-    "cooking",
-    "gardens",
-    "rivers",
-    "mountains",
-]
-CONCURRENCY = (1, 8, 32)
-
-
-def make_texts(tokenizer, target_tokens: int, count: int) -> list[str]:
-    """`count` different texts of about `target_tokens` tokens (specials included)."""
-    texts = []
-    for i in range(count):
-        words: list[str] = []
-        while True:
-            words.append(WORDS[(i * 7 + len(words) * 3) % len(WORDS)])
-            n = len(tokenizer(" ".join(words))["input_ids"])
-            if n >= target_tokens:
-                break
-        texts.append(" ".join(words))
-    return texts
-
-
-def percentiles(latencies_ms: list[float]) -> dict[str, float]:
-    return {
-        **{f"p{round(q * 100)}": percentile(latencies_ms, q) for q in (0.50, 0.95, 0.99)},
-        "mean": statistics.fmean(latencies_ms),
-    }
-
-
-def load_test(url: str, token: str, texts: list[str], concurrency: int) -> dict:
-    """Send every text once as {"text": ...} with `concurrency` requests in flight.
-
-    One asyncio loop, not a thread per request: the client shares the machine's cores with TorchServe,
-    and threads fighting over the GIL would take CPU the server needs. The client's own CPU time is
-    reported, so the reader can see how much of the machine the load itself used."""
-    return asyncio.run(_load_test(url, token, texts, concurrency))
-
-
-async def _load_test(url: str, token: str, texts: list[str], concurrency: int) -> dict:
-    latencies: list[float] = []
-    failures = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
-    ) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(text: str) -> None:
-            nonlocal failures
-            async with gate:
-                started = time.perf_counter()
-                response = await client.post(url, json={"text": text})
-                latencies.append((time.perf_counter() - started) * 1000)
-                failures += response.status_code != 200
-
-        # Warm the connections and the worker outside the measurement.
-        await asyncio.gather(*(one(t) for t in texts[:concurrency]))
-        latencies.clear()
-        failures = 0
-        cpu, started = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one(t) for t in texts))
-        wall = time.perf_counter() - started
-        client_cpu = time.process_time() - cpu
-    return {
-        "requests": len(texts),
-        "failures": failures,
-        "throughput_rps": len(texts) / wall,
-        "client_cpu_cores": client_cpu / wall,
-        **percentiles(latencies),
-    }
+CONCURRENCY = (1, 16, 32)
+SYSTEMS = ("in-process", "served", "tuned", "fastapi", "baseline")
 
 
 def in_process(task, texts: list[str], batch_size: int) -> dict:
@@ -231,9 +132,72 @@ def build_baseline_mar(spec, settings, workdir: Path) -> Path:
     )
 
 
+@contextlib.contextmanager
+def fastapi_peer(model_dir: Path, threads: int):
+    """The FastAPI peer in its own process on a free loopback port; yields (url, seconds to first 200)."""
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "fastapi_peer.py"), str(model_dir), str(port), str(threads)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/predictions"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the FastAPI peer exited: {process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.post(url, json={"text": "warm"}, timeout=30).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the FastAPI peer did not answer within 180 s")
+            time.sleep(0.2)
+        yield url, time.perf_counter() - started
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def first_200_s(name: str, mar: Path, settings) -> float:
+    """TorchServe process start to the first 200 for one request (what a restarted pod costs)."""
+    started = time.perf_counter()
+    server = TorchServe({name: mar}, settings)
+    server.start()
+    try:
+        url = f"{server.inference_url}/predictions/{name}"
+        headers = {"Authorization": f"Bearer {server.inference_token}"}
+        while httpx.post(url, json={"text": "warm"}, headers=headers, timeout=60).status_code != 200:
+            time.sleep(0.1)
+        return time.perf_counter() - started
+    finally:
+        server.stop()
+
+
+def tuned_config(root: Path):
+    """The configuration the last `torchship tune` chose for this model, if any."""
+    path = root / TUNE_DIRNAME / "tune.json"
+    if not path.is_file():
+        return None
+    return TuneResult.model_validate_json(path.read_text()).chosen
+
+
 def chart_html(result: dict) -> str:
     """A self-contained HTML page: one bar chart of throughput per text kind (inline SVG, no assets)."""
-    colors = {"in-process": "#6b7280", "served": "#2563eb", "baseline": "#dc2626"}
+    colors = {
+        "in-process": "#6b7280",
+        "served": "#2563eb",
+        "tuned": "#16a34a",
+        "fastapi": "#d97706",
+        "baseline": "#dc2626",
+    }
     sections = []
     for kind in ("short", "long"):
         rows = [r for r in result["runs"] if r["texts"] == kind]
@@ -242,8 +206,10 @@ def chart_html(result: dict) -> str:
         top = max(r["throughput_rps"] for r in rows) or 1
         bars, y = [], 20
         for c in CONCURRENCY:
-            for system in ("in-process", "served", "baseline"):
-                match = [r for r in rows if r["system"] == system and r["concurrency"] == c]
+            for system in SYSTEMS:
+                match = [r for r in rows if r["system"] == system and r["concurrency"] in (c, "n/a")]
+                if system == "in-process" and c != CONCURRENCY[0]:
+                    match = []
                 if not match:
                     continue
                 r = match[0]
@@ -260,11 +226,15 @@ def chart_html(result: dict) -> str:
             f"<h2>{kind} texts (~{result['token_targets'][kind]} tokens): throughput</h2>"
             f'<svg width="900" height="{y + 10}" xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>'
         )
-    ratios = "".join(f"<li>{k}: {v:.2f}</li>" for k, v in result["ratios"].items())
+    ratios = "".join(f"<li>{html.escape(k)}: {v:.2f}</li>" for k, v in result["ratios"].items())
+    starts = "".join(
+        f"<li>{html.escape(k)}: {v:.1f} s</li>" for k, v in result.get("cold_start_s", {}).items()
+    )
     return (
         f"<!doctype html><meta charset='utf-8'><title>torchship serving benchmark</title>"
         f"<body style='font-family:sans-serif'><h1>torchship serving benchmark</h1>"
-        f"<p>{result['model']} · {result['machine']} · {result['timestamp']}</p><ul>{ratios}</ul>"
+        f"<p>{result['model']} · {result['machine']} · load average {result['load_average']} · "
+        f"{result['timestamp']}</p><ul>{ratios}</ul><h2>cold start: process start to first 200</h2><ul>{starts}</ul>"
         f"{''.join(sections)}</body>"
     )
 
@@ -315,64 +285,99 @@ def main() -> None:
     )
     texts = {kind: make_texts(task.encoder.tokenizer, token_targets[kind], counts[kind]) for kind in counts}
 
-    runs = []
+    runs: list[dict] = []
+    cold_start: dict[str, float] = {}
+    mar = mar_path(root / "package", spec)
+    tuned = tuned_config(root)
+
+    def record(system: str, kind: str, concurrency: int, url: str, token: str) -> None:
+        run = {
+            "system": system,
+            "texts": kind,
+            "concurrency": concurrency,
+            **load_test(url, token, texts[kind], concurrency).as_dict(),
+        }
+        runs.append(run)
+        print(
+            f"  {system:10} {kind:5} c={concurrency:<3}: {run['throughput_rps']:7.1f} req/s  "
+            f"p50 {run['p50']:6.1f} ms  p95 {run['p95']:6.1f} ms  p99 {run['p99']:6.1f} ms"
+            f"  client CPU {run['client_cpu_cores']:.2f} cores  failures {run['failures']}",
+            flush=True,
+        )
+
     workdir = Path(tempfile.mkdtemp(prefix="torchship-bench-"))
     try:
-        baseline = build_baseline_mar(spec, settings, workdir)
-        print("starting TorchServe with the torchship .mar and the baseline .mar …", flush=True)
-        with TorchServe(
-            {spec.name: mar_path(root / "package", spec), "baseline": baseline}, settings
-        ) as server:
+        # Cold start first, while nothing else of ours runs: process start to the first 200.
+        stored = write_variant(
+            mar, current_config(spec.serve, os.cpu_count() or 1), workdir / "stored" / mar.name
+        )
+        cold_start["torchserve, packaged .mar (deflated)"] = first_200_s(spec.name, mar, settings)
+        cold_start["torchserve, same .mar stored (no inflate)"] = first_200_s(spec.name, stored, settings)
+        for key, value in cold_start.items():
+            print(f"  cold start {key}: {value:.1f} s", flush=True)
+        for kind in kinds:
+            runs.append(
+                {
+                    "system": "in-process",
+                    "texts": kind,
+                    "concurrency": "n/a",
+                    **in_process(task, texts[kind], spec.serve.batch_size),
+                }
+            )
+            print(f"  in-process {kind:5}: {runs[-1]['throughput_rps']:7.1f} texts/s", flush=True)
+        # The peer alone on the machine, then TorchServe: never two servers competing for the cores.
+        with fastapi_peer(model_dir, threads) as (url, peer_start_s):
+            cold_start["fastapi + sentence-transformers"] = peer_start_s
+            for kind in kinds:
+                for concurrency in CONCURRENCY:
+                    record("fastapi", kind, concurrency, url, "unused")
+        models = {spec.name: mar, "baseline": build_baseline_mar(spec, settings, workdir)}
+        if tuned is not None:
+            models["tuned"] = write_variant(mar, tuned, workdir / "tuned" / "tuned.mar")
+            print(f"tuned configuration (from tune.json): {tuned.label}", flush=True)
+        print(f"starting TorchServe with {', '.join(models)} …", flush=True)
+        with TorchServe(models, settings) as server:
             token = server.inference_token
             for kind in kinds:
-                runs.append(
-                    {
-                        "system": "in-process",
-                        "texts": kind,
-                        "concurrency": None,
-                        **in_process(task, texts[kind], spec.serve.batch_size),
-                    }
-                )
-                print(f"  in-process {kind:5}: {runs[-1]['throughput_rps']:7.1f} texts/s", flush=True)
                 for concurrency in CONCURRENCY:
-                    for system, name in (("served", spec.name), ("baseline", "baseline")):
-                        url = f"{server.inference_url}/predictions/{name}"
-                        run = {
-                            "system": system,
-                            "texts": kind,
-                            "concurrency": concurrency,
-                            **load_test(url, token, texts[kind], concurrency),
-                        }
-                        runs.append(run)
-                        print(
-                            f"  {system:10} {kind:5} c={concurrency:<3}: {run['throughput_rps']:7.1f} req/s  "
-                            f"p50 {run['p50']:6.1f} ms  p95 {run['p95']:6.1f} ms  p99 {run['p99']:6.1f} ms"
-                            f"  client CPU {run['client_cpu_cores']:.2f} cores  failures {run['failures']}",
-                            flush=True,
-                        )
+                    for system, name in (("served", spec.name), ("tuned", "tuned"), ("baseline", "baseline")):
+                        if name in models:
+                            record(
+                                system, kind, concurrency, f"{server.inference_url}/predictions/{name}", token
+                            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    for run in runs:  # the in-process floor applies to every concurrency level
-        if run["system"] == "in-process":
-            run["concurrency"] = "n/a"
-
-    def rps(system, kind, concurrency=32):
+    def run_of(system, kind, concurrency=16):
         return next(
-            r["throughput_rps"]
-            for r in runs
-            if r["system"] == system
-            and r["texts"] == kind
-            and (system == "in-process" or r["concurrency"] == concurrency)
+            (
+                r
+                for r in runs
+                if r["system"] == system
+                and r["texts"] == kind
+                and (system == "in-process" or r["concurrency"] == concurrency)
+            ),
+            None,
         )
 
+    def rps(system, kind, concurrency=16):
+        return run_of(system, kind, concurrency)["throughput_rps"]
+
     ratios = {}
+    best = "tuned" if tuned is not None else "served"
     if "short" in kinds:
-        short = rps("served", "short")
-        ratios["served / in-process, short, c=32 (target >= 0.80)"] = short / rps("in-process", "short")
-        ratios["served / baseline, short, c=32 (target >= 4)"] = short / rps("baseline", "short")
+        short = rps(best, "short")
+        if tuned is not None:
+            ratios["tuned / served (spec's configuration), short, c=16 (target >= 1.4)"] = short / rps(
+                "served", "short"
+            )
+        ratios[f"{best} / in-process, short, c=16 (target >= 0.85)"] = short / rps("in-process", "short")
+        ratios[f"{best} / stock-style baseline, short, c=16 (target >= 5)"] = short / rps("baseline", "short")
+        ratios[f"{best} / fastapi peer, short, c=16 (target >= 3)"] = short / rps("fastapi", "short")
+        chosen = run_of(best, "short")
+        ratios[f"{best} p99 / p50, short, c=16 (target <= 2)"] = chosen["p99"] / chosen["p50"]
     if "long" in kinds:
-        ratios["served / baseline, long, c=32 (target >= 1)"] = rps("served", "long") / rps(
+        ratios[f"{best} / stock-style baseline, long, c=16 (target >= 1.5)"] = rps(best, "long") / rps(
             "baseline", "long"
         )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -390,6 +395,9 @@ def main() -> None:
             "max_length": spec.compile.max_length,
         },
         "token_targets": token_targets,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "tuned": tuned.model_dump() if tuned is not None else None,
+        "cold_start_s": cold_start,
         "runs": runs,
         "ratios": ratios,
     }

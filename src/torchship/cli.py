@@ -640,6 +640,78 @@ def image(
     )
 
 
+# --- tune (issue 13): serving configurations measured in a real TorchServe ------------------------------
+
+
+@app.command()
+def tune(
+    spec_path: SpecArg,
+    budget_p95_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-p95-ms", help="p95 budget in ms (default: validate.latency_ms.p95, else none)"
+        ),
+    ] = None,
+    minutes: Annotated[float, typer.Option(help="time bound for the whole sweep", min=0.1)] = 10.0,
+    texts: Annotated[
+        Path | None,
+        typer.Option("--texts", help="texts to send, one per line (default: the spec's examples)"),
+    ] = None,
+    requests: Annotated[int, typer.Option(help="measured requests per configuration", min=16)] = 256,
+    write: Annotated[
+        bool, typer.Option("--write", help="write the chosen serve: values into the spec")
+    ] = False,
+) -> None:
+    """Sweep workers × threads × batch size × batch delay in a real TorchServe; pick the fastest within budget."""
+    from torchship.tune.command import run_tune
+    from torchship.tune.spec_edit import write_serve
+
+    try:
+        spec = load_spec(spec_path)
+        outcome = run_tune(
+            spec,
+            Settings(),
+            budget_p95_ms=budget_p95_ms,
+            minutes=minutes,
+            texts_file=texts,
+            requests=requests,
+            progress=lambda message: err.print(Text(f"  … {message}", style="dim"), highlight=False),
+        )
+        result = outcome.result
+        out.print(
+            f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False
+        )
+        if result.chosen is None:
+            raise TorchshipError(
+                f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
+                f"{result.budget_p95_ms:g} ms without failed requests",
+                hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
+            )
+        chosen = next(m for m in result.measurements if m.config == result.chosen)
+        out.print(
+            f"chosen: {chosen.config.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
+            f"p99 {chosen.p99_ms:.0f} ms",
+            highlight=False,
+        )
+        out.print("paste into the spec:", highlight=False)
+        out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
+        out.print(
+            f"  {outcome.compile_line}  (unchanged: the sweep measured this compiled backend)",
+            markup=False,
+            highlight=False,
+        )
+        if write:
+            line = write_serve(spec.spec_path, chosen.config)
+            out.print(
+                f"wrote {line} into {spec.spec_path} (other lines unchanged)", highlight=False, markup=False
+            )
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: TorchServe stopped; tune outputs left as they were")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        _fail(exc)
+
+
 def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -27,3 +27,8 @@ def render_template(name: str, *, autoescape: bool = False, **context: Any) -> s
 
     autoescape=True HTML-escapes every value the template prints (use it for every .html template)."""
     return _environment(autoescape).get_template(name).render(**context)
+
+
+def render_html(name: str, **context: Any) -> str:
+    """Render the HTML template templates/<name>, escaping every value it prints."""
+    return render_template(name, autoescape=True, **context)

@@ -1,0 +1,12 @@
+"""The pick: the highest throughput among configurations whose p95 meets the budget."""
+
+from __future__ import annotations
+
+from torchship.tune.records import Measurement
+
+
+def best_within_budget(measurements: list[Measurement], budget_p95_ms: float | None) -> Measurement | None:
+    """None when no configuration meets the budget (or every one failed requests)."""
+    eligible = [m for m in measurements if m.meets(budget_p95_ms)]
+    # Ties go to the lower p95: the same throughput with less waiting.
+    return max(eligible, key=lambda m: (m.throughput_rps, -m.p95_ms), default=None)

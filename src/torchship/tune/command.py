@@ -1,0 +1,110 @@
+"""What `torchship tune` does, end to end: refuse a stale package, plan, sweep, pick, write, report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from torchship.archiver.package import mar_path
+from torchship.errors import SpecError
+from torchship.examples import examples_origin, load_examples
+from torchship.pipeline import Runner, SilentReporter
+from torchship.settings import Settings
+from torchship.spec import ModelSpec
+from torchship.stages import STAGES
+from torchship.tune.outputs import write_outputs
+from torchship.tune.plan import ServeConfig, sweep_grid
+from torchship.tune.records import TuneResult
+from torchship.tune.spec_edit import serve_line, serve_values
+from torchship.tune.sweep import sweep
+
+CONCURRENCY = 16  # the issue's measure: 16 concurrent clients
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    result: TuneResult
+    out_dir: Path
+    serve_line: str | None  # None: nothing met the budget
+    compile_line: str
+
+
+def read_texts(path: Path) -> list[str]:
+    """A text file: one text per line (blank lines skipped), or JSON lines of {"text": ...}."""
+    if not path.is_file():
+        raise SpecError(f"--texts {path}: file does not exist", hint="Give a file with one text per line.")
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                item = yaml.safe_load(line)
+            except yaml.YAMLError:
+                item = None
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise SpecError(
+                    f'--texts {path}:{number}: a line starting with "{{" must be a JSON object with a "text" string',
+                    hint='Use one plain text per line, or JSON lines of {"text": "..."}.',
+                )
+            line = item["text"]
+        texts.append(line)
+    if not texts:
+        raise SpecError(f"--texts {path}: has no texts", hint="Give a file with one text per line.")
+    return texts
+
+
+def compile_line(spec: ModelSpec) -> str:
+    values = spec.compile.model_dump(mode="json", exclude_defaults=True)
+    values = {"backend": spec.compile.backend, **values}
+    return (
+        "compile: " + yaml.safe_dump(values, default_flow_style=True, sort_keys=False, width=10_000).strip()
+    )
+
+
+def run_tune(
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    budget_p95_ms: float | None,
+    minutes: float,
+    texts_file: Path | None,
+    requests: int,
+    progress: Callable[[str], None],
+    configs: list[ServeConfig] | None = None,
+) -> TuneOutcome:
+    runner = Runner(spec, settings, STAGES, SilentReporter())
+    runner.require_current("package")  # never tune (or write serve: for) a package the spec no longer makes
+    if budget_p95_ms is None and spec.validate.latency_ms is not None:
+        budget_p95_ms = spec.validate.latency_ms.p95
+    texts = read_texts(texts_file) if texts_file else load_examples(spec)
+    origin = str(texts_file) if texts_file else examples_origin(spec)
+    cores = os.cpu_count() or 1
+    configs = configs or sweep_grid(spec.serve, cores)
+    progress(
+        f"{len(configs)} configurations, {requests} requests each at {CONCURRENCY} concurrent clients, "
+        f"bounded to {minutes:g} min"
+    )
+    result = sweep(
+        name=spec.name,
+        version=spec.version,
+        backend=spec.compile.backend,
+        mar=mar_path(runner.stage_dir("package"), spec),
+        configs=configs,
+        settings=settings,
+        texts=texts,
+        texts_origin=origin,
+        requests=requests,
+        concurrency=CONCURRENCY,
+        budget_p95_ms=budget_p95_ms,
+        time_bound_s=minutes * 60,
+        progress=progress,
+    )
+    out_dir = write_outputs(runner.root, result)
+    current = spec.serve.model_dump(mode="json", exclude_defaults=True)
+    line = serve_line(serve_values(current, result.chosen)) if result.chosen else None
+    return TuneOutcome(result=result, out_dir=out_dir, serve_line=line, compile_line=compile_line(spec))

@@ -1,0 +1,77 @@
+"""The grid `torchship tune` sweeps: workers × torch threads per worker × server batch × batch delay.
+
+Bounded by the machine: workers × threads never exceeds the cores (more only oversubscribes the CPU, the
+architecture page's measured pitfall), and the batch sizes stay within what one request may carry. The
+spec's own configuration comes first, so every sweep measures the baseline it is compared with.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from torchship.spec import ServeSpec
+
+# In the order measured: when the time bound cuts a sweep short, the common middle values are in.
+BATCH_SIZES = (8, 16, 4)
+BATCH_DELAYS_MS = (5, 2, 10)
+
+
+class ServeConfig(BaseModel):
+    """One point of the grid: the serve: keys a sweep changes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workers: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    max_batch_delay_ms: int = Field(ge=0)
+
+    @property
+    def label(self) -> str:
+        return (
+            f"workers {self.workers} · threads {self.threads} · batch {self.batch_size} · "
+            f"delay {self.max_batch_delay_ms} ms"
+        )
+
+
+def current_config(serve: ServeSpec, cores: int) -> ServeConfig:
+    """The spec's configuration, with threads resolved the way the handler resolves them."""
+    return ServeConfig(
+        workers=serve.workers,
+        threads=serve.threads or max(1, cores // serve.workers),
+        batch_size=serve.batch_size,
+        max_batch_delay_ms=serve.max_batch_delay_ms,
+    )
+
+
+def worker_layouts(cores: int) -> list[tuple[int, int]]:
+    """(workers, threads) pairs that use at most `cores` cores: all cores in one worker, one thread per
+    worker across all cores, and the halves between (e.g. 8 cores: 1×8, 2×4, 4×2, 8×1)."""
+    layouts = []
+    workers = 1
+    while workers <= cores:
+        layouts.append((workers, cores // workers))
+        workers *= 2
+    if (cores, 1) not in layouts:
+        layouts.append((cores, 1))
+    if cores >= 2:
+        layouts.append((1, cores // 2))  # fewer threads than cores leaves room for the frontend and client
+    return list(dict.fromkeys(layouts))
+
+
+def sweep_grid(
+    serve: ServeSpec,
+    cores: int,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    delays_ms: tuple[int, ...] = BATCH_DELAYS_MS,
+) -> list[ServeConfig]:
+    """Every configuration to measure, the spec's own first, no duplicates."""
+    batches = [b for b in batch_sizes if b <= max(serve.max_texts_per_request, 1)] or [serve.batch_size]
+    grid = [
+        ServeConfig(workers=w, threads=t, batch_size=b, max_batch_delay_ms=d)
+        # Layouts vary fastest: a sweep cut short has compared every worker layout at the first values.
+        for d, b, (w, t) in itertools.product(delays_ms, batches, worker_layouts(cores))
+    ]
+    return list(dict.fromkeys([current_config(serve, cores), *grid]))

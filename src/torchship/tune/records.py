@@ -1,0 +1,44 @@
+"""What a sweep recorded: typed, written as tune.json and read back by the chart and the tests."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from torchship.tune.plan import ServeConfig
+
+
+class Measurement(BaseModel):
+    """One configuration under load: the load generator's figures plus what switching to it cost."""
+
+    config: ServeConfig
+    requests: int
+    failures: int
+    throughput_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    client_cpu_cores: float
+    start_s: float  # TorchServe start to workers ready with this configuration
+
+    def meets(self, budget_p95_ms: float | None) -> bool:
+        """Every request answered 200 and, with a budget, p95 within it."""
+        return self.failures == 0 and (budget_p95_ms is None or self.p95_ms <= budget_p95_ms)
+
+
+class TuneResult(BaseModel):
+    model: str
+    version: str
+    backend: str
+    budget_p95_ms: float | None
+    concurrency: int
+    texts_origin: str
+    texts: int
+    machine: str
+    load_average: tuple[float, float, float]
+    started: str
+    duration_s: float
+    time_bound_s: float
+    measurements: list[Measurement]
+    not_measured: list[ServeConfig]  # left when the time bound ran out
+    chosen: ServeConfig | None
+    baseline: ServeConfig  # the spec's configuration when the sweep ran

@@ -1,0 +1,128 @@
+"""Measure each configuration in its own real TorchServe, within a time bound.
+
+One TorchServe per configuration (started from that configuration's .mar variant, stopped before the
+next): workers and batch settings are fixed when TorchServe loads a model, the register API that could
+reload one is off, and a fresh server also keeps one configuration's warm caches out of the next one's
+figures. The start time is recorded per configuration (it is the switching cost).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from torchship.loadgen import load_test
+from torchship.serving.torchserve import TorchServe
+from torchship.settings import Settings
+from torchship.tune.choose import best_within_budget
+from torchship.tune.plan import ServeConfig
+from torchship.tune.records import Measurement, TuneResult
+from torchship.tune.variant import write_variant
+
+
+def measure(
+    name: str,
+    mar: Path,
+    config: ServeConfig,
+    settings: Settings,
+    texts: list[str],
+    concurrency: int,
+    workdir: Path,
+) -> Measurement:
+    variant = write_variant(mar, config, workdir / "variant" / f"{name}.mar")
+    started = time.perf_counter()
+    try:
+        with TorchServe({name: variant}, settings) as server:
+            start_s = time.perf_counter() - started
+            result = load_test(
+                f"{server.inference_url}/predictions/{name}", server.inference_token, texts, concurrency
+            )
+    finally:
+        shutil.rmtree(variant.parent, ignore_errors=True)
+    return Measurement(
+        config=config,
+        requests=result.requests,
+        failures=result.failures,
+        throughput_rps=result.throughput_rps,
+        p50_ms=result.p50,
+        p95_ms=result.p95,
+        p99_ms=result.p99,
+        client_cpu_cores=result.client_cpu_cores,
+        start_s=start_s,
+    )
+
+
+def sweep(
+    *,
+    name: str,
+    version: str,
+    backend: str,
+    mar: Path,
+    configs: list[ServeConfig],
+    settings: Settings,
+    texts: list[str],
+    texts_origin: str,
+    requests: int,
+    concurrency: int,
+    budget_p95_ms: float | None,
+    time_bound_s: float,
+    progress: Callable[[str], None],
+) -> TuneResult:
+    """Measure `configs` in order until done or until the next one would overrun `time_bound_s` (judged
+    by the slowest configuration so far); the first is always measured."""
+    load = [texts[i % len(texts)] for i in range(requests)]
+    began, stamp = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    measurements: list[Measurement] = []
+    slowest = 0.0
+    workdir = Path(tempfile.mkdtemp(prefix="torchship-tune-"))
+    try:
+        for index, config in enumerate(configs):
+            elapsed = time.monotonic() - began
+            if measurements and elapsed + slowest > time_bound_s:
+                progress(
+                    f"time bound ({time_bound_s / 60:.1f} min) reached: {len(configs) - index} of "
+                    f"{len(configs)} configurations not measured"
+                )
+                break
+            one_started = time.monotonic()
+            progress(f"[{index + 1}/{len(configs)}] {config.label} …")
+            measurement = measure(name, mar, config, settings, load, concurrency, workdir)
+            measurements.append(measurement)
+            slowest = max(slowest, time.monotonic() - one_started)
+            if budget_p95_ms is None:
+                verdict = "no p95 budget" if measurement.failures == 0 else "failed requests"
+            else:
+                verdict = ("meets" if measurement.meets(budget_p95_ms) else "misses") + " the budget"
+            progress(
+                f"[{index + 1}/{len(configs)}] {measurement.throughput_rps:6.1f} req/s · p95 "
+                f"{measurement.p95_ms:.0f} ms · p99 {measurement.p99_ms:.0f} ms · failures {measurement.failures}"
+                f" · start {measurement.start_s:.1f} s · {verdict}"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    chosen = best_within_budget(measurements, budget_p95_ms)
+    return TuneResult(
+        model=name,
+        version=version,
+        backend=backend,
+        budget_p95_ms=budget_p95_ms,
+        concurrency=concurrency,
+        texts_origin=texts_origin,
+        texts=len(texts),
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        load_average=os.getloadavg(),
+        started=stamp,
+        duration_s=time.monotonic() - began,
+        time_bound_s=time_bound_s,
+        measurements=measurements,
+        not_measured=configs[len(measurements) :],
+        chosen=chosen.config if chosen else None,
+        baseline=configs[0],
+    )

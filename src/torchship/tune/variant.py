@@ -1,0 +1,73 @@
+"""A copy of the packaged .mar that differs only in its serving configuration.
+
+TorchServe reads batch size, batch delay and workers from the archive's model-config.yaml at load time,
+and the handler reads its torch thread count from the same file; this TorchServe runs with the model
+register API off (hardening), so re-registering with new query parameters is not available. Rewriting
+model-config.yaml into a copy costs about a second for the demo model and needs no repackaging, no
+compile and no torch-model-archiver: every other file is copied byte for byte (stored, not deflated,
+which also saves TorchServe the inflate when it extracts the copy).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from torchship.archiver.package import MODEL_CONFIG_FILE
+from torchship.errors import PackageError
+from torchship.tune.plan import ServeConfig
+
+
+def configured_model_config(original: dict, config: ServeConfig) -> dict:
+    """`original` (a .mar's model-config.yaml) with `config`'s serving values."""
+    updated = dict(original)
+    updated.update(
+        minWorkers=config.workers,
+        maxWorkers=config.workers,
+        batchSize=config.batch_size,
+        maxBatchDelay=config.max_batch_delay_ms,
+    )
+    handler = dict(updated.get("handler") or {})
+    handler.update(workers=config.workers, threads=config.threads)
+    updated["handler"] = handler
+    return updated
+
+
+def read_model_config(mar: Path) -> dict:
+    try:
+        with zipfile.ZipFile(mar) as archive:
+            config = yaml.safe_load(archive.read(MODEL_CONFIG_FILE))
+    except (KeyError, zipfile.BadZipFile, OSError, yaml.YAMLError) as exc:
+        raise PackageError(
+            f"{mar} has no readable {MODEL_CONFIG_FILE} ({exc})",
+            hint="Re-package it: `torchship run SPEC --until package --force`.",
+        ) from None
+    if not isinstance(config, dict):
+        raise PackageError(f"{mar}: {MODEL_CONFIG_FILE} is not a mapping", hint="Re-package it.")
+    return config
+
+
+def write_variant(mar: Path, config: ServeConfig, target: Path) -> Path:
+    """Write the variant of `mar` for `config` to `target` (a .mar path) and return it."""
+    model_config = configured_model_config(read_model_config(mar), config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
+        for info in source.infolist():
+            if info.filename == MODEL_CONFIG_FILE:
+                copy.writestr(MODEL_CONFIG_FILE, yaml.safe_dump(model_config, sort_keys=False))
+            elif info.is_dir():
+                copy.writestr(_stored(info), b"")
+            else:
+                with source.open(info) as data, copy.open(_stored(info), "w") as out:
+                    while chunk := data.read(1 << 20):
+                        out.write(chunk)
+    return target
+
+
+def _stored(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
+    copy = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+    copy.external_attr = info.external_attr
+    copy.compress_type = zipfile.ZIP_STORED
+    return copy

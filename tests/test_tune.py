@@ -1,0 +1,263 @@
+"""torchship tune: the grid, the pick, the .mar variants, --write, and a real sweep in TorchServe."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import packaged
+from tiny_models import write_spec
+from torchship.archiver.package import MODEL_CONFIG_FILE
+from torchship.cli import app
+from torchship.errors import SpecError
+from torchship.spec import ServeSpec, load_spec
+from torchship.tune import command as tune_command
+from torchship.tune.chart import render_chart
+from torchship.tune.choose import best_within_budget
+from torchship.tune.plan import ServeConfig, sweep_grid
+from torchship.tune.records import Measurement, TuneResult
+from torchship.tune.spec_edit import with_serve, write_serve
+from torchship.tune.variant import write_variant
+
+
+def config(workers=1, threads=1, batch=4, delay=5) -> ServeConfig:
+    return ServeConfig(workers=workers, threads=threads, batch_size=batch, max_batch_delay_ms=delay)
+
+
+def measured(cfg: ServeConfig, rps: float, p95: float, failures: int = 0) -> Measurement:
+    return Measurement(
+        config=cfg,
+        requests=100,
+        failures=failures,
+        throughput_rps=rps,
+        p50_ms=p95 / 2,
+        p95_ms=p95,
+        p99_ms=p95 * 1.2,
+        client_cpu_cores=0.1,
+        start_s=3.0,
+    )
+
+
+# --- the grid ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cores", [1, 2, 4, 8])
+def test_grid_never_oversubscribes_and_starts_with_the_spec(cores):
+    serve = ServeSpec(batch_size=8, max_batch_delay_ms=5, workers=1)
+    grid = sweep_grid(serve, cores)
+    assert grid[0] == ServeConfig(workers=1, threads=cores, batch_size=8, max_batch_delay_ms=5)
+    assert len(grid) == len(set(grid))
+    assert all(c.workers * c.threads <= cores for c in grid)
+    assert {c.workers for c in grid} >= {1, cores}
+    # Bounded: 3 batches x 3 delays per worker layout, the layouts growing with log2(cores).
+    assert len(grid) <= 9 * (cores.bit_length() + 2) + 1
+
+
+def test_grid_keeps_batches_within_what_one_request_may_carry():
+    grid = sweep_grid(ServeSpec(batch_size=4, max_texts_per_request=8), 2)
+    assert max(c.batch_size for c in grid) == 8
+
+
+# --- the pick ----------------------------------------------------------------------------------------
+
+
+def test_pick_is_the_fastest_within_budget_without_failures():
+    fastest_but_slow_tail = measured(config(batch=16), rps=300, p95=250)
+    fast_with_failures = measured(config(batch=8, delay=2), rps=280, p95=80, failures=1)
+    best = measured(config(batch=8), rps=250, p95=90)
+    slower = measured(config(batch=4), rps=120, p95=40)
+    ms = [slower, fastest_but_slow_tail, best, fast_with_failures]
+    assert best_within_budget(ms, budget_p95_ms=100) is best
+    assert best_within_budget(ms, budget_p95_ms=None) is fastest_but_slow_tail
+    assert best_within_budget(ms, budget_p95_ms=50) is slower
+    assert best_within_budget(ms, budget_p95_ms=10) is None
+
+
+# --- the .mar variant --------------------------------------------------------------------------------
+
+
+def test_variant_changes_only_the_serving_configuration(tiny_package, tmp_path):
+    _, _, mar = tiny_package
+    target = write_variant(mar, config(workers=2, threads=1, batch=16, delay=7), tmp_path / "v" / mar.name)
+    with zipfile.ZipFile(mar) as original, zipfile.ZipFile(target) as variant:
+        assert sorted(original.namelist()) == sorted(variant.namelist())
+        for name in original.namelist():
+            if name != MODEL_CONFIG_FILE:
+                assert original.read(name) == variant.read(name), name
+        before = yaml.safe_load(original.read(MODEL_CONFIG_FILE))
+        after = yaml.safe_load(variant.read(MODEL_CONFIG_FILE))
+    assert (after["minWorkers"], after["maxWorkers"], after["batchSize"], after["maxBatchDelay"]) == (
+        2,
+        2,
+        16,
+        7,
+    )
+    assert after["handler"]["threads"] == 1 and after["handler"]["workers"] == 2
+    assert after["responseTimeout"] == before["responseTimeout"]
+    untouched = {k: v for k, v in before["handler"].items() if k not in ("threads", "workers")}
+    assert {k: after["handler"][k] for k in untouched} == untouched
+
+
+# --- --write -----------------------------------------------------------------------------------------
+
+SPEC_WITH_COMMENTS = """\
+# my model, tuned by hand once
+name: tiny-embeddings   # stays
+version: 0.1.0
+task: embeddings
+source: {source}
+compile: {{backend: torchscript, max_length: 64, batch_size: 4}}  # compile comment
+serve:
+  batch_size: 4     # block style
+  truncation: false
+
+# a comment before validate
+validate: {{examples: examples.jsonl}}
+"""
+
+
+def test_write_replaces_serve_alone_and_keeps_every_other_line(tmp_path, tiny_model_dir):
+    spec_path = write_spec(tmp_path / "m", str(tiny_model_dir))
+    text = SPEC_WITH_COMMENTS.format(source=tiny_model_dir)
+    spec_path.write_text(text)
+    before = load_spec(spec_path)
+    line = write_serve(spec_path, config(workers=2, threads=1, batch=16, delay=10))
+    after_text = spec_path.read_text()
+    kept = [x for x in text.splitlines() if not x.startswith(("serve:", "  batch_size", "  truncation"))]
+    assert [x for x in after_text.splitlines() if not x.startswith("serve:")] == kept
+    after = load_spec(spec_path)
+    assert after.serve.model_dump() == {
+        **before.serve.model_dump(),
+        "batch_size": 16,
+        "max_batch_delay_ms": 10,
+        "workers": 2,
+        "threads": 1,
+        "truncation": False,  # a serve: key the tune does not set keeps its value
+    }
+    assert after.model_dump(exclude={"serve"}) == before.model_dump(exclude={"serve"})
+    assert line in after_text
+
+
+def test_write_appends_serve_when_the_spec_has_none():
+    text = "name: a\nversion: 0.1.0\n# end\n"
+    assert with_serve(text, {"batch_size": 8}) == text + "serve: {batch_size: 8}\n"
+
+
+# --- the chart ---------------------------------------------------------------------------------------
+
+
+def test_chart_shows_every_configuration_and_escapes_text():
+    ms = [measured(config(batch=8), 250, 90), measured(config(batch=16), 300, 250)]
+    result = TuneResult(
+        model="tiny",
+        version="0.1.0",
+        backend="torchscript",
+        budget_p95_ms=100,
+        concurrency=16,
+        texts_origin="texts<script>alert(1)</script>.txt",
+        texts=3,
+        machine="x",
+        load_average=(1.0, 1.0, 1.0),
+        started="now",
+        duration_s=10,
+        time_bound_s=60,
+        measurements=ms,
+        not_measured=[],
+        chosen=ms[0].config,
+        baseline=ms[0].config,
+    )
+    page = render_chart(result)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count('<tr class="chosen">') == 1 and page.count('<tr class="misses">') == 1
+    assert "250.0" in page and "300.0" in page
+
+
+# --- the command, against a real TorchServe ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_package(tmp_path_factory, tiny_model_dir):
+    """A package of its own: --write edits this spec, which must not make the shared one stale."""
+    root = tmp_path_factory.mktemp("tune-package")
+    return packaged(write_spec(root / "models" / "tiny", str(tiny_model_dir)), root / "outputs")
+
+
+def test_tune_refuses_a_stale_package(own_package, tmp_path, monkeypatch):
+    spec, settings, _ = own_package
+    copy_dir = tmp_path / "stale"
+    copy_dir.mkdir()
+    stale = copy_dir / "model.yaml"
+    stale.write_text(spec.spec_path.read_text().replace("max_length: 64", "max_length: 32"))
+    (copy_dir / "examples.jsonl").write_text((spec.spec_path.parent / "examples.jsonl").read_text())
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
+    result = CliRunner().invoke(app, ["tune", str(stale), "--minutes", "1"])
+    assert result.exit_code == 1
+    assert "stale" in result.output and "torchship run" in result.output
+    assert not (settings.stage_root(spec.name, spec.version) / "tune").exists()
+
+
+def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch):
+    spec, settings, _ = own_package
+    grid = [config(workers=1, threads=1, batch=4, delay=50), config(workers=1, threads=1, batch=1, delay=0)]
+    monkeypatch.setattr(tune_command, "sweep_grid", lambda serve, cores: grid)
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
+    original = spec.spec_path.read_text()
+    budget = 60_000  # met by both: the pick must then be the higher recorded throughput
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            str(spec.spec_path),
+            "--minutes",
+            "3",
+            "--requests",
+            "32",
+            "--budget-p95-ms",
+            str(budget),
+            "--write",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out_dir = settings.stage_root(spec.name, spec.version) / "tune"
+    recorded = json.loads((out_dir / "tune.json").read_text())
+    assert [ServeConfig(**m["config"]) for m in recorded["measurements"]] == grid
+    for m in recorded["measurements"]:
+        assert m["requests"] == 32 and m["failures"] == 0 and m["throughput_rps"] > 0
+        assert m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"]
+    # Independent of the code under test: the fastest recorded configuration within the budget.
+    eligible = [m for m in recorded["measurements"] if m["p95_ms"] <= budget and m["failures"] == 0]
+    expected = max(eligible, key=lambda m: m["throughput_rps"])["config"]
+    assert recorded["chosen"] == expected
+    html = (out_dir / "tune.html").read_text()
+    assert html.count("<tr class=") == 2
+    # --write: serve: holds the chosen values; every other line is as it was.
+    written = load_spec(spec.spec_path)
+    assert (written.serve.batch_size, written.serve.max_batch_delay_ms) == (
+        expected["batch_size"],
+        expected["max_batch_delay_ms"],
+    )
+    new_text = spec.spec_path.read_text()
+    assert [x for x in new_text.splitlines() if not x.startswith("serve:")] == [
+        x for x in original.splitlines() if not x.startswith("serve:")
+    ]
+    assert f"batch_size: {expected['batch_size']}" in result.output
+    assert "compile: {backend: torchscript" in result.output
+
+
+def test_texts_file_takes_plain_lines_or_json_lines_and_names_a_bad_line(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("first text\n\n  second text\n")
+    assert tune_command.read_texts(plain) == ["first text", "  second text"]
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text('{"text": "from json"}\nplain again\n')
+    assert tune_command.read_texts(jsonl) == ["from json", "plain again"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('ok\n{"txt": "typo"}\n')
+    with pytest.raises(SpecError, match=r"bad.jsonl:2: .*\"text\" string"):
+        tune_command.read_texts(bad)
+    with pytest.raises(SpecError, match="does not exist"):
+        tune_command.read_texts(tmp_path / "missing.txt")
