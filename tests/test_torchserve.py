@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -181,17 +182,20 @@ def test_serve_command_stops_torchserve_on_ctrl_c(tiny_package, tmp_path):
         env=env,
         start_new_session=True,
     )
-    lines = []
+    lines: list[str] = []
+    # A reader thread keeps draining the pipe after the first lines (a blocking readline loop could wait
+    # forever, and an undrained pipe could stall the process under test).
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C stops TorchServe" in line or proc.poll() is not None:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any("Ctrl-C stops TorchServe" in line for line in lines):
                 break
+            time.sleep(0.1)
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/predictions/{mar.stem}" in output, output
-        token = next(line.split()[1] for line in lines if line.startswith("token:"))
+        token = next(line.split()[1] for line in list(lines) if line.startswith("token:"))
         answer = httpx.post(
             f"http://127.0.0.1:{port}/predictions/{mar.stem}",
             json={"text": "hello world"},
@@ -199,7 +203,11 @@ def test_serve_command_stops_torchserve_on_ctrl_c(tiny_package, tmp_path):
         )
         assert answer.status_code == 200
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("serve did not stop within 120 s of Ctrl-C:\n" + "".join(lines)) from None
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
