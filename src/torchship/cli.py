@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -716,6 +717,10 @@ def main() -> None:
     # Models come from local directories only; never let a library reach for the hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # Ctrl-C must always reach us as KeyboardInterrupt so TorchServe is stopped cleanly: a parent that
+    # started us with SIGINT ignored (nohup, some CI runners and test harnesses) would otherwise leave
+    # `serve` deaf to it, since an ignored disposition survives exec and Python keeps it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
     except KeyboardInterrupt:
