@@ -20,7 +20,7 @@ from torchship.tune.chart import render_chart
 from torchship.tune.choose import best_within_budget
 from torchship.tune.plan import ServeConfig, sweep_grid
 from torchship.tune.records import Measurement, TuneResult
-from torchship.tune.spec_edit import with_serve, write_serve
+from torchship.tune.spec_edit import with_serve, write_tuned
 from torchship.tune.variant import write_variant
 
 
@@ -31,6 +31,7 @@ def config(workers=1, threads=1, batch=4, delay=5) -> ServeConfig:
 def measured(cfg: ServeConfig, rps: float, p95: float, failures: int = 0) -> Measurement:
     return Measurement(
         config=cfg,
+        backend="torchscript",
         requests=100,
         failures=failures,
         throughput_rps=rps,
@@ -125,7 +126,7 @@ def test_write_replaces_serve_alone_and_keeps_every_other_line(tmp_path, tiny_mo
     text = SPEC_WITH_COMMENTS.format(source=tiny_model_dir)
     spec_path.write_text(text)
     before = load_spec(spec_path)
-    line = write_serve(spec_path, config(workers=2, threads=1, batch=16, delay=10))
+    [line] = write_tuned(spec_path, config(workers=2, threads=1, batch=16, delay=10))
     after_text = spec_path.read_text()
     kept = [x for x in text.splitlines() if not x.startswith(("serve:", "  batch_size", "  truncation"))]
     assert [x for x in after_text.splitlines() if not x.startswith("serve:")] == kept
@@ -168,6 +169,7 @@ def test_chart_shows_every_configuration_and_escapes_text():
         measurements=ms,
         not_measured=[],
         chosen=ms[0].config,
+        chosen_backend="torchscript",
         baseline=ms[0].config,
     )
     page = render_chart(result)
@@ -219,12 +221,15 @@ def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch)
             "--budget-p95-ms",
             str(budget),
             "--write",
+            "--backends",
+            "spec",
         ],
     )
     assert result.exit_code == 0, result.output
     out_dir = settings.stage_root(spec.name, spec.version) / "tune"
     recorded = json.loads((out_dir / "tune.json").read_text())
     assert [ServeConfig(**m["config"]) for m in recorded["measurements"]] == grid
+    assert {m["backend"] for m in recorded["measurements"]} == {"torchscript"}
     for m in recorded["measurements"]:
         assert m["requests"] == 32 and m["failures"] == 0 and m["throughput_rps"] > 0
         assert m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"]
@@ -246,6 +251,46 @@ def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch)
     ]
     assert f"batch_size: {expected['batch_size']}" in result.output
     assert "compile: {backend: torchscript" in result.output
+
+
+def test_tune_compares_backends_gated_first_and_writes_the_chosen_backend(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """eager is compiled, gated and packaged in a tree of its own, then measured beside the spec's
+    torchscript; neuron cannot compile on this CPU, so it is refused and said to be, not measured."""
+    spec, settings, _ = packaged(
+        write_spec(tmp_path / "models" / "tiny", str(tiny_model_dir)), tmp_path / "out"
+    )
+    grid = [config(workers=1, threads=1, batch=4, delay=5)]
+    monkeypatch.setattr(tune_command, "sweep_grid", lambda serve, cores: grid)
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
+    args = ["tune", str(spec.spec_path), "--minutes", "3", "--requests", "32", "--backends", "eager,neuron"]
+    result = CliRunner().invoke(app, [*args, "--write"])
+    assert result.exit_code == 0, result.output
+    root = settings.stage_root(spec.name, spec.version)
+    recorded = json.loads((root / "tune" / "tune.json").read_text())
+    assert [m["backend"] for m in recorded["measurements"]] == ["torchscript", "eager"]
+    refused = {b["backend"]: b["refused"] for b in recorded["backends"] if b["refused"]}
+    assert list(refused) == ["neuron"] and refused["neuron"].startswith("compile:")
+    assert "not measured: neuron: compile:" in result.output
+    # The other backend's package lives beside the spec's outputs, never in them.
+    eager_record = json.loads(
+        (root / "tune-backends" / "eager" / spec.name / spec.version / "compile" / "stage.json").read_text()
+    )
+    assert eager_record["details"]["backend"] == "eager"
+    assert json.loads((root / "compile" / "stage.json").read_text())["details"]["backend"] == "torchscript"
+    fastest = max(recorded["measurements"], key=lambda m: m["throughput_rps"])
+    assert recorded["chosen_backend"] == fastest["backend"]
+    # --write: compile.backend follows the chosen backend; only serve: and compile: lines change.
+    assert load_spec(spec.spec_path).compile.backend == fastest["backend"]
+    assert f"compile: {{backend: {fastest['backend']}" in result.output
+
+
+def test_tune_names_an_unknown_backend(tmp_path, tiny_model_dir):
+    spec_path = write_spec(tmp_path / "m", str(tiny_model_dir))
+    result = CliRunner().invoke(app, ["tune", str(spec_path), "--backends", "tensorrt"])
+    assert result.exit_code != 0
+    assert "unknown backend 'tensorrt'" in result.output and "torchscript" in result.output
 
 
 def test_texts_file_takes_plain_lines_or_json_lines_and_names_a_bad_line(tmp_path):

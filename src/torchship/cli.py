@@ -660,12 +660,22 @@ def tune(
     ] = None,
     requests: Annotated[int, typer.Option(help="measured requests per configuration", min=16)] = 256,
     write: Annotated[
-        bool, typer.Option("--write", help="write the chosen serve: values into the spec")
+        bool,
+        typer.Option("--write", help="write the chosen serve: values (and compile backend) into the spec"),
     ] = False,
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            "--backends",
+            help="compiled backends to compare besides the spec's, comma-separated (default: torchscript,onnx;"
+            " 'spec' for the spec's alone); each is compiled and gated first",
+        ),
+    ] = None,
 ) -> None:
-    """Sweep workers × threads × batch size × batch delay in a real TorchServe; pick the fastest within budget."""
+    """Sweep compiled backend × workers × threads × batch size × batch delay in a real TorchServe; pick the
+    fastest within budget."""
     from torchship.tune.command import run_tune
-    from torchship.tune.spec_edit import write_serve
+    from torchship.tune.spec_edit import write_tuned
 
     try:
         spec = load_spec(spec_path)
@@ -677,6 +687,7 @@ def tune(
             texts_file=texts,
             requests=requests,
             progress=lambda message: err.print(Text(f"  … {message}", style="dim"), highlight=False),
+            backends=_backend_list(backends),
         )
         result = outcome.result
         out.print(
@@ -688,29 +699,42 @@ def tune(
                 f"{result.budget_p95_ms:g} ms without failed requests",
                 hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
             )
-        chosen = next(m for m in result.measurements if m.config == result.chosen)
+        chosen = next(
+            m for m in result.measurements if m.config == result.chosen and m.backend == result.chosen_backend
+        )
         out.print(
-            f"chosen: {chosen.config.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
+            f"chosen: {chosen.candidate.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
             f"p99 {chosen.p99_ms:.0f} ms",
             highlight=False,
         )
+        for status in result.backends:
+            if status.refused:
+                out.print(f"not measured: {status.backend}: {status.refused}", highlight=False, markup=False)
+        unchanged = (
+            " (unchanged)"
+            if chosen.backend == spec.compile.backend
+            else " (another backend: re-run `torchship run` after pasting)"
+        )
         out.print("paste into the spec:", highlight=False)
         out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
-        out.print(
-            f"  {outcome.compile_line}  (unchanged: the sweep measured this compiled backend)",
-            markup=False,
-            highlight=False,
-        )
+        out.print(f"  {outcome.compile_line}{unchanged}", markup=False, highlight=False)
         if write:
-            line = write_serve(spec.spec_path, chosen.config)
-            out.print(
-                f"wrote {line} into {spec.spec_path} (other lines unchanged)", highlight=False, markup=False
-            )
+            for line in write_tuned(spec.spec_path, chosen.config, chosen.backend):
+                out.print(f"wrote {line} into {spec.spec_path}", highlight=False, markup=False)
+            out.print("(other lines unchanged)", highlight=False)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]: TorchServe stopped; tune outputs left as they were")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
         _fail(exc)
+
+
+def _backend_list(option: str | None) -> list[str] | None:
+    """--backends: None (the default candidates), 'spec' (none besides the spec's) or a comma list."""
+    if option is None:
+        return None
+    names = [name.strip() for name in option.split(",") if name.strip()]
+    return [] if names == ["spec"] else names
 
 
 def main() -> None:

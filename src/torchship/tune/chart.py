@@ -29,7 +29,7 @@ def chart_rows(result: TuneResult) -> list[ChartRow]:
     top = max((m.throughput_rps for m in result.measurements), default=0.0) or 1.0
     return [
         ChartRow(
-            label=m.config.label,
+            label=m.candidate.label,
             throughput=m.throughput_rps,
             p50=m.p50_ms,
             p95=m.p95_ms,
@@ -38,7 +38,7 @@ def chart_rows(result: TuneResult) -> list[ChartRow]:
             start=m.start_s,
             bar=_BAR_WIDTH * m.throughput_rps / top,
             meets=m.meets(result.budget_p95_ms),
-            chosen=m.config == result.chosen,
+            chosen=m.config == result.chosen and m.backend == result.chosen_backend,
         )
         for m in result.measurements
     ]

@@ -16,8 +16,9 @@ from torchship.pipeline import Runner, SilentReporter
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 from torchship.stages import STAGES
+from torchship.tune.backends import backends_to_sweep, package_backend, with_backend
 from torchship.tune.outputs import write_outputs
-from torchship.tune.plan import ServeConfig, sweep_grid
+from torchship.tune.plan import ServeConfig, candidates, sweep_grid
 from torchship.tune.records import TuneResult
 from torchship.tune.spec_edit import serve_line, serve_values
 from torchship.tune.sweep import sweep
@@ -30,7 +31,7 @@ class TuneOutcome:
     result: TuneResult
     out_dir: Path
     serve_line: str | None  # None: nothing met the budget
-    compile_line: str
+    compile_line: str  # the chosen backend's compile: line (the spec's when nothing met the budget)
 
 
 def read_texts(path: Path) -> list[str]:
@@ -66,6 +67,24 @@ def compile_line(spec: ModelSpec) -> str:
     )
 
 
+def packaged_backends(
+    spec: ModelSpec, settings: Settings, runner: Runner, names: list[str], progress: Callable[[str], None]
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """(.mar per backend to measure, why each other backend is not measured); the spec's backend is
+    `names[0]` and its package is the spec's own."""
+    mars = {names[0]: mar_path(runner.stage_dir("package"), spec)}
+    refused: dict[str, str] = {}
+    for name in names[1:]:
+        progress(f"{name}: compile, gate and package this backend to compare it (cached for the next tune)")
+        package = package_backend(spec, settings, runner.root, name, progress)
+        if package.mar is None:
+            refused[name] = package.refused or "refused"
+            progress(f"{name}: not measured: {refused[name]}")
+        else:
+            mars[name] = package.mar
+    return mars, refused
+
+
 def run_tune(
     spec: ModelSpec,
     settings: Settings,
@@ -76,7 +95,11 @@ def run_tune(
     requests: int,
     progress: Callable[[str], None],
     configs: list[ServeConfig] | None = None,
+    backends: list[str] | None = None,
 ) -> TuneOutcome:
+    """`backends`: the compiled backends to compare besides the spec's own (None: the default candidates);
+    each is compiled, gated and packaged first, and only those the gate passes are measured."""
+    names = backends_to_sweep(spec, backends)  # a typo in --backends is named before any work
     runner = Runner(spec, settings, STAGES, SilentReporter())
     runner.require_current("package")  # never tune (or write serve: for) a package the spec no longer makes
     if budget_p95_ms is None and spec.validate.latency_ms is not None:
@@ -85,16 +108,19 @@ def run_tune(
     origin = str(texts_file) if texts_file else examples_origin(spec)
     cores = os.cpu_count() or 1
     configs = configs or sweep_grid(spec.serve, cores)
+    mars, refused = packaged_backends(spec, settings, runner, names, progress)
+    planned = candidates(configs, list(mars))
     progress(
-        f"{len(configs)} configurations, {requests} requests each at {CONCURRENCY} concurrent clients, "
-        f"bounded to {minutes:g} min"
+        f"{len(planned)} configurations ({len(configs)} serving × {len(mars)} backend(s): {', '.join(mars)}), "
+        f"{requests} requests each at {CONCURRENCY} concurrent clients, bounded to {minutes:g} min"
     )
     result = sweep(
         name=spec.name,
         version=spec.version,
         backend=spec.compile.backend,
-        mar=mar_path(runner.stage_dir("package"), spec),
-        configs=configs,
+        mars=mars,
+        refused=refused,
+        candidates=planned,
         settings=settings,
         texts=texts,
         texts_origin=origin,
@@ -107,4 +133,7 @@ def run_tune(
     out_dir = write_outputs(runner.root, result)
     current = spec.serve.model_dump(mode="json", exclude_defaults=True)
     line = serve_line(serve_values(current, result.chosen)) if result.chosen else None
-    return TuneOutcome(result=result, out_dir=out_dir, serve_line=line, compile_line=compile_line(spec))
+    chosen_spec = with_backend(spec, result.chosen_backend) if result.chosen_backend else spec
+    return TuneOutcome(
+        result=result, out_dir=out_dir, serve_line=line, compile_line=compile_line(chosen_spec)
+    )

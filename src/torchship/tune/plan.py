@@ -36,6 +36,25 @@ class ServeConfig(BaseModel):
         )
 
 
+class Candidate(BaseModel):
+    """What one measurement runs: a compiled backend's .mar with one serving configuration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str
+    config: ServeConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} · {self.config.label}"
+
+
+def candidates(configs: list[ServeConfig], backends: list[str]) -> list[Candidate]:
+    """Every backend at every configuration, the backends varying fastest: a sweep cut short by its time
+    bound has compared the backends at the spec's own configuration first."""
+    return [Candidate(backend=b, config=c) for c in configs for b in backends]
+
+
 def current_config(serve: ServeSpec, cores: int) -> ServeConfig:
     """The spec's configuration, with threads resolved the way the handler resolves them."""
     return ServeConfig(

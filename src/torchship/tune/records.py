@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from torchship.tune.plan import ServeConfig
+from torchship.tune.plan import Candidate, ServeConfig
 
 
 class Measurement(BaseModel):
     """One configuration under load: the load generator's figures plus what switching to it cost."""
 
     config: ServeConfig
+    backend: str  # the compiled backend of the .mar measured
     requests: int
     failures: int
     throughput_rps: float
@@ -23,6 +24,17 @@ class Measurement(BaseModel):
     def meets(self, budget_p95_ms: float | None) -> bool:
         """Every request answered 200 and, with a budget, p95 within it."""
         return self.failures == 0 and (budget_p95_ms is None or self.p95_ms <= budget_p95_ms)
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(backend=self.backend, config=self.config)
+
+
+class BackendStatus(BaseModel):
+    """A compiled backend the tune considered: measured, or refused before measuring (and why)."""
+
+    backend: str
+    refused: str | None = None
 
 
 class TuneResult(BaseModel):
@@ -39,6 +51,8 @@ class TuneResult(BaseModel):
     duration_s: float
     time_bound_s: float
     measurements: list[Measurement]
-    not_measured: list[ServeConfig]  # left when the time bound ran out
+    backends: list[BackendStatus] = []
+    not_measured: list[Candidate]  # left when the time bound ran out
     chosen: ServeConfig | None
+    chosen_backend: str | None = None
     baseline: ServeConfig  # the spec's configuration when the sweep ran

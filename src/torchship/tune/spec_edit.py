@@ -1,9 +1,11 @@
-"""`tune --write`: put the chosen serve: values into the spec file, changing nothing else.
+"""`tune --write`: put the chosen serve: values (and compile.backend, when the tune chose another backend)
+into the spec file, changing nothing else.
 
 The spec is edited as text, not re-dumped, so every other line — comments included — stays byte for
-byte. The serve: entry itself is rewritten as one flow mapping: its keys the tune does not set are kept
-with their values, but comments inside a block-style serve: section are lost (said in the README). The
-result is loaded back as a spec and refused unless only serve: changed; the file is replaced atomically.
+byte. A rewritten entry (serve:, compile:) becomes one flow mapping: its keys the tune does not set are
+kept with their values, but comments inside a block-style section are lost (said in the README). The
+result is loaded back as a spec and refused unless only those values changed; the file is replaced
+atomically.
 """
 
 from __future__ import annotations
@@ -33,16 +35,24 @@ def serve_values(current: dict, config: ServeConfig) -> dict:
     }
 
 
-def serve_line(values: dict) -> str:
+def entry_line(key: str, values: dict) -> str:
     flow = yaml.safe_dump(values, default_flow_style=True, sort_keys=False, width=10_000).strip()
-    return f"serve: {flow}"
+    return f"{key}: {flow}"
+
+
+def serve_line(values: dict) -> str:
+    return entry_line("serve", values)
 
 
 def with_serve(text: str, values: dict) -> str:
-    """`text` (a spec file) with its top-level serve: entry replaced, or one appended when it has none."""
+    return with_entry(text, "serve", values)
+
+
+def with_entry(text: str, key: str, values: dict) -> str:
+    """`text` (a spec file) with its top-level `key:` entry replaced, or one appended when it has none."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if re.match(r"^serve\s*:", line)), None)
-    new = serve_line(values) + "\n"
+    start = next((i for i, line in enumerate(lines) if re.match(rf"^{key}\s*:", line)), None)
+    new = entry_line(key, values) + "\n"
     if start is None:
         return text + ("" if text.endswith("\n") or not text else "\n") + new
     end = start + 1
@@ -55,30 +65,37 @@ def with_serve(text: str, values: dict) -> str:
     return "".join(lines[:start]) + new + "".join(lines[end:])
 
 
-def write_serve(spec_path: Path, config: ServeConfig) -> str:
-    """Rewrite `spec_path`'s serve: entry with `config`; returns the new serve: line."""
+def write_tuned(spec_path: Path, config: ServeConfig, backend: str | None = None) -> list[str]:
+    """Rewrite `spec_path`'s serve: entry with `config` and, when `backend` differs from the spec's,
+    its compile: entry with that backend; returns the lines written."""
     original = spec_path.read_text(encoding="utf-8")
     before = load_spec(spec_path)
-    current = (yaml.safe_load(original) or {}).get("serve") or {}
-    values = serve_values(current, config)
+    document = yaml.safe_load(original) or {}
+    values = serve_values(document.get("serve") or {}, config)
     updated = with_serve(original, values)
+    written = [serve_line(values)]
+    expected = before.model_copy(update={"serve": before.serve.model_copy(update=values)})
+    if backend is not None and backend != before.compile.backend:
+        compile_values = {**(document.get("compile") or {}), "backend": backend}
+        updated = with_entry(updated, "compile", compile_values)
+        written.append(entry_line("compile", compile_values))
+        expected = expected.model_copy(
+            update={"compile": before.compile.model_copy(update={"backend": backend})}
+        )
     fd, tmp_name = tempfile.mkstemp(dir=spec_path.parent, prefix=f".{spec_path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(updated)
-        after = load_spec(tmp)
-        changed = [
-            key
-            for key, value in before.model_dump(exclude={"spec_path"}).items()
-            if key != "serve" and after.model_dump(exclude={"spec_path"}).get(key) != value
-        ]
-        if changed or after.serve.model_dump() != before.serve.model_copy(update=values).model_dump():
+        after = load_spec(tmp).model_dump(exclude={"spec_path"})
+        wanted = expected.model_dump(exclude={"spec_path"})
+        changed = [key for key, value in wanted.items() if after.get(key) != value]
+        if changed:
             raise SpecError(
-                f"{spec_path}: could not rewrite serve: alone (would change {', '.join(changed) or 'serve'})",
-                hint=f"Paste this line into the spec instead: {serve_line(values)}",
+                f"{spec_path}: could not rewrite the tuned values alone (would change {', '.join(changed)})",
+                hint=f"Paste these lines into the spec instead: {' / '.join(written)}",
             )
         os.replace(tmp, spec_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return serve_line(values)
+    return written

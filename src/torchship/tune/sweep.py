@@ -22,21 +22,21 @@ from torchship.loadgen import load_test
 from torchship.serving.torchserve import TorchServe
 from torchship.settings import Settings
 from torchship.tune.choose import best_within_budget
-from torchship.tune.plan import ServeConfig
-from torchship.tune.records import Measurement, TuneResult
+from torchship.tune.plan import Candidate
+from torchship.tune.records import BackendStatus, Measurement, TuneResult
 from torchship.tune.variant import write_variant
 
 
 def measure(
     name: str,
     mar: Path,
-    config: ServeConfig,
+    candidate: Candidate,
     settings: Settings,
     texts: list[str],
     concurrency: int,
     workdir: Path,
 ) -> Measurement:
-    variant = write_variant(mar, config, workdir / "variant" / f"{name}.mar")
+    variant = write_variant(mar, candidate.config, workdir / "variant" / f"{name}.mar")
     started = time.perf_counter()
     try:
         with TorchServe({name: variant}, settings) as server:
@@ -47,7 +47,8 @@ def measure(
     finally:
         shutil.rmtree(variant.parent, ignore_errors=True)
     return Measurement(
-        config=config,
+        config=candidate.config,
+        backend=candidate.backend,
         requests=result.requests,
         failures=result.failures,
         throughput_rps=result.throughput_rps,
@@ -64,8 +65,9 @@ def sweep(
     name: str,
     version: str,
     backend: str,
-    mar: Path,
-    configs: list[ServeConfig],
+    mars: dict[str, Path],
+    refused: dict[str, str],
+    candidates: list[Candidate],
     settings: Settings,
     texts: list[str],
     texts_origin: str,
@@ -75,25 +77,28 @@ def sweep(
     time_bound_s: float,
     progress: Callable[[str], None],
 ) -> TuneResult:
-    """Measure `configs` in order until done or until the next one would overrun `time_bound_s` (judged
-    by the slowest configuration so far); the first is always measured."""
+    """Measure `candidates` in order until done or until the next one would overrun `time_bound_s` (judged
+    by the slowest so far); the first is always measured. `mars`: the .mar per backend that passed the gate;
+    `refused`: why each other backend was not measured (kept in the result)."""
     load = [texts[i % len(texts)] for i in range(requests)]
     began, stamp = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     measurements: list[Measurement] = []
     slowest = 0.0
     workdir = Path(tempfile.mkdtemp(prefix="torchship-tune-"))
     try:
-        for index, config in enumerate(configs):
+        for index, candidate in enumerate(candidates):
             elapsed = time.monotonic() - began
             if measurements and elapsed + slowest > time_bound_s:
                 progress(
-                    f"time bound ({time_bound_s / 60:.1f} min) reached: {len(configs) - index} of "
-                    f"{len(configs)} configurations not measured"
+                    f"time bound ({time_bound_s / 60:.1f} min) reached: {len(candidates) - index} of "
+                    f"{len(candidates)} configurations not measured"
                 )
                 break
             one_started = time.monotonic()
-            progress(f"[{index + 1}/{len(configs)}] {config.label} …")
-            measurement = measure(name, mar, config, settings, load, concurrency, workdir)
+            progress(f"[{index + 1}/{len(candidates)}] {candidate.label} …")
+            measurement = measure(
+                name, mars[candidate.backend], candidate, settings, load, concurrency, workdir
+            )
             measurements.append(measurement)
             slowest = max(slowest, time.monotonic() - one_started)
             if budget_p95_ms is None:
@@ -101,7 +106,7 @@ def sweep(
             else:
                 verdict = ("meets" if measurement.meets(budget_p95_ms) else "misses") + " the budget"
             progress(
-                f"[{index + 1}/{len(configs)}] {measurement.throughput_rps:6.1f} req/s · p95 "
+                f"[{index + 1}/{len(candidates)}] {measurement.throughput_rps:6.1f} req/s · p95 "
                 f"{measurement.p95_ms:.0f} ms · p99 {measurement.p99_ms:.0f} ms · failures {measurement.failures}"
                 f" · start {measurement.start_s:.1f} s · {verdict}"
             )
@@ -122,7 +127,10 @@ def sweep(
         duration_s=time.monotonic() - began,
         time_bound_s=time_bound_s,
         measurements=measurements,
-        not_measured=configs[len(measurements) :],
+        backends=[BackendStatus(backend=b) for b in mars]
+        + [BackendStatus(backend=b, refused=why) for b, why in refused.items()],
+        not_measured=candidates[len(measurements) :],
         chosen=chosen.config if chosen else None,
-        baseline=configs[0],
+        chosen_backend=chosen.backend if chosen else None,
+        baseline=candidates[0].config,
     )
