@@ -72,7 +72,7 @@ def main() -> int:
     ]  # fmt: skip
     # The working directory is TMPDIR: TorchServe writes into its cwd, and the root filesystem is read-only.
     child = subprocess.Popen(command, cwd=env.tmp_dir)
-    stopping = {"at": None}
+    stopping: dict[str, float | None] = {"at": None}
 
     def log(message: str) -> None:
         print(f"torchship-entrypoint: {message}", file=sys.stderr, flush=True)
