@@ -159,6 +159,7 @@ def run_fetch(ctx: StageContext) -> dict[str, Any]:
             (target / name).unlink(missing_ok=True)
     else:
         local = resolve_source(ctx.spec)
+        source = str(local)
         ctx.progress(f"copying {local}")
         copy_source(local, target)
     config = json.loads((target / "config.json").read_text())
