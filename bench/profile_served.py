@@ -91,6 +91,7 @@ def main() -> None:
     with TorchServe({spec.name: mar_path(runner.stage_dir("package"), spec)}, settings) as server:
         url, token = f"{server.inference_url}/predictions/{spec.name}", server.inference_token
         load_test(url, token, texts[:64], args.concurrency)  # warm the worker outside the profile
+        assert server.process is not None, "TorchServe is started inside the with block"
         (pid,) = worker_pids(server.process.pid)
         stop = threading.Event()
 

@@ -32,7 +32,6 @@ import os
 import platform
 import signal
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -118,7 +117,9 @@ def packaged(spec_path: Path, settings: Settings) -> tuple[ModelSpec, Path]:
 
 def texts_at_limit(spec: ModelSpec) -> int:
     """How many texts of compile.max_length tokens one request may send within its token budget."""
-    return min(spec.serve.max_texts_per_request, spec.serve.max_tokens_per_request // spec.compile.max_length)
+    return min(
+        spec.serve.max_texts_per_request, spec.serve.max_tokens_per_request // spec.compile.known_max_length()
+    )
 
 
 def content_words(tokenizer) -> list[str]:
@@ -135,7 +136,8 @@ def long_texts(tokenizer, spec: ModelSpec, seed: int) -> list[str]:
     texts = []
     for i in range(texts_at_limit(spec)):
         picked = [
-            words[(seed * 7919 + i * 104_729 + j * 31) % len(words)] for j in range(spec.compile.max_length)
+            words[(seed * 7919 + i * 104_729 + j * 31) % len(words)]
+            for j in range(spec.compile.known_max_length())
         ]
         texts.append(" ".join(picked))
     return texts
@@ -159,7 +161,7 @@ def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
         for i in range(count):
             offset = (seed * count + i) * distinct
             content = [words[(offset + j) % len(words)] for j in range(distinct)]
-            filler = FILLER * (spec.compile.max_length // len(FILLER))
+            filler = FILLER * (spec.compile.known_max_length() // len(FILLER))
             texts.append(" ".join(content + filler))
         return {"texts": texts, "use_mmr": True, "top_n": 100, "diversity": 0.5}
 
@@ -167,7 +169,7 @@ def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
         # unigrams [CLS] w [SEP], n-grams one more token per extra word
         return sum(max(0, distinct - n + 1) * (n + 2) for n in range(low, high + 1)) * count
 
-    distinct = spec.compile.max_length
+    distinct = spec.compile.known_max_length()
     while distinct > 1 and (
         candidates_of(distinct) * count > keywords.max_candidates_per_request
         or candidates_of(distinct) > keywords.max_candidates
@@ -391,7 +393,7 @@ def main() -> None:
             figures["limits"] = {
                 "serve.batch_size": batch,
                 "serve.max_texts_per_request": spec.serve.max_texts_per_request,
-                "compile.max_length": spec.compile.max_length,
+                "compile.max_length": spec.compile.known_max_length(),
                 "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
                 "texts_per_request": len(bodies[0]["texts"]),
             }
@@ -445,4 +447,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -147,7 +147,7 @@ def fastapi_peer(model_dir: Path, threads: int):
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                raise SystemExit(f"the FastAPI peer exited: {process.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"the FastAPI peer exited: {process.communicate()[1].decode()[-2000:]}")
             try:
                 if httpx.post(url, json={"text": "warm"}, timeout=30).status_code == 200:
                     break

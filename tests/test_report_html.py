@@ -272,6 +272,25 @@ def test_summary_lines(report):
     assert summary_lines({})[0].startswith("Verdict: UNKNOWN")
 
 
+def test_summary_lines_of_a_hand_edited_report_mark_an_odd_ok_unknown():
+    """summary_lines reads loose dicts too; an "ok" that is neither true nor false (a list: unhashable) is
+    shown as "?" instead of crashing the summary (mypy found the dict lookup on it)."""
+    report = {
+        "verdict": "fail",
+        "metrics": {
+            "eval_set": "eval.jsonl",
+            "examples": 3,
+            "thresholds": [
+                {"metric": "f1", "value": 0.5, "threshold": 0.9, "ok": []},
+                {"metric": "recall", "value": 0.2, "threshold": 0.9, "ok": False},
+            ],
+        },
+    }
+    text = "\n".join(summary_lines(report))
+    assert "f1: 0.5 vs threshold 0.9  ?" in text
+    assert "recall: 0.2 vs threshold 0.9  FAIL" in text
+
+
 # ---------------------------------------------------------------------------------------------- browser
 
 

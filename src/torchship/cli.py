@@ -7,10 +7,11 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 from rich.traceback import Traceback
@@ -43,7 +44,7 @@ def _labelled(label: str, style: str, message: str) -> Text:
 class RichReporter:
     def __init__(self, console: Console):
         self.console = console
-        self._status = None
+        self._status: Status | None = None
 
     def stage_started(self, stage: str, description: str) -> None:
         self._status = self.console.status(f"[bold]{stage}[/]: {description}")
@@ -69,7 +70,7 @@ class RichReporter:
         )
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException) -> NoReturn:
     if _state["debug"]:
         # From the exception itself: the failure may have been caught long before (a stage's outcome).
         err.print(Traceback.from_exception(type(exc), exc, exc.__traceback__))
@@ -142,9 +143,9 @@ def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
     if verify is not None:
         out.print(f"served results ({spec.task}):")
         _print_served(verify.record)
-    failed = outcomes[-1] if outcomes and outcomes[-1].status == "failed" else None
+    failed = outcomes[-1].error if outcomes and outcomes[-1].status == "failed" else None
     if failed is not None:
-        _fail(failed.error)
+        _fail(failed)
     return outcomes
 
 

@@ -41,7 +41,9 @@ def resolve_source(spec: ModelSpec) -> Path:
                 hint=f"Install the package that provides '{module}' (e.g. `pip install {module.replace('_', '-')}`).",
             )
         base = (
-            Path(found.origin).parent if found.origin else Path(next(iter(found.submodule_search_locations)))
+            Path(found.origin).parent
+            if found.origin
+            else Path(next(iter(found.submodule_search_locations or ())))
         )
         path = base / subdir if subdir else base
     elif "://" in source:
@@ -156,9 +158,10 @@ def run_fetch(ctx: StageContext) -> dict[str, Any]:
         for name in _NOT_MODEL:
             (target / name).unlink(missing_ok=True)
     else:
-        source = resolve_source(ctx.spec)
-        ctx.progress(f"copying {source}")
-        copy_source(source, target)
+        local = resolve_source(ctx.spec)
+        source = str(local)
+        ctx.progress(f"copying {local}")
+        copy_source(local, target)
     config = json.loads((target / "config.json").read_text())
     files = [p for p in target.rglob("*") if p.is_file()]
     return {

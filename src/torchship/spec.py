@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from torchship.errors import SpecError
 
@@ -64,9 +65,13 @@ class CompileSpec(_Strict):
         return sorted(set(self.batch_sizes or [1, self.batch_size]))
 
     def bucket_lengths(self) -> list[int]:
+        return list(self.buckets or [self.known_max_length()])
+
+    def known_max_length(self) -> int:
+        """max_length once fetch has filled it in; every stage after fetch relies on it."""
         if self.max_length is None:
             raise ValueError("compile.max_length is not known before the model is fetched")
-        return list(self.buckets or [self.max_length])
+        return self.max_length
 
     @model_validator(mode="after")
     def _buckets_up_to_max_length(self) -> CompileSpec:
@@ -265,7 +270,7 @@ class ModelSpec(_Strict):
         return value
 
     @property
-    def validate(self) -> ValidateSpec:  # type: ignore[override]
+    def validate(self) -> ValidateSpec:  # type: ignore[override]  # the spec key shadows BaseModel.validate (deprecated)
         return self.validate_
 
     @property
@@ -319,7 +324,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted((f.alias or name) for name, f in current.model_fields.items() if not f.exclude)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = tuple(error["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]

@@ -42,7 +42,8 @@ def compile_fixed_shapes(
     progress: Callable[[str], None],
     save: Callable[[Any, Path], None] = lambda module, path: torch.jit.save(module, str(path)),
 ) -> dict[str, Any]:
-    shapes, modules = [], {}
+    shapes: list[dict[str, Any]] = []
+    modules: dict[tuple[int | None, int], Any] = {}
     plan = plan_shapes(lengths, batch_sizes)
     for i, (batch, length) in enumerate(plan, start=1):
         progress(f"compiling shape {i}/{len(plan)}: batch {batch} x length {length}")

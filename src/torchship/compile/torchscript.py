@@ -52,14 +52,14 @@ def _optimized(module, eager, probes, atol: float, rtol: float):
 def compile_torchscript(ctx: StageContext, eager, tokenizer) -> dict[str, Any]:
     spec = ctx.spec
     atol, rtol = spec.validate.atol, spec.validate.rtol
-    ids, mask = example_batch(tokenizer, 2, min(16, spec.compile.max_length))
+    ids, mask = example_batch(tokenizer, 2, min(16, spec.compile.known_max_length()))
     ctx.progress(f"tracing at batch {ids.shape[0]} x length {ids.shape[1]}")
     try:
         module = trace_frozen(eager, ids, mask)
     except Exception as exc:  # torch raises many types here; the message is what the user needs
         raise trace_error("torch.jit.trace", exc) from None
     ctx.progress("checking the trace at other lengths and batch sizes")
-    inputs = probe_inputs(tokenizer, spec.compile.max_length)
+    inputs = probe_inputs(tokenizer, spec.compile.known_max_length())
     probes = [compare_at(eager, module, i, m, atol, rtol) for i, m in inputs]
     details: dict[str, Any] = {"backend": "torchscript", "traced_shape": list(ids.shape), "probes": probes}
     if all(p["ok"] for p in probes):

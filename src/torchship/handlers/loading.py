@@ -62,9 +62,10 @@ class FixedShapeForward:
         self.pad_id = pad_id
         self.lengths = sorted({length for _, length in modules})
 
-    def batch_sizes(self, length: int) -> list[int | None]:
+    def batch_sizes(self, length: int) -> list[int] | None:
+        """The batch sizes compiled at `length`, ascending; None: its module accepts any batch size."""
         sizes = {batch for batch, ln in self.modules if ln == length}
-        return [None] if None in sizes else sorted(sizes)  # type: ignore[type-var]
+        return None if None in sizes else sorted(b for b in sizes if b is not None)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         rows, length = input_ids.shape
@@ -76,7 +77,7 @@ class FixedShapeForward:
             input_ids = torch.nn.functional.pad(input_ids, (0, bucket - length), value=self.pad_id)
             attention_mask = torch.nn.functional.pad(attention_mask, (0, bucket - length), value=0)
         sizes = self.batch_sizes(bucket)
-        if sizes == [None]:
+        if sizes is None:
             output = self.modules[(None, bucket)](input_ids, attention_mask)
         else:
             chunks = []

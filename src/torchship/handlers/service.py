@@ -7,6 +7,7 @@ the whole server-side batch are tokenized and run together.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -124,7 +125,7 @@ def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
         if outcomes[pos] is not None:
             continue
         end = start + len(request.texts)
-        _guarded(outcomes, pos, lambda s=start, e=end: task.check_tokens(tokenized, s, e))
+        _guarded(outcomes, pos, functools.partial(task.check_tokens, tokenized, start, end))
         if outcomes[pos] is None:
             spans[pos] = (len(texts), len(texts) + end - start)
             texts.extend(request.texts)

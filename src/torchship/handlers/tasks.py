@@ -263,7 +263,7 @@ class KeywordsTask(EmbeddingsTask):
         vectors = self.encoder.run(doc_ids + list(phrase_ids), self.reduce)
         docs = vectors[: len(texts)]
         phrase_vector = dict(zip(unique, vectors[len(texts) :], strict=True))
-        results = []
+        results: list[Any] = []
         for doc, group, opts in zip(docs, prepared, options, strict=True):
             if not group:
                 results.append([])

@@ -207,8 +207,9 @@ def demo_image(containers: LocalContainers, spec_path: Path = DEMO_SPEC, outputs
     spec = load_spec(spec_path)
     settings = Settings(outputs_dir=outputs_dir or containers.root / "outputs")
     outcomes = Runner(spec, settings, STAGES, SilentReporter()).run(STAGE_NAMES)
-    if outcomes[-1].status == "failed":
-        raise outcomes[-1].error  # type: ignore[misc]
+    failed = outcomes[-1].error if outcomes[-1].status == "failed" else None
+    if failed is not None:
+        raise failed
     root = settings.stage_root(spec.name, spec.version)
     mar_sha256 = sha256_file(mar_path(root / "package", spec))
     with containers.activated():

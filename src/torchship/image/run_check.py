@@ -163,6 +163,6 @@ def check_served(
             f"the image answered {first.status_code} to a valid request: {first.text[:300]}",
             details=container.runtime.logs(container.name),
         )
-    served = query(endpoint, container.model_name, texts)  # type: ignore[arg-type]
+    served = query(endpoint, container.model_name, texts)
     parity = compare_served(served, expected, texts, atol, rtol)
     return ServedCheck(parity, served, container.time_to_ready_s, time_to_first_200, None, None)

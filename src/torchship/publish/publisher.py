@@ -275,7 +275,9 @@ def publish(
     record = read_package_record(package_dir)
     name, version = record["name"], record["version"]
     local_files = package_files(package_dir, report_dir, record)
-    table = {rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files}
+    table: dict[str, dict[str, Any]] = {
+        rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files
+    }
     if verified is not None:
         check_verified(table, verified, dict(local_files))
 
@@ -358,10 +360,10 @@ def publish(
         s3.put_json(client, bucket, manifest_key, manifest, if_none_match=True)
     except ConditionFailedError:
         # Another publisher wrote the manifest between our check and our write.
-        stored = s3.get_json(client, bucket, manifest_key)
-        if stored is None:
+        written = s3.get_json(client, bucket, manifest_key)
+        if written is None:
             raise
-        return unchanged(stored[0])
+        return unchanged(written[0])
     registered = _register(registry, manifest, version_uri)
     return PublishResult(
         status="published",

@@ -176,7 +176,9 @@ def archive_limits(mar: Path) -> ArchiveLimits:
         config = {}
     if not isinstance(config, dict):
         config = {}
-    handler = config.get("handler") if isinstance(config.get("handler"), dict) else {}
+    handler = config.get("handler")
+    if not isinstance(handler, dict):
+        handler = {}
 
     def number(section: dict[str, Any], key: str, default: int) -> int:
         value = section.get(key, default)

@@ -35,7 +35,7 @@ def install_stop_handlers() -> dict[int, Handler]:
     where Python allows no handlers: there the caller's own main thread decides)."""
     if not _in_main_thread():
         return {}
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    previous: dict[int, Handler] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_interrupt)
     return previous
@@ -56,7 +56,7 @@ def signals_held() -> Iterator[list[int]]:
         yield []
         return
     arrived: list[int] = []
-    previous = {sig: signal.getsignal(sig) for sig in HELD_DURING_STOP}
+    previous: dict[int, Handler] = {sig: signal.getsignal(sig) for sig in HELD_DURING_STOP}
     for sig in HELD_DURING_STOP:
         signal.signal(sig, lambda signum, frame: arrived.append(signum))
     try:

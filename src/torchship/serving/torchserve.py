@@ -333,9 +333,8 @@ class TorchServe:
         return "\n".join(lines[-limit:]) or "\n".join(self.log_lines()[-limit:])
 
     def _fail(self, message: str, hint: str) -> ServingError:
-        return ServingError(
-            message, hint=f"{hint} Logs: {self.workdir / 'logs'}", details=self.telling_log_lines()
-        )
+        logs = self.workdir / "logs" if self.workdir is not None else "none (TorchServe was not started)"
+        return ServingError(message, hint=f"{hint} Logs: {logs}", details=self.telling_log_lines())
 
     def _models_ready(self) -> bool:
         if not self.key_file.is_file():

@@ -106,6 +106,7 @@ def evaluate_metrics(
     spec: ModelSpec, compiled: Task, examples: list[EvalExample]
 ) -> tuple[dict[str, Any], str | None]:
     """The compiled model's scores on the eval set, and the worst missed threshold (None: all met)."""
+    assert spec.validate.eval_set is not None, "the caller loaded `examples` from validate.eval_set"
     results = answers(compiled, [e.text for e in examples])
     if spec.task == "text-classification":
         values = classification_metrics(
@@ -192,7 +193,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     checks.append(
         check(
             "latency",
-            latency_failure(latency.in_process, budget, "in-process"),
+            latency_failure(latency.in_process, latency.budget_ms, "in-process"),
             f"in-process p50 {latency.in_process.p50:.1f} ms, p95 {latency.in_process.p95:.1f} ms",
             skipped=not budget,
         )

@@ -49,10 +49,8 @@ _ENTITY_KEYS = {"label", "start", "end", "text"}  # "text" (the span's text) is 
 @dataclass(frozen=True)
 class EvalExample:
     text: str
-    label: str | None = None  # text-classification
-    entities: tuple[tuple[str, int, int], ...] | None = (
-        None  # token-classification: (label, start, end) char spans
-    )
+    label: str = ""  # text-classification (load_eval_set requires a non-empty one)
+    entities: tuple[tuple[str, int, int], ...] = ()  # token-classification: (label, start, end) char spans
 
 
 # --- eval set ---------------------------------------------------------------------------------------------
@@ -124,12 +122,10 @@ def _parse_entities(item: dict, text: str, fail: Any) -> tuple[tuple[str, int, i
         unknown = sorted(set(entity) - _ENTITY_KEYS)
         if unknown:
             raise fail(f"{at} has unknown key(s) {', '.join(map(repr, unknown))}")
-        label, start, end = entity.get("label"), entity.get("start"), entity.get("end")
+        label = entity.get("label")
         if not isinstance(label, str) or not label.strip():
             raise fail(f'{at}: "label" must be a non-empty string{_got(entity, "label")}')
-        for key, value in (("start", start), ("end", end)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise fail(f'{at}: "{key}" must be an integer character offset{_got(entity, key)}')
+        start, end = _offset(entity, "start", at, fail), _offset(entity, "end", at, fail)
         if not 0 <= start < end <= len(text):
             raise fail(
                 f"{at}: needs 0 <= start < end <= {len(text)} (the text's length), got start {start}, end {end}"
@@ -138,6 +134,13 @@ def _parse_entities(item: dict, text: str, fail: Any) -> tuple[tuple[str, int, i
             raise fail(f'{at}: "text" is {entity["text"]!r} but text[{start}:{end}] is {text[start:end]!r}')
         entities.append((label, start, end))
     return tuple(entities)
+
+
+def _offset(entity: dict, key: str, at: str, fail: Any) -> int:
+    value = entity.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise fail(f'{at}: "{key}" must be an integer character offset{_got(entity, key)}')
+    return value
 
 
 def _kind(value: Any) -> str:
@@ -200,8 +203,9 @@ def entity_metrics(
     pred_count: Counter[str] = Counter()
     tp: Counter[str] = Counter()
     for gold_entities, predicted_entities in zip(gold, predicted, strict=True):
-        gold_set = {tuple(e) for e in gold_entities}
-        pred_set = {tuple(e) for e in predicted_entities}
+        # unpacked rather than tuple(e) so the set keeps (str, int, int) items, whatever sequence each entity is
+        gold_set = {(label, start, end) for label, start, end in gold_entities}
+        pred_set = {(label, start, end) for label, start, end in predicted_entities}
         gold_count.update(e[0] for e in gold_set)
         pred_count.update(e[0] for e in pred_set)
         tp.update(e[0] for e in gold_set & pred_set)

@@ -44,7 +44,7 @@ class Diff:
 
 
 def probe_lengths(spec: ModelSpec, one_token: int) -> dict[str, int]:
-    max_length = spec.compile.max_length
+    max_length = spec.compile.known_max_length()
     lengths = {"1 token": one_token, "short": min(16, max_length), "max_length": max_length}
     for bucket in spec.compile.buckets or []:
         lengths[f"bucket {bucket}"] = bucket
@@ -84,7 +84,7 @@ def compare(
     compiled: Encoder, source: torch.nn.Module, reduce: Reduce, cases: list[Case], atol: float, rtol: float
 ) -> dict[str, Any]:
     """Both models on each case, padded as the handler pads (to the bucket when there are buckets)."""
-    per_case = []
+    per_case: list[dict[str, Any]] = []
     with torch.inference_mode():
         for case in cases:
             ids, mask = compiled.pad(case.rows)

@@ -139,10 +139,13 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def latency_failure(measured: LatencyRun | None, budget: dict[str, float] | None, where: str) -> str | None:
+def latency_failure(
+    measured: LatencyRun | None, budget: dict[Literal["p50", "p95"], float] | None, where: str
+) -> str | None:
     if not measured or not budget:
         return None
-    for q in ("p50", "p95"):
+    quantiles: tuple[Literal["p50", "p95"], ...] = ("p50", "p95")
+    for q in quantiles:
         value = getattr(measured, q)
         if budget.get(q) is not None and value > budget[q]:
             return f"{where} {q} latency {value:.1f} ms is over the budget of {budget[q]:g} ms (by {value - budget[q]:.1f} ms)"

@@ -262,7 +262,7 @@ def histogram(
         anchor = "start" if k == 0 else "end" if k == 5 else "middle"
         x_ticks.append(Tick(x(ms), _ms(ms, False), anchor))
     # One label row per marker, so close values do not overlap.
-    markers = []
+    markers: list[Marker] = []
     candidates = [
         (p50, f"p50 {_ms(p50)}", "#111827", "5 3"),
         (p95, f"p95 {_ms(p95)}", "#d97706", "5 3"),
@@ -393,7 +393,7 @@ def summary_lines(report: BaseModel | dict) -> list[str]:
         lines.append(f"Metrics ({metrics.get('eval_set') or '?'}, {_num(metrics.get('examples'))} examples):")
         for t in thresholds:
             name = str(t.get("metric")) + (f"[{t['label']}]" if t.get("label") is not None else "")
-            ok = {True: "ok", False: "FAIL"}.get(t.get("ok"), "?")
+            ok = "ok" if t.get("ok") is True else "FAIL" if t.get("ok") is False else "?"
             lines.append(f"  {name}: {_num(t.get('value'))} vs threshold {_num(t.get('threshold'))}  {ok}")
         if not thresholds:
             lines.append("  (no thresholds set)")

@@ -12,7 +12,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -41,6 +41,12 @@ SERVED_FILE = "served.json"
 PREVIEW_DIMS = 6
 
 
+class InferenceServer(Protocol):
+    """What `query` needs of a server: a local TorchServe, or a rehearsed pod (deploy/rehearse.py)."""
+
+    def client(self, timeout_s: float = 60.0) -> httpx.Client: ...
+
+
 def _post(client: httpx.Client, name: str, content: str | bytes, content_type: str) -> Any:
     response = client.post(f"/predictions/{name}", content=content, headers={"Content-Type": content_type})
     if response.status_code != 200:
@@ -50,7 +56,7 @@ def _post(client: httpx.Client, name: str, content: str | bytes, content_type: s
     return response.json()
 
 
-def query(server: TorchServe, name: str, texts: list[str]) -> dict[str, Any]:
+def query(server: InferenceServer, name: str, texts: list[str]) -> dict[str, Any]:
     """Served results for each text, three ways; with the latency of the single-text requests."""
     latencies: list[float] = []
 

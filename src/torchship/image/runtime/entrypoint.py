@@ -72,7 +72,7 @@ def main() -> int:
     ]  # fmt: skip
     # The working directory is TMPDIR: TorchServe writes into its cwd, and the root filesystem is read-only.
     child = subprocess.Popen(command, cwd=env.tmp_dir)
-    stopping = {"at": None}
+    stopping: dict[str, float | None] = {"at": None}
 
     def log(message: str) -> None:
         print(f"torchship-entrypoint: {message}", file=sys.stderr, flush=True)
@@ -100,10 +100,10 @@ def main() -> int:
         pid = frontend_pid(env)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid if pid else child.pid, signal.SIGTERM)
-    while True:
+    code = None
+    while code is None:
         try:
             code = child.wait(timeout=1.0)
-            break
         except subprocess.TimeoutExpired:
             if stopping["at"] is not None and time.monotonic() - stopping["at"] > STOP_TIMEOUT_S:
                 child.kill()
