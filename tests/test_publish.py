@@ -41,8 +41,8 @@ from torchship.publish import (
     pull,
     unpublish,
 )
-from torchship.publish import s3 as s3mod
 from torchship.publish.errors import AccessDeniedError, ConditionFailedError, WrongRegionError
+from torchship.storage import s3 as s3mod
 
 SMALL_MAR = 300 * 1024
 BIG_MAR = 3 * 1024 * 1024 + 12345  # multipart: 7 parts of 512 KiB

@@ -257,8 +257,8 @@ def publish(spec_path: SpecArg) -> None:
 
     from torchship.publish import publish as publish_version
     from torchship.publish import verified_files
-    from torchship.sources import s3_client
     from torchship.stages import STAGES
+    from torchship.storage.s3 import client_from_settings
 
     try:
         spec = load_spec(spec_path)
@@ -268,7 +268,7 @@ def publish(spec_path: SpecArg) -> None:
         with runner.lock():  # no run may replace the outputs while they are uploaded
             runner.require_current("verify")  # only what passed the whole gate, served parity included
             root = settings.stage_root(spec.name, spec.version)
-            client = s3_client(settings)
+            client = client_from_settings(settings)
             registry = _registry(spec.publish.registry, client, uri, spec)
             columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
@@ -300,13 +300,13 @@ def promote(
 ) -> None:
     """Point a stage alias (staging, production) at a complete published version, atomically."""
     from torchship.publish import read_manifest
-    from torchship.sources import s3_client
+    from torchship.storage.s3 import client_from_settings
 
     try:
         spec = load_spec(spec_path)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
-        client = s3_client(settings)
+        client = client_from_settings(settings)
         if clear:
             was = _registry(spec.publish.registry, client, uri, spec).clear_alias(spec.name, stage)
             out.print(
@@ -339,11 +339,13 @@ def pull(
 ) -> None:
     """Download a published version and check the sha256 of every file against its manifest."""
     from torchship.publish import pull as pull_version
-    from torchship.sources import s3_client
+    from torchship.storage.s3 import client_from_settings
 
     try:
         settings = Settings()
-        dest = pull_version(_publish_uri(settings, None, uri), name, version, to, s3_client(settings))
+        dest = pull_version(
+            _publish_uri(settings, None, uri), name, version, to, client_from_settings(settings)
+        )
     except Exception as exc:
         _fail(exc)
     out.print(f"pulled {name} {version} to {dest} (every file's sha256 verified)", highlight=False)
@@ -359,7 +361,7 @@ def unpublish(
 ) -> None:
     """Remove a published version, unless a stage alias points at it."""
     from torchship.publish import unpublish as unpublish_version
-    from torchship.sources import s3_client
+    from torchship.storage.s3 import client_from_settings
 
     try:
         settings = Settings()
@@ -367,7 +369,7 @@ def unpublish(
         if not yes and not typer.confirm(f"Remove {name} {version} from {location}?", err=True):
             err.print("nothing removed")
             raise typer.Exit(1)
-        client = s3_client(settings)
+        client = client_from_settings(settings)
         result = unpublish_version(location, name, version, client, _registry(registry, client, location))
     except typer.Exit:
         raise

@@ -17,12 +17,10 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchship.hashing import sha256_file
-from torchship.publish import s3
 from torchship.publish.errors import (
     ConditionFailedError,
     GateNotPassedError,
@@ -33,19 +31,18 @@ from torchship.publish.errors import (
     VersionNotFoundError,
 )
 from torchship.publish.layout import (
-    MANIFEST,
-    MANIFEST_FORMAT,
     MODEL_CONFIG,
     PACKAGE_MANIFEST,
     REPORT_HTML,
     REPORT_JSON,
+    VERSION_MANIFEST,
     check_segment,
     content_type,
     version_prefix,
 )
-
-if TYPE_CHECKING:
-    from torchship.publish.registry import Registry
+from torchship.publish.manifest import build_manifest, check_stored_manifest, differing_files
+from torchship.publish.registries.base import Registry
+from torchship.storage import s3
 
 _AUTO: Any = object()
 
@@ -169,37 +166,6 @@ def current_git_commit(cwd: Path | None = None) -> str | None:
     return commit if done.returncode == 0 and len(commit) in (40, 64) else None
 
 
-def build_manifest(
-    record: dict[str, Any], files: dict[str, dict[str, Any]], git_commit: str | None
-) -> dict[str, Any]:
-    return {
-        "manifest_format": MANIFEST_FORMAT,
-        "name": record["name"],
-        "version": record["version"],
-        "task": record.get("task"),
-        "files": files,
-        "source": record.get("source"),
-        "compiled": record.get("compiled"),
-        "torchship_version": record.get("torchship_version"),
-        "git_commit": git_commit,
-        "gate": record["gate"],
-        "published_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-    }
-
-
-def differing_files(stored: dict[str, Any], local: dict[str, dict[str, Any]]) -> list[str]:
-    """Names whose sha256 or size differ, or that only one side has."""
-    names = sorted(set(stored) | set(local))
-    return [
-        n
-        for n in names
-        if n not in stored
-        or n not in local
-        or stored[n].get("sha256") != local[n]["sha256"]
-        or stored[n].get("bytes") != local[n]["bytes"]
-    ]
-
-
 def _exists_error(name: str, version: str, uri: str, differing: list[str]) -> VersionExistsError:
     return VersionExistsError(
         f"{name} {version} is already published at {uri} with other bytes ({', '.join(differing)})",
@@ -230,20 +196,6 @@ def check_verified(
                 f"{recorded}): refusing to publish a file that was not verified",
                 hint="Run `torchship run SPEC` again so that verify serves and checks this file, then publish.",
             )
-
-
-def _check_stored_manifest(stored: Any, name: str, version: str, uri: str) -> dict[str, Any]:
-    if (
-        not isinstance(stored, dict)
-        or stored.get("name") != name
-        or stored.get("version") != version
-        or not isinstance(stored.get("files"), dict)
-    ):
-        raise IntegrityError(
-            f"{uri}{MANIFEST} is not a torchship manifest of {name} {version}",
-            hint="Inspect the object; if it is stray, unpublish this version and publish again.",
-        )
-    return stored
 
 
 # --- publish ---------------------------------------------------------------------------------------------
@@ -282,11 +234,11 @@ def publish(
     bucket, prefix = s3.parse_s3_uri(uri)
     base = version_prefix(prefix, name, version)
     version_uri = s3.s3_url(bucket, base)
-    manifest_key = base + MANIFEST
+    manifest_key = base + VERSION_MANIFEST
     s3.ensure_bucket(client, bucket)
 
     def unchanged(stored: Any) -> PublishResult:
-        stored = _check_stored_manifest(stored, name, version, version_uri)
+        stored = check_stored_manifest(stored, name, version, version_uri)
         differing = differing_files(stored["files"], table)
         if differing:
             raise _exists_error(name, version, version_uri, differing)
@@ -388,10 +340,10 @@ def read_manifest(client: Any, uri_root: str, name: str, version: str) -> dict[s
     bucket, prefix = s3.parse_s3_uri(uri_root)
     base = version_prefix(prefix, name, version)
     s3.ensure_bucket(client, bucket)
-    found = s3.get_json(client, bucket, base + MANIFEST)
+    found = s3.get_json(client, bucket, base + VERSION_MANIFEST)
     if found is None:
         return None
-    return _check_stored_manifest(found[0], name, version, s3.s3_url(bucket, base))
+    return check_stored_manifest(found[0], name, version, s3.s3_url(bucket, base))
 
 
 # --- unpublish -------------------------------------------------------------------------------------------
@@ -422,7 +374,7 @@ def unpublish(uri_root: str, name: str, version: str, client: Any, registry: Reg
             f"{name} {version} is not published at {version_uri}",
             hint="Check the name, version and storage URI.",
         )
-    manifest_key = base + MANIFEST
+    manifest_key = base + VERSION_MANIFEST
     was_complete = manifest_key in keys
     if was_complete:
         s3.delete_object(client, bucket, manifest_key)

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torchship.publish.errors import (
+from torchship.storage.errors import (
     AccessDeniedError,
     BucketNotFoundError,
     ConditionFailedError,
@@ -30,6 +30,9 @@ from torchship.publish.errors import (
     StorageError,
     WrongRegionError,
 )
+
+if TYPE_CHECKING:
+    from torchship.settings import Settings
 
 MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 8 * MiB
@@ -122,6 +125,12 @@ def make_client(endpoint_url: str | None, region: str | None, *, max_attempts: i
     )
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def client_from_settings(settings: Settings) -> Any:
+    """The S3 client of this environment: Settings' endpoint (None: AWS) and region. Fetch (s3:// sources),
+    publish, pull, promote and unpublish all take their client from here."""
+    return make_client(settings.aws_endpoint_url, settings.aws_region)
 
 
 def _endpoint(client: Any) -> str:

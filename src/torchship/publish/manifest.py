@@ -1,0 +1,59 @@
+"""The version manifest (`manifest.json`): what publish writes last to make a version complete, and what
+publish, pull and every registry backend compare. Shared here so that registries and the publisher import it
+from one module instead of from each other."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from torchship.publish.errors import IntegrityError
+from torchship.publish.layout import MANIFEST_FORMAT, VERSION_MANIFEST
+
+# {stored file name: {"sha256": hex, "bytes": size}}
+FileTable = dict[str, dict[str, Any]]
+
+
+def build_manifest(
+    record: dict[str, Any], files: dict[str, dict[str, Any]], git_commit: str | None
+) -> dict[str, Any]:
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "name": record["name"],
+        "version": record["version"],
+        "task": record.get("task"),
+        "files": files,
+        "source": record.get("source"),
+        "compiled": record.get("compiled"),
+        "torchship_version": record.get("torchship_version"),
+        "git_commit": git_commit,
+        "gate": record["gate"],
+        "published_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
+
+
+def differing_files(stored: dict[str, Any], local: dict[str, dict[str, Any]]) -> list[str]:
+    """Names whose sha256 or size differ, or that only one side has."""
+    names = sorted(set(stored) | set(local))
+    return [
+        n
+        for n in names
+        if n not in stored
+        or n not in local
+        or stored[n].get("sha256") != local[n]["sha256"]
+        or stored[n].get("bytes") != local[n]["bytes"]
+    ]
+
+
+def check_stored_manifest(stored: Any, name: str, version: str, uri: str) -> dict[str, Any]:
+    if (
+        not isinstance(stored, dict)
+        or stored.get("name") != name
+        or stored.get("version") != version
+        or not isinstance(stored.get("files"), dict)
+    ):
+        raise IntegrityError(
+            f"{uri}{VERSION_MANIFEST} is not a torchship manifest of {name} {version}",
+            hint="Inspect the object; if it is stray, unpublish this version and publish again.",
+        )
+    return stored
