@@ -9,6 +9,7 @@ import time
 
 from torchship.processes import stop_process
 
+
 def _start(setup: str) -> subprocess.Popen:
     """A child that runs `setup`, says it is ready (so a signal never arrives before the setup), then sleeps."""
     code = f"{setup}; import time; print('ready', flush=True); time.sleep(60)"
