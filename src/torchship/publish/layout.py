@@ -29,7 +29,7 @@ MANIFEST_FORMAT = 1
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
-def check_segment(value: str, what: str) -> str:
+def check_segment(value: object, what: str) -> str:
     """A model name or version usable as one key segment."""
     if (
         not isinstance(value, str)

@@ -40,7 +40,7 @@ from torchship.publish.layout import (
     content_type,
     version_prefix,
 )
-from torchship.publish.manifest import build_manifest, check_stored_manifest, differing_files
+from torchship.publish.manifest import FileTable, build_manifest, check_stored_manifest, differing_files
 from torchship.publish.registries.base import Registry
 from torchship.storage import s3
 
@@ -225,107 +225,140 @@ def publish(
     file must still be those bytes (they are hashed again while uploading, too).
     """
     record = read_package_record(package_dir)
-    name, version = record["name"], record["version"]
     local_files = package_files(package_dir, report_dir, record)
-    table = {rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files}
+    table: FileTable = {
+        rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files
+    }
     if verified is not None:
         check_verified(table, verified, dict(local_files))
+    dest = _Destination.of(client, uri, record["name"], record["version"])
+    s3.ensure_bucket(client, dest.bucket)
 
-    bucket, prefix = s3.parse_s3_uri(uri)
-    base = version_prefix(prefix, name, version)
-    version_uri = s3.s3_url(bucket, base)
-    manifest_key = base + VERSION_MANIFEST
-    s3.ensure_bucket(client, bucket)
-
-    def unchanged(stored: Any) -> PublishResult:
-        stored = check_stored_manifest(stored, name, version, version_uri)
-        differing = differing_files(stored["files"], table)
-        if differing:
-            raise _exists_error(name, version, version_uri, differing)
-        registered = _register(registry, stored, version_uri)
-        return PublishResult(
-            status="unchanged",
-            uri=version_uri,
-            name=name,
-            version=version,
-            manifest=stored,
-            skipped=tuple(table),
-            registered=registered,
-        )
-
-    existing = s3.get_json(client, bucket, manifest_key)
+    existing = s3.get_json(client, dest.bucket, dest.manifest_key)
     if existing is not None:
-        return unchanged(existing[0])
-
+        return _unchanged(dest, existing[0], table, registry)
+    options = _UploadOptions(progress, multipart_threshold, part_size)
     uploaded: list[str] = []
     skipped: list[str] = []
-    sent = 0
     for rel, path in local_files:
-        key = base + rel
-        want = table[rel]
-        stored = s3.head(client, bucket, key)
-        if s3.stored_matches(stored, want["sha256"], want["bytes"]):
-            skipped.append(rel)
-            continue
-        if stored is not None:
-            raise _taken_error(name, version, version_uri, rel)
-        try:
-            done = s3.upload_file(
-                client,
-                bucket,
-                key,
-                path,
-                sha256=want["sha256"],
-                size=want["bytes"],
-                label=rel,
-                content_type=content_type(rel),
-                multipart_threshold=multipart_threshold,
-                part_size=part_size,
-                progress=progress,
-                if_none_match=True,
-            )
-        except ConditionFailedError:
-            # Another publisher created it between our head and our write: fine if it is the same bytes.
-            if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
-                skipped.append(rel)
-                continue
-            raise _taken_error(name, version, version_uri, rel) from None
-        s3.verify_upload(client, bucket, key, sha256=want["sha256"], size=want["bytes"], uploaded=done)
-        uploaded.append(rel)
-        sent += want["bytes"]
+        (uploaded if _upload_if_missing(dest, rel, path, table[rel], options) else skipped).append(rel)
+    _check_all_stored(dest, table)
 
-    # Every file is checked once more just before the manifest makes the version visible.
-    for rel in table:
-        if not s3.stored_matches(
-            s3.head(client, bucket, base + rel), table[rel]["sha256"], table[rel]["bytes"]
-        ):
-            raise IntegrityError(
-                f"{version_uri}{rel} changed before the manifest was written",
-                hint="Another publish of the same version is running with other files; stop it and run again.",
-            )
-
-    commit = current_git_commit() if git_commit is _AUTO else git_commit
-    manifest = build_manifest(record, table, commit)
+    manifest = build_manifest(record, table, current_git_commit() if git_commit is _AUTO else git_commit)
     try:
-        s3.put_json(client, bucket, manifest_key, manifest, if_none_match=True)
+        s3.put_json(client, dest.bucket, dest.manifest_key, manifest, if_none_match=True)
     except ConditionFailedError:
         # Another publisher wrote the manifest between our check and our write.
-        stored = s3.get_json(client, bucket, manifest_key)
+        stored = s3.get_json(client, dest.bucket, dest.manifest_key)
         if stored is None:
             raise
-        return unchanged(stored[0])
-    registered = _register(registry, manifest, version_uri)
+        return _unchanged(dest, stored[0], table, registry)
     return PublishResult(
         status="published",
-        uri=version_uri,
-        name=name,
-        version=version,
+        uri=dest.version_uri,
+        name=dest.name,
+        version=dest.version,
         manifest=manifest,
         uploaded=tuple(uploaded),
         skipped=tuple(skipped),
-        bytes_uploaded=sent,
-        registered=registered,
+        bytes_uploaded=sum(table[rel]["bytes"] for rel in uploaded),
+        registered=_register(registry, manifest, dest.version_uri),
     )
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """Where one version goes: its bucket, key prefix (with '/') and s3:// URI."""
+
+    client: Any
+    bucket: str
+    base: str
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, client: Any, uri: str, name: str, version: str) -> _Destination:
+        bucket, prefix = s3.parse_s3_uri(uri)
+        return cls(client, bucket, version_prefix(prefix, name, version), name, version)
+
+    @property
+    def version_uri(self) -> str:
+        return s3.s3_url(self.bucket, self.base)
+
+    @property
+    def manifest_key(self) -> str:
+        return self.base + VERSION_MANIFEST
+
+
+@dataclass(frozen=True)
+class _UploadOptions:
+    progress: s3.Progress | None
+    multipart_threshold: int
+    part_size: int
+
+
+def _unchanged(dest: _Destination, stored: Any, table: FileTable, registry: Registry | None) -> PublishResult:
+    """The version is already complete: a no-op if its files are these bytes, else VersionExistsError."""
+    stored = check_stored_manifest(stored, dest.name, dest.version, dest.version_uri)
+    differing = differing_files(stored["files"], table)
+    if differing:
+        raise _exists_error(dest.name, dest.version, dest.version_uri, differing)
+    return PublishResult(
+        status="unchanged",
+        uri=dest.version_uri,
+        name=dest.name,
+        version=dest.version,
+        manifest=stored,
+        skipped=tuple(table),
+        registered=_register(registry, stored, dest.version_uri),
+    )
+
+
+def _upload_if_missing(
+    dest: _Destination, rel: str, path: Path, want: dict[str, Any], options: _UploadOptions
+) -> bool:
+    """Store one file create-only; True when this call uploaded it, False when the same bytes were already
+    there (an interrupted publish, or a rival publisher of the same bytes). Other bytes: IntegrityError."""
+    client, bucket, key = dest.client, dest.bucket, dest.base + rel
+    stored = s3.head(client, bucket, key)
+    if s3.stored_matches(stored, want["sha256"], want["bytes"]):
+        return False
+    if stored is not None:
+        raise _taken_error(dest.name, dest.version, dest.version_uri, rel)
+    try:
+        done = s3.upload_file(
+            client,
+            bucket,
+            key,
+            path,
+            sha256=want["sha256"],
+            size=want["bytes"],
+            label=rel,
+            content_type=content_type(rel),
+            multipart_threshold=options.multipart_threshold,
+            part_size=options.part_size,
+            progress=options.progress,
+            if_none_match=True,
+        )
+    except ConditionFailedError:
+        # Another publisher created it between our head and our write: fine if it is the same bytes.
+        if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
+            return False
+        raise _taken_error(dest.name, dest.version, dest.version_uri, rel) from None
+    s3.verify_upload(client, bucket, key, sha256=want["sha256"], size=want["bytes"], uploaded=done)
+    return True
+
+
+def _check_all_stored(dest: _Destination, table: FileTable) -> None:
+    """Every file is checked once more just before the manifest makes the version visible."""
+    for rel, want in table.items():
+        if not s3.stored_matches(
+            s3.head(dest.client, dest.bucket, dest.base + rel), want["sha256"], want["bytes"]
+        ):
+            raise IntegrityError(
+                f"{dest.version_uri}{rel} changed before the manifest was written",
+                hint="Another publish of the same version is running with other files; stop it and run again.",
+            )
 
 
 def _register(registry: Registry | None, manifest: dict[str, Any], location: str) -> bool:
