@@ -237,6 +237,19 @@ def test_gate_must_pass(tmp_path, client, bucket, root):
     assert keys(client, bucket) == []
 
 
+def test_refusal_hints_name_the_users_spec_file(tmp_path, client, bucket, root):
+    package, report = make_package(tmp_path / "fail", verdict="fail")
+    spec_file = tmp_path / "models" / "tiny" / "model.yaml"
+    with pytest.raises(GateNotPassedError) as info:
+        publish(package, report, root, client, spec_path=spec_file)
+    assert f"torchship validate {spec_file}" in info.value.hint
+    assert "SPEC" not in info.value.hint
+    with pytest.raises(GateNotPassedError) as info:
+        publish(package, report, root, client)  # a library caller without a spec file gets the placeholder
+    assert "torchship validate SPEC" in info.value.hint
+    assert keys(client, bucket) == []
+
+
 def test_report_must_be_the_gated_one(tmp_path, client, bucket, root):
     package, report = make_package(tmp_path)
     (report / "report.json").write_text('{"verdict": "pass", "edited": true}')

@@ -283,6 +283,7 @@ def publish(spec_path: SpecArg) -> None:
                     root / "package", root / "validate", uri, client, progress=progress, registry=registry,
                     multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
                     verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
+                    spec_path=spec_path,
                 )  # fmt: skip
     except Exception as exc:
         _fail(exc)

@@ -45,6 +45,8 @@ from torchship.publish.registries.base import Registry
 from torchship.storage import s3
 
 _AUTO: Any = object()
+# What hints name when the caller did not say which spec file the package came from.
+SPEC_PLACEHOLDER = "SPEC"
 
 
 @dataclass(frozen=True)
@@ -89,40 +91,43 @@ class UnpublishResult:
 # --- the package on disk ---------------------------------------------------------------------------------
 
 
-def read_package_record(package_dir: Path) -> dict[str, Any]:
-    """The package's torchship.json, refused unless its gate verdict is "pass"."""
+def read_package_record(package_dir: Path, spec: str = SPEC_PLACEHOLDER) -> dict[str, Any]:
+    """The package's torchship.json, refused unless its gate verdict is "pass". `spec`: the spec file the hints
+    name (the CLI passes the user's; a library caller without one gets the placeholder SPEC)."""
     path = Path(package_dir) / PACKAGE_MANIFEST
     if not path.is_file():
         raise GateNotPassedError(
             f"{package_dir} has no {PACKAGE_MANIFEST}: the .mar has no gate record",
-            hint="Publish only what `torchship package SPEC` built (it writes the gate record beside the .mar).",
+            hint=f"Publish only what `torchship package {spec}` built (it writes the gate record beside the .mar).",
         )
     try:
         record = json.loads(path.read_text())
     except ValueError:
         raise GateNotPassedError(
             f"{path} is not valid JSON: the .mar has no readable gate record",
-            hint="Rebuild the package with `torchship package SPEC`.",
+            hint=f"Rebuild the package with `torchship package {spec}`.",
         ) from None
     gate = record.get("gate") if isinstance(record, dict) else None
     if not isinstance(gate, dict) or "verdict" not in gate:
         raise GateNotPassedError(
             f"{path} has no gate record: the .mar was not validated",
-            hint="Rebuild the package with `torchship run SPEC` (validate, then package).",
+            hint=f"Rebuild the package with `torchship run {spec}` (validate, then package).",
         )
     if gate["verdict"] != "pass":
         failed = [c.get("name", "?") for c in gate.get("checks", []) if c.get("status") == "fail"]
         which = f" (failed: {', '.join(failed)})" if failed else ""
         raise GateNotPassedError(
             f"the .mar's gate did not pass: verdict '{gate['verdict']}'{which}",
-            hint="Fix what `torchship validate SPEC` reports, rebuild the package, then publish.",
+            hint=f"Fix what `torchship validate {spec}` reports, rebuild the package, then publish.",
         )
     for key in ("name", "version"):
         check_segment(record.get(key), f"{PACKAGE_MANIFEST} {key}")
     return record
 
 
-def package_files(package_dir: Path, report_dir: Path, record: dict[str, Any]) -> list[tuple[str, Path]]:
+def package_files(
+    package_dir: Path, report_dir: Path, record: dict[str, Any], spec: str = SPEC_PLACEHOLDER
+) -> list[tuple[str, Path]]:
     """(stored name, local path) of every file to publish, in upload order; checks they exist and that
     report.json is the report the gate recorded."""
     package_dir, report_dir = Path(package_dir), Path(report_dir)
@@ -138,7 +143,7 @@ def package_files(package_dir: Path, report_dir: Path, record: dict[str, Any]) -
         if not path.is_file():
             raise PublishError(
                 f"{path} is missing: the package is incomplete",
-                hint="Run `torchship run SPEC` up to the package stage; pass the validate stage's folder as the report folder.",
+                hint=f"Run `torchship run {spec}` up to the package stage; pass the validate stage's folder as the report folder.",
             )
     recorded = record["gate"].get("report_sha256")
     if recorded and sha256_file(report_dir / REPORT_JSON) != recorded:
@@ -184,7 +189,7 @@ def _taken_error(name: str, version: str, uri: str, rel: str) -> IntegrityError:
 
 
 def check_verified(
-    table: dict[str, dict[str, Any]], verified: dict[str, dict[str, Any]], paths: dict[str, Path]
+    table: FileTable, verified: FileTable, paths: dict[str, Path], spec: str = SPEC_PLACEHOLDER
 ) -> None:
     """Every file to upload must be the bytes verify recorded."""
     for rel, local in table.items():
@@ -194,7 +199,7 @@ def check_verified(
             raise IntegrityError(
                 f"{paths[rel]} changed after verify (now sha256 {local['sha256'][:12]}…, verify recorded "
                 f"{recorded}): refusing to publish a file that was not verified",
-                hint="Run `torchship run SPEC` again so that verify serves and checks this file, then publish.",
+                hint=f"Run `torchship run {spec}` again so that verify serves and checks this file, then publish.",
             )
 
 
@@ -213,6 +218,7 @@ def publish(
     registry: Registry | None = None,
     git_commit: str | None = _AUTO,
     verified: dict[str, dict[str, Any]] | None = None,
+    spec_path: str | Path | None = None,
 ) -> PublishResult:
     """Publish the package in `package_dir` (its .mar, model-config.yaml, torchship.json) and the validation
     report in `report_dir` (report.json, report.html) to `uri` (s3://BUCKET[/PREFIX]) under
@@ -222,15 +228,17 @@ def publish(
     when given, registers the version after the manifest is stored (also when unchanged: it is idempotent).
     `git_commit`: recorded in the manifest; by default `git rev-parse HEAD` in the current directory.
     `verified`: {stored name: {sha256, bytes}} as verify recorded them (publish.verified_files); every
-    file must still be those bytes (they are hashed again while uploading, too).
+    file must still be those bytes (they are hashed again while uploading, too). `spec_path`: the model's
+    spec file, named in the hints of refusals (SPEC when not given).
     """
-    record = read_package_record(package_dir)
-    local_files = package_files(package_dir, report_dir, record)
+    spec = str(spec_path) if spec_path is not None else SPEC_PLACEHOLDER
+    record = read_package_record(package_dir, spec)
+    local_files = package_files(package_dir, report_dir, record, spec)
     table: FileTable = {
         rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files
     }
     if verified is not None:
-        check_verified(table, verified, dict(local_files))
+        check_verified(table, verified, dict(local_files), spec)
     dest = _Destination.of(client, uri, record["name"], record["version"])
     s3.ensure_bucket(client, dest.bucket)
 
