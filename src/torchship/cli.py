@@ -6,8 +6,10 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -69,7 +71,7 @@ class RichReporter:
         )
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException) -> NoReturn:
     if _state["debug"]:
         # From the exception itself: the failure may have been caught long before (a stage's outcome).
         err.print(Traceback.from_exception(type(exc), exc, exc.__traceback__))
@@ -84,6 +86,29 @@ def _fail(exc: BaseException) -> None:
     if not _state["debug"]:
         err.print(_labelled("hint:", "yellow", "re-run with --debug for the traceback"), highlight=False)
     raise typer.Exit(1)
+
+
+@contextmanager
+def _reported(on_interrupt: str | None = None) -> Iterator[None]:
+    """Every command's frame: a failure inside becomes the `error:` / `hint:` lines and its exit code (_fail).
+    `on_interrupt`: Ctrl-C exits 130 after printing it (nothing when empty); None lets Ctrl-C through."""
+    try:
+        yield
+    except typer.Exit:  # click's Exit is an Exception too: a command's own exit passes unchanged
+        raise
+    except KeyboardInterrupt:
+        if on_interrupt is None:
+            raise
+        if on_interrupt:
+            err.print(on_interrupt)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        _fail(exc)
+
+
+def _progress(message: str) -> None:
+    """A long command's step, dimmed on stderr (stdout keeps only the result)."""
+    err.print(Text(f"  … {message}", style="dim"), highlight=False)
 
 
 def _summary(outcomes: list[StageOutcome]) -> Table:
@@ -126,17 +151,12 @@ def _print_served(record: dict[str, Any]) -> None:
 
 
 def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
-    try:
+    with _reported(on_interrupt="[red]interrupted[/]: stopped; no stage output was left half-written"):
         spec = load_spec(spec_path)
         settings = Settings()
         runner = Runner(spec, settings, STAGES, RichReporter(err))
         err.print(f"[bold]{spec.name}[/] {spec.version} ({spec.task}) → {runner.root}", highlight=False)
         outcomes = runner.run(names, force=force)
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: stopped; no stage output was left half-written")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        _fail(exc)
     err.print(_summary(outcomes))
     verify = next((o for o in outcomes if o.stage == "verify" and o.status != "failed"), None)
     if verify is not None:
@@ -204,7 +224,7 @@ def report(spec_path: SpecArg) -> None:
     from torchship.validate.records import REPORT_HTML, REPORT_JSON, read_report
     from torchship.validate.report import summary_lines
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         root = Settings().stage_root(spec.name, spec.version)
         # The most complete report first: verify adds the served checks to validate's.
@@ -222,8 +242,6 @@ def report(spec_path: SpecArg) -> None:
                 f"{found / REPORT_JSON} is not a readable gate report: {str(exc).splitlines()[0]}",
                 hint=f"Run `torchship validate {spec_path}` again to write a fresh one.",
             ) from None
-    except Exception as exc:
-        _fail(exc)
     for line in summary_lines(gate):
         out.print(line, highlight=False, markup=False)
     out.print(f"report: {found / REPORT_HTML}", highlight=False)
@@ -260,7 +278,7 @@ def publish(spec_path: SpecArg) -> None:
     from torchship.stages import STAGES
     from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
@@ -285,8 +303,6 @@ def publish(spec_path: SpecArg) -> None:
                     verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
                     spec_path=spec_path,
                 )  # fmt: skip
-    except Exception as exc:
-        _fail(exc)
     out.print(result.message, highlight=False)
 
 
@@ -303,7 +319,7 @@ def promote(
     from torchship.publish import read_manifest
     from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
@@ -322,8 +338,6 @@ def promote(
                 hint=f"Publish it first: torchship publish {spec_path}",
             )
         previous = _registry(spec.publish.registry, client, uri, spec).set_alias(spec.name, stage, version)
-    except Exception as exc:
-        _fail(exc)
     moved = f" (was {previous})" if previous else ""
     out.print(f"{spec.name}: {stage} → {version}{moved}", highlight=False)
 
@@ -342,13 +356,11 @@ def pull(
     from torchship.publish import pull as pull_version
     from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         settings = Settings()
         dest = pull_version(
             _publish_uri(settings, None, uri), name, version, to, client_from_settings(settings)
         )
-    except Exception as exc:
-        _fail(exc)
     out.print(f"pulled {name} {version} to {dest} (every file's sha256 verified)", highlight=False)
 
 
@@ -364,7 +376,7 @@ def unpublish(
     from torchship.publish import unpublish as unpublish_version
     from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         settings = Settings()
         location = _publish_uri(settings, None, uri)
         if not yes and not typer.confirm(f"Remove {name} {version} from {location}?", err=True):
@@ -372,10 +384,6 @@ def unpublish(
             raise typer.Exit(1)
         client = client_from_settings(settings)
         result = unpublish_version(location, name, version, client, _registry(registry, client, location))
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(exc)
     out.print(f"removed {name} {version} ({len(result.deleted)} objects)", highlight=False)
 
 
@@ -390,7 +398,7 @@ def serve(
     from torchship.archiver.package import mar_path
     from torchship.serving.torchserve import TorchServe
 
-    try:
+    with _reported(on_interrupt=""):
         settings = Settings()
         if target.suffix == ".mar":
             mar, name = target, target.stem
@@ -402,10 +410,6 @@ def serve(
         server = TorchServe({name: mar}, settings, port=port)
         err.print(f"starting TorchServe with {mar} …")
         server.start()
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        _fail(exc)
     try:
         url = f"{server.inference_url}/predictions/{name}"
         out.print(f"[bold green]serving[/] {name} at {url}")
@@ -489,7 +493,7 @@ def render_command(
     from torchship.deploy.check import check_base
     from torchship.deploy.render import write_base
 
-    try:
+    with _reported():
         settings = Settings()
         spec, rendered = _rendered(spec_path, settings, spec_only)
         report = check_base(rendered, spec) if check else None
@@ -498,8 +502,6 @@ def render_command(
                 err.print(line, highlight=False, markup=False)
             report.raise_if_failed()
         target = write_base(rendered.files, out_dir or settings.stage_root(spec.name, spec.version) / "k8s")
-    except Exception as exc:
-        _fail(exc)
     out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
     _print_derivations(rendered)
     if report is not None:
@@ -527,15 +529,13 @@ def deploy_command(
     from torchship.deploy.kubectl import Kubectl
     from torchship.deploy.rollout import deploy
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         kubectl = Kubectl(context=context, namespace=namespace or spec.deploy.namespace)
         result = deploy(
             spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
-            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+            progress=_progress,
         )  # fmt: skip
-    except Exception as exc:
-        _fail(exc)
     if dry_run:
         out.print(result.dry_run_output, highlight=False, markup=False)
         return
@@ -578,17 +578,12 @@ def rehearse_command(
         except KeyboardInterrupt:
             err.print("stopping …")
 
-    try:
+    with _reported(on_interrupt="[red]interrupted[/]: the rehearsal pod was torn down"):
         spec = load_spec(spec_path)
         rehearsal = rehearse(
             spec, Settings(), on_ready=keep_serving,
-            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+            progress=_progress,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: the rehearsal pod was torn down")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        _fail(exc)
     parity = rehearsal.parity
     out.print(
         f"rehearsal ok: ready in {rehearsal.ready_s:.1f} s; served parity ok (max |Δ| {parity['max_abs']:.2e} over "
@@ -617,19 +612,16 @@ def image(
     """Build the image of a verified model, run it on loopback, re-check served parity, record image.json."""
     from torchship.image.ship import ImageRequest, ship_image
 
-    try:
+    with _reported(
+        on_interrupt="[red]interrupted[/]: the build directory was removed; no image.json was written"
+    ):
         spec = load_spec(spec_path)
         settings = Settings()
         err.print(f"[bold]{spec.name}[/] {spec.version}: image", highlight=False)
         record = ship_image(
             spec, settings, ImageRequest(base_image=base_image, tag=tag, push=push),
-            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+            progress=_progress,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: the build directory was removed; no image.json was written")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        _fail(exc)
     parity = record.served_parity
     out.print(
         f"image {record.reference} · {record.size_bytes / 1e9:.2f} GB · built in {record.build_s:.0f} s · "
@@ -670,7 +662,7 @@ def tune(
     from torchship.tune.command import run_tune
     from torchship.tune.spec_edit import write_serve
 
-    try:
+    with _reported(on_interrupt="[red]interrupted[/]: TorchServe stopped; tune outputs left as they were"):
         spec = load_spec(spec_path)
         outcome = run_tune(
             spec,
@@ -679,7 +671,7 @@ def tune(
             minutes=minutes,
             texts_file=texts,
             requests=requests,
-            progress=lambda message: err.print(Text(f"  … {message}", style="dim"), highlight=False),
+            progress=_progress,
         )
         result = outcome.result
         out.print(
@@ -709,11 +701,6 @@ def tune(
             out.print(
                 f"wrote {line} into {spec.spec_path} (other lines unchanged)", highlight=False, markup=False
             )
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: TorchServe stopped; tune outputs left as they were")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        _fail(exc)
 
 
 def main() -> None:
