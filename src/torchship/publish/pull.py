@@ -40,6 +40,32 @@ def check_entry(rel: str, want: Any, manifest_uri: str) -> None:
         )
 
 
+def _complete_manifest(client: Any, bucket: str, base: str, name: str, version: str) -> dict[str, Any]:
+    """The version's manifest with every entry checked (safe path, sha256, size); a version without one is
+    IncompleteVersionError (files but no manifest) or VersionNotFoundError (nothing)."""
+    version_uri = s3.s3_url(bucket, base)
+    found = s3.get_json(client, bucket, base + VERSION_MANIFEST)
+    if found is None:
+        if s3.list_objects(client, bucket, base):
+            raise IncompleteVersionError(
+                f"{name} {version} at {version_uri} is an incomplete version (no {VERSION_MANIFEST})",
+                hint="A publish was interrupted or is still running: run the publish again, or pull another version.",
+            )
+        raise VersionNotFoundError(
+            f"{name} {version} is not published at {version_uri}",
+            hint="Check the name, version and storage URI (list versions with the registry).",
+        )
+    manifest = check_stored_manifest(found[0], name, version, version_uri)
+    for rel, want in manifest["files"].items():
+        s3.safe_relpath(rel, f"{version_uri}{VERSION_MANIFEST}")
+        if rel == VERSION_MANIFEST:
+            raise PublishError(
+                f"{version_uri}{VERSION_MANIFEST} lists itself", hint="The manifest is malformed."
+            )
+        check_entry(rel, want, f"{version_uri}{VERSION_MANIFEST}")
+    return manifest
+
+
 def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, overwrite: bool = False) -> Path:
     """Download `name` `version` from `uri_root` (s3://BUCKET[/PREFIX]) into the directory `dest`: every file
     the manifest lists, each checked against its sha256 and size, plus manifest.json itself. Only complete
@@ -55,27 +81,8 @@ def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, ove
             hint="Choose another destination, remove it, or pass overwrite (--force).",
         )
     s3.ensure_bucket(client, bucket)
-    found = s3.get_json(client, bucket, base + VERSION_MANIFEST)
-    if found is None:
-        if s3.list_objects(client, bucket, base):
-            raise IncompleteVersionError(
-                f"{name} {version} at {version_uri} is an incomplete version (no {VERSION_MANIFEST})",
-                hint="A publish was interrupted or is still running: run the publish again, or pull another version.",
-            )
-        raise VersionNotFoundError(
-            f"{name} {version} is not published at {version_uri}",
-            hint="Check the name, version and storage URI (list versions with the registry).",
-        )
-    manifest = check_stored_manifest(found[0], name, version, version_uri)
+    manifest = _complete_manifest(client, bucket, base, name, version)
     files = manifest["files"]
-    for rel, want in files.items():
-        s3.safe_relpath(rel, f"{version_uri}{VERSION_MANIFEST}")
-        if rel == VERSION_MANIFEST:
-            raise PublishError(
-                f"{version_uri}{VERSION_MANIFEST} lists itself", hint="The manifest is malformed."
-            )
-        check_entry(rel, want, f"{version_uri}{VERSION_MANIFEST}")
-
     tmp = staging_dir(dest)
     try:
         for rel, want in files.items():
