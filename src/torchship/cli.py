@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -268,14 +268,28 @@ def _registry(kind: str, client, uri: str, spec=None):
     )  # fmt: skip
 
 
+@contextmanager
+def _upload_bars() -> Iterator[Callable[[int, int, str], None]]:
+    """A progress(done, total, filename) callback drawing one transient bar per uploaded file on stderr."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(done: int, total: int, filename: str) -> None:
+            if filename not in tasks:
+                tasks[filename] = bar.add_task(filename, total=total)
+            bar.update(tasks[filename], completed=done)
+
+        yield progress
+
+
 @app.command()
 def publish(spec_path: SpecArg) -> None:
     """Upload the validated .mar, its config, report and manifest to S3 and register the version."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
     from torchship.publish import publish as publish_version
     from torchship.publish import verified_files
-    from torchship.stages import STAGES
     from torchship.storage.s3 import client_from_settings
 
     with _reported():
@@ -288,15 +302,7 @@ def publish(spec_path: SpecArg) -> None:
             root = settings.stage_root(spec.name, spec.version)
             client = client_from_settings(settings)
             registry = _registry(spec.publish.registry, client, uri, spec)
-            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-            with Progress(*columns, console=err, transient=True) as bar:
-                tasks: dict[str, Any] = {}
-
-                def progress(done: int, total: int, filename: str) -> None:
-                    if filename not in tasks:
-                        tasks[filename] = bar.add_task(filename, total=total)
-                    bar.update(tasks[filename], completed=done)
-
+            with _upload_bars() as progress:
                 result = publish_version(
                     root / "package", root / "validate", uri, client, progress=progress, registry=registry,
                     multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
@@ -387,6 +393,29 @@ def unpublish(
     out.print(f"removed {name} {version} ({len(result.deleted)} objects)", highlight=False)
 
 
+def _print_how_to_call(server: Any, name: str) -> None:
+    """The URL, a fresh token and a curl line that works as printed."""
+    url = f"{server.inference_url}/predictions/{name}"
+    out.print(f"[bold green]serving[/] {name} at {url}")
+    token = server.fresh_token("inference")  # a slow start may have outlived a short token lifetime
+    out.print(f"token: {token}  (keys: {server.key_file})", highlight=False)
+    out.print("try:", highlight=False)
+    out.print(
+        f"  curl -s {url} -H 'Authorization: Bearer {token}' "
+        "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
+        highlight=False,
+        soft_wrap=True,
+    )
+    expires = server.tokens()["inference"].expires
+    if expires is not None:
+        out.print(
+            f"the token expires at {expires:%Y-%m-%d %H:%M:%S} UTC (TORCHSHIP_TOKEN_EXPIRATION_MIN); "
+            "a new one is printed then",
+            highlight=False,
+        )
+    out.print("Ctrl-C stops TorchServe (so do SIGTERM and SIGHUP).")
+
+
 @app.command()
 def serve(
     target: Annotated[Path, typer.Argument(help="a model spec (serves its packaged .mar) or a .mar file")],
@@ -411,25 +440,7 @@ def serve(
         err.print(f"starting TorchServe with {mar} …")
         server.start()
     try:
-        url = f"{server.inference_url}/predictions/{name}"
-        out.print(f"[bold green]serving[/] {name} at {url}")
-        token = server.fresh_token("inference")  # a slow start may have outlived a short token lifetime
-        out.print(f"token: {token}  (keys: {server.key_file})", highlight=False)
-        out.print("try:", highlight=False)
-        out.print(
-            f"  curl -s {url} -H 'Authorization: Bearer {token}' "
-            "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
-            highlight=False,
-            soft_wrap=True,
-        )
-        expires = server.tokens()["inference"].expires
-        if expires is not None:
-            out.print(
-                f"the token expires at {expires:%Y-%m-%d %H:%M:%S} UTC (TORCHSHIP_TOKEN_EXPIRATION_MIN); "
-                "a new one is printed then",
-                highlight=False,
-            )
-        out.print("Ctrl-C stops TorchServe (so do SIGTERM and SIGHUP).")
+        _print_how_to_call(server, name)
         server.run_until_exit(
             lambda renewed: out.print(
                 f"new token: {renewed.key}  (the old one expired; this one until {renewed.expires:%H:%M:%S} UTC)",
