@@ -209,12 +209,12 @@ def test_the_checker_sees_cycles_and_type_checking_blocks(tmp_path: Path) -> Non
         "from typing import TYPE_CHECKING\n"
         "import torchship.spec\n"
         "if TYPE_CHECKING:\n    from torchship import cli\n"
-        "def f():\n    from torchship.storage import s3\n"
+        "def f():\n    from torchship import pipeline\n"
     )
     found = imports_of("torchship.m", source, all_modules())
     assert [(i.imported, i.module_level) for i in found] == [
         ("torchship.spec", True),
-        ("torchship.storage.s3", False),
+        ("torchship.pipeline", False),
     ]
 
 
