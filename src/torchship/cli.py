@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,6 +23,10 @@ from torchship.pipeline import Runner, StageOutcome
 from torchship.settings import Settings
 from torchship.spec import load_spec
 from torchship.stages import STAGE_NAMES, STAGES
+
+if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
+    from torchship.tune.command import TuneOutcome
+    from torchship.tune.records import Measurement
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe."
@@ -650,6 +654,33 @@ def image(
 # --- tune (issue 13): serving configurations measured in a real TorchServe ------------------------------
 
 
+def _print_tune_outcome(outcome: TuneOutcome) -> Measurement:
+    """Where tune wrote its results and the configuration it chose (the measurement); none met the budget:
+    TorchshipError."""
+    result = outcome.result
+    out.print(f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False)
+    if result.chosen is None:
+        raise TorchshipError(
+            f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
+            f"{result.budget_p95_ms:g} ms without failed requests",
+            hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
+        )
+    chosen = next(m for m in result.measurements if m.config == result.chosen)
+    out.print(
+        f"chosen: {chosen.config.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
+        f"p99 {chosen.p99_ms:.0f} ms",
+        highlight=False,
+    )
+    out.print("paste into the spec:", highlight=False)
+    out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
+    out.print(
+        f"  {outcome.compile_line}  (unchanged: the sweep measured this compiled backend)",
+        markup=False,
+        highlight=False,
+    )
+    return chosen
+
+
 @app.command()
 def tune(
     spec_path: SpecArg,
@@ -684,29 +715,7 @@ def tune(
             requests=requests,
             progress=_progress,
         )
-        result = outcome.result
-        out.print(
-            f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False
-        )
-        if result.chosen is None:
-            raise TorchshipError(
-                f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
-                f"{result.budget_p95_ms:g} ms without failed requests",
-                hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
-            )
-        chosen = next(m for m in result.measurements if m.config == result.chosen)
-        out.print(
-            f"chosen: {chosen.config.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
-            f"p99 {chosen.p99_ms:.0f} ms",
-            highlight=False,
-        )
-        out.print("paste into the spec:", highlight=False)
-        out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
-        out.print(
-            f"  {outcome.compile_line}  (unchanged: the sweep measured this compiled backend)",
-            markup=False,
-            highlight=False,
-        )
+        chosen = _print_tune_outcome(outcome)
         if write:
             line = write_serve(spec.spec_path, chosen.config)
             out.print(
