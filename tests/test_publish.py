@@ -162,6 +162,12 @@ def test_publish_then_pull_verified(tmp_path, client, bucket, root):
     assert manifest["gate"]["verdict"] == "pass" and manifest["source"]["spec"] == "pkg:tiny/model"
     assert manifest["files"]["tiny.mar"] == {"sha256": sha(package / "tiny.mar"), "bytes": SMALL_MAR}
     assert set(manifest["files"]) == set(FILES) and manifest["published_at"]
+    # manifest_format 1's fields, exactly (registries and older readers depend on them)
+    assert set(manifest) == {
+        "manifest_format", "name", "version", "task", "files", "source", "compiled",
+        "torchship_version", "git_commit", "gate", "published_at",
+    }  # fmt: skip
+    assert manifest["manifest_format"] == 1 and manifest["task"] == "embeddings"
     head = client.head_object(Bucket=bucket, Key="models/tiny/1.0.0/tiny.mar", ChecksumMode="ENABLED")
     assert head["Metadata"]["sha256"] == sha(package / "tiny.mar")
     assert head["ChecksumSHA256"]  # stored with an S3 additional checksum

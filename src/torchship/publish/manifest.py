@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from torchship.publish.errors import IntegrityError
 from torchship.publish.layout import MANIFEST_FORMAT, VERSION_MANIFEST
 
@@ -14,22 +16,47 @@ from torchship.publish.layout import MANIFEST_FORMAT, VERSION_MANIFEST
 FileTable = dict[str, dict[str, Any]]
 
 
-def build_manifest(
-    record: dict[str, Any], files: dict[str, dict[str, Any]], git_commit: str | None
-) -> dict[str, Any]:
-    return {
-        "manifest_format": MANIFEST_FORMAT,
-        "name": record["name"],
-        "version": record["version"],
-        "task": record.get("task"),
-        "files": files,
-        "source": record.get("source"),
-        "compiled": record.get("compiled"),
-        "torchship_version": record.get("torchship_version"),
-        "git_commit": git_commit,
-        "gate": record["gate"],
-        "published_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-    }
+class FileEntry(BaseModel):
+    """One stored file as the manifest lists it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str
+    bytes: int
+
+
+class VersionManifest(BaseModel):
+    """The fields of manifest.json, in one place. Stored and passed on as its JSON dict (`model_dump`), which is
+    what registries record and PublishResult.manifest holds."""
+
+    manifest_format: int = MANIFEST_FORMAT
+    name: str
+    version: str
+    task: str | None
+    files: dict[str, FileEntry]
+    source: Any  # the package record's source block, as recorded
+    compiled: Any
+    torchship_version: str | None
+    git_commit: str | None
+    gate: dict[str, Any]  # the package's gate record: verdict, checks, report_sha256
+    published_at: str
+
+
+def build_manifest(record: dict[str, Any], files: FileTable, git_commit: str | None) -> dict[str, Any]:
+    """The manifest of a version from its package record (torchship.json) and the file table."""
+    manifest = VersionManifest(
+        name=record["name"],
+        version=record["version"],
+        task=record.get("task"),
+        files={rel: FileEntry(**entry) for rel, entry in files.items()},
+        source=record.get("source"),
+        compiled=record.get("compiled"),
+        torchship_version=record.get("torchship_version"),
+        git_commit=git_commit,
+        gate=record["gate"],
+        published_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+    )
+    return manifest.model_dump(mode="json")
 
 
 def differing_files(stored: dict[str, Any], local: dict[str, dict[str, Any]]) -> list[str]:
