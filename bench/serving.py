@@ -60,6 +60,7 @@ from torchship.handlers.requests import ParsedRequest  # noqa: E402
 from torchship.handlers.service import build_task, predict  # noqa: E402
 from torchship.loadgen import load_test, make_texts, percentiles  # noqa: E402
 from torchship.pipeline import Runner, SilentReporter  # noqa: E402
+from torchship.processes import stop_process  # noqa: E402
 from torchship.serving.ports import free_port  # noqa: E402
 from torchship.serving.torchserve import TorchServe  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
@@ -158,12 +159,7 @@ def fastapi_peer(model_dir: Path, threads: int):
             time.sleep(0.2)
         yield url, time.perf_counter() - started
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_s=20)
 
 
 def first_200_s(name: str, mar: Path, settings) -> float:

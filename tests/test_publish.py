@@ -41,8 +41,8 @@ from torchship.publish import (
     pull,
     unpublish,
 )
-from torchship.publish import s3 as s3mod
 from torchship.publish.errors import AccessDeniedError, ConditionFailedError, WrongRegionError
+from torchship.storage import s3 as s3mod
 
 SMALL_MAR = 300 * 1024
 BIG_MAR = 3 * 1024 * 1024 + 12345  # multipart: 7 parts of 512 KiB
@@ -162,6 +162,12 @@ def test_publish_then_pull_verified(tmp_path, client, bucket, root):
     assert manifest["gate"]["verdict"] == "pass" and manifest["source"]["spec"] == "pkg:tiny/model"
     assert manifest["files"]["tiny.mar"] == {"sha256": sha(package / "tiny.mar"), "bytes": SMALL_MAR}
     assert set(manifest["files"]) == set(FILES) and manifest["published_at"]
+    # manifest_format 1's fields, exactly (registries and older readers depend on them)
+    assert set(manifest) == {
+        "manifest_format", "name", "version", "task", "files", "source", "compiled",
+        "torchship_version", "git_commit", "gate", "published_at",
+    }  # fmt: skip
+    assert manifest["manifest_format"] == 1 and manifest["task"] == "embeddings"
     head = client.head_object(Bucket=bucket, Key="models/tiny/1.0.0/tiny.mar", ChecksumMode="ENABLED")
     assert head["Metadata"]["sha256"] == sha(package / "tiny.mar")
     assert head["ChecksumSHA256"]  # stored with an S3 additional checksum
@@ -234,6 +240,19 @@ def test_gate_must_pass(tmp_path, client, bucket, root):
     (package / "torchship.json").unlink()
     with pytest.raises(GateNotPassedError, match="has no gate record"):
         publish(package, report, root, client)
+    assert keys(client, bucket) == []
+
+
+def test_refusal_hints_name_the_users_spec_file(tmp_path, client, bucket, root):
+    package, report = make_package(tmp_path / "fail", verdict="fail")
+    spec_file = tmp_path / "models" / "tiny" / "model.yaml"
+    with pytest.raises(GateNotPassedError) as info:
+        publish(package, report, root, client, spec_path=spec_file)
+    assert f"torchship validate {spec_file}" in info.value.hint
+    assert "SPEC" not in info.value.hint
+    with pytest.raises(GateNotPassedError) as info:
+        publish(package, report, root, client)  # a library caller without a spec file gets the placeholder
+    assert "torchship validate SPEC" in info.value.hint
     assert keys(client, bucket) == []
 
 

@@ -13,9 +13,9 @@ from test_publish import BIG_MAR, PART, THRESHOLD, keys, make_package, one_line,
 from torchship.hashing import file_table
 from torchship.publish import IntegrityError, PublishError, publish, pull
 from torchship.publish import publisher as publisher_module
-from torchship.publish import s3 as s3mod
 from torchship.publish.errors import ConditionFailedError
 from torchship.publish.layout import check_segment
+from torchship.storage import s3 as s3mod
 
 MAR_KEY = "models/tiny/1.0.0/tiny.mar"
 

@@ -6,8 +6,10 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,6 +24,10 @@ from torchship.pipeline import Runner, StageOutcome
 from torchship.settings import Settings
 from torchship.spec import load_spec
 from torchship.stages import STAGE_NAMES, STAGES
+
+if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
+    from torchship.tune.command import TuneOutcome
+    from torchship.tune.records import Measurement
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe."
@@ -87,6 +93,29 @@ def _fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(1)
 
 
+@contextmanager
+def _reported(on_interrupt: str | None = None) -> Iterator[None]:
+    """Every command's frame: a failure inside becomes the `error:` / `hint:` lines and its exit code (_fail).
+    `on_interrupt`: Ctrl-C exits 130 after printing it (nothing when empty); None lets Ctrl-C through."""
+    try:
+        yield
+    except typer.Exit:  # click's Exit is an Exception too: a command's own exit passes unchanged
+        raise
+    except KeyboardInterrupt:
+        if on_interrupt is None:
+            raise
+        if on_interrupt:
+            err.print(on_interrupt)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        _fail(exc)
+
+
+def _progress(message: str) -> None:
+    """A long command's step, dimmed on stderr (stdout keeps only the result)."""
+    err.print(Text(f"  … {message}", style="dim"), highlight=False)
+
+
 def _summary(outcomes: list[StageOutcome]) -> Table:
     table = Table(title="torchship run", show_lines=False)
     for column in ("stage", "status", "seconds", "result"):
@@ -127,17 +156,12 @@ def _print_served(record: dict[str, Any]) -> None:
 
 
 def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
-    try:
+    with _reported(on_interrupt="[red]interrupted[/]: stopped; no stage output was left half-written"):
         spec = load_spec(spec_path)
         settings = Settings()
         runner = Runner(spec, settings, STAGES, RichReporter(err))
         err.print(f"[bold]{spec.name}[/] {spec.version} ({spec.task}) → {runner.root}", highlight=False)
         outcomes = runner.run(names, force=force)
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: stopped; no stage output was left half-written")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        _fail(exc)
     err.print(_summary(outcomes))
     verify = next((o for o in outcomes if o.stage == "verify" and o.status != "failed"), None)
     if verify is not None:
@@ -205,7 +229,7 @@ def report(spec_path: SpecArg) -> None:
     from torchship.validate.records import REPORT_HTML, REPORT_JSON, read_report
     from torchship.validate.report import summary_lines
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         root = Settings().stage_root(spec.name, spec.version)
         # The most complete report first: verify adds the served checks to validate's.
@@ -223,8 +247,6 @@ def report(spec_path: SpecArg) -> None:
                 f"{found / REPORT_JSON} is not a readable gate report: {str(exc).splitlines()[0]}",
                 hint=f"Run `torchship validate {spec_path}` again to write a fresh one.",
             ) from None
-    except Exception as exc:
-        _fail(exc)
     for line in summary_lines(gate):
         out.print(line, highlight=False, markup=False)
     out.print(f"report: {found / REPORT_HTML}", highlight=False)
@@ -251,17 +273,31 @@ def _registry(kind: str, client, uri: str, spec=None):
     )  # fmt: skip
 
 
+@contextmanager
+def _upload_bars() -> Iterator[Callable[[int, int, str], None]]:
+    """A progress(done, total, filename) callback drawing one transient bar per uploaded file on stderr."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(done: int, total: int, filename: str) -> None:
+            if filename not in tasks:
+                tasks[filename] = bar.add_task(filename, total=total)
+            bar.update(tasks[filename], completed=done)
+
+        yield progress
+
+
 @app.command()
 def publish(spec_path: SpecArg) -> None:
     """Upload the validated .mar, its config, report and manifest to S3 and register the version."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
     from torchship.publish import publish as publish_version
     from torchship.publish import verified_files
-    from torchship.sources import s3_client
-    from torchship.stages import STAGES
+    from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
@@ -269,24 +305,15 @@ def publish(spec_path: SpecArg) -> None:
         with runner.lock():  # no run may replace the outputs while they are uploaded
             runner.require_current("verify")  # only what passed the whole gate, served parity included
             root = settings.stage_root(spec.name, spec.version)
-            client = s3_client(settings)
+            client = client_from_settings(settings)
             registry = _registry(spec.publish.registry, client, uri, spec)
-            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-            with Progress(*columns, console=err, transient=True) as bar:
-                tasks: dict[str, Any] = {}
-
-                def progress(done: int, total: int, filename: str) -> None:
-                    if filename not in tasks:
-                        tasks[filename] = bar.add_task(filename, total=total)
-                    bar.update(tasks[filename], completed=done)
-
+            with _upload_bars() as progress:
                 result = publish_version(
                     root / "package", root / "validate", uri, client, progress=progress, registry=registry,
                     multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
                     verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
+                    spec_path=spec_path,
                 )  # fmt: skip
-    except Exception as exc:
-        _fail(exc)
     out.print(result.message, highlight=False)
 
 
@@ -301,13 +328,13 @@ def promote(
 ) -> None:
     """Point a stage alias (staging, production) at a complete published version, atomically."""
     from torchship.publish import read_manifest
-    from torchship.sources import s3_client
+    from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
-        client = s3_client(settings)
+        client = client_from_settings(settings)
         if clear:
             was = _registry(spec.publish.registry, client, uri, spec).clear_alias(spec.name, stage)
             out.print(
@@ -322,8 +349,6 @@ def promote(
                 hint=f"Publish it first: torchship publish {spec_path}",
             )
         previous = _registry(spec.publish.registry, client, uri, spec).set_alias(spec.name, stage, version)
-    except Exception as exc:
-        _fail(exc)
     moved = f" (was {previous})" if previous else ""
     out.print(f"{spec.name}: {stage} → {version}{moved}", highlight=False)
 
@@ -340,13 +365,13 @@ def pull(
 ) -> None:
     """Download a published version and check the sha256 of every file against its manifest."""
     from torchship.publish import pull as pull_version
-    from torchship.sources import s3_client
+    from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         settings = Settings()
-        dest = pull_version(_publish_uri(settings, None, uri), name, version, to, s3_client(settings))
-    except Exception as exc:
-        _fail(exc)
+        dest = pull_version(
+            _publish_uri(settings, None, uri), name, version, to, client_from_settings(settings)
+        )
     out.print(f"pulled {name} {version} to {dest} (every file's sha256 verified)", highlight=False)
 
 
@@ -360,21 +385,40 @@ def unpublish(
 ) -> None:
     """Remove a published version, unless a stage alias points at it."""
     from torchship.publish import unpublish as unpublish_version
-    from torchship.sources import s3_client
+    from torchship.storage.s3 import client_from_settings
 
-    try:
+    with _reported():
         settings = Settings()
         location = _publish_uri(settings, None, uri)
         if not yes and not typer.confirm(f"Remove {name} {version} from {location}?", err=True):
             err.print("nothing removed")
             raise typer.Exit(1)
-        client = s3_client(settings)
+        client = client_from_settings(settings)
         result = unpublish_version(location, name, version, client, _registry(registry, client, location))
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(exc)
     out.print(f"removed {name} {version} ({len(result.deleted)} objects)", highlight=False)
+
+
+def _print_how_to_call(server: Any, name: str) -> None:
+    """The URL, a fresh token and a curl line that works as printed."""
+    url = f"{server.inference_url}/predictions/{name}"
+    out.print(f"[bold green]serving[/] {name} at {url}")
+    token = server.fresh_token("inference")  # a slow start may have outlived a short token lifetime
+    out.print(f"token: {token}  (keys: {server.key_file})", highlight=False)
+    out.print("try:", highlight=False)
+    out.print(
+        f"  curl -s {url} -H 'Authorization: Bearer {token}' "
+        "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
+        highlight=False,
+        soft_wrap=True,
+    )
+    expires = server.tokens()["inference"].expires
+    if expires is not None:
+        out.print(
+            f"the token expires at {expires:%Y-%m-%d %H:%M:%S} UTC (TORCHSHIP_TOKEN_EXPIRATION_MIN); "
+            "a new one is printed then",
+            highlight=False,
+        )
+    out.print("Ctrl-C stops TorchServe (so do SIGTERM and SIGHUP).")
 
 
 @app.command()
@@ -388,7 +432,7 @@ def serve(
     from torchship.archiver.package import mar_path
     from torchship.serving.torchserve import TorchServe
 
-    try:
+    with _reported(on_interrupt=""):
         settings = Settings()
         if target.suffix == ".mar":
             mar, name = target, target.stem
@@ -400,30 +444,8 @@ def serve(
         server = TorchServe({name: mar}, settings, port=port)
         err.print(f"starting TorchServe with {mar} …")
         server.start()
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        _fail(exc)
     try:
-        url = f"{server.inference_url}/predictions/{name}"
-        out.print(f"[bold green]serving[/] {name} at {url}")
-        token = server.fresh_token("inference")  # a slow start may have outlived a short token lifetime
-        out.print(f"token: {token}  (keys: {server.key_file})", highlight=False)
-        out.print("try:", highlight=False)
-        out.print(
-            f"  curl -s {url} -H 'Authorization: Bearer {token}' "
-            "-H 'Content-Type: application/json' -d '{\"text\": \"Hello, world\"}'",
-            highlight=False,
-            soft_wrap=True,
-        )
-        expires = server.tokens()["inference"].expires
-        if expires is not None:
-            out.print(
-                f"the token expires at {expires:%Y-%m-%d %H:%M:%S} UTC (TORCHSHIP_TOKEN_EXPIRATION_MIN); "
-                "a new one is printed then",
-                highlight=False,
-            )
-        out.print("Ctrl-C stops TorchServe (so do SIGTERM and SIGHUP).")
+        _print_how_to_call(server, name)
         server.run_until_exit(
             lambda renewed: out.print(
                 f"new token: {renewed.key}  (the old one expired; this one until {renewed.expires:%H:%M:%S} UTC)",
@@ -487,7 +509,7 @@ def render_command(
     from torchship.deploy.check import check_base
     from torchship.deploy.render import write_base
 
-    try:
+    with _reported():
         settings = Settings()
         spec, rendered = _rendered(spec_path, settings, spec_only)
         report = check_base(rendered, spec) if check else None
@@ -496,8 +518,6 @@ def render_command(
                 err.print(line, highlight=False, markup=False)
             report.raise_if_failed()
         target = write_base(rendered.files, out_dir or settings.stage_root(spec.name, spec.version) / "k8s")
-    except Exception as exc:
-        _fail(exc)
     out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
     _print_derivations(rendered)
     if report is not None:
@@ -525,15 +545,13 @@ def deploy_command(
     from torchship.deploy.kubectl import Kubectl
     from torchship.deploy.rollout import deploy
 
-    try:
+    with _reported():
         spec = load_spec(spec_path)
         kubectl = Kubectl(context=context, namespace=namespace or spec.deploy.namespace)
         result = deploy(
             spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
-            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+            progress=_progress,
         )  # fmt: skip
-    except Exception as exc:
-        _fail(exc)
     if dry_run:
         out.print(result.dry_run_output, highlight=False, markup=False)
         return
@@ -576,17 +594,12 @@ def rehearse_command(
         except KeyboardInterrupt:
             err.print("stopping …")
 
-    try:
+    with _reported(on_interrupt="[red]interrupted[/]: the rehearsal pod was torn down"):
         spec = load_spec(spec_path)
         rehearsal = rehearse(
             spec, Settings(), on_ready=keep_serving,
-            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+            progress=_progress,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: the rehearsal pod was torn down")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        _fail(exc)
     parity = rehearsal.parity
     out.print(
         f"rehearsal ok: ready in {rehearsal.ready_s:.1f} s; served parity ok (max |Δ| {parity['max_abs']:.2e} over "
@@ -615,19 +628,16 @@ def image(
     """Build the image of a verified model, run it on loopback, re-check served parity, record image.json."""
     from torchship.image.ship import ImageRequest, ship_image
 
-    try:
+    with _reported(
+        on_interrupt="[red]interrupted[/]: the build directory was removed; no image.json was written"
+    ):
         spec = load_spec(spec_path)
         settings = Settings()
         err.print(f"[bold]{spec.name}[/] {spec.version}: image", highlight=False)
         record = ship_image(
             spec, settings, ImageRequest(base_image=base_image, tag=tag, push=push),
-            progress=lambda message: err.print(f"  [dim]… {message}[/]", highlight=False),
+            progress=_progress,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: the build directory was removed; no image.json was written")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        _fail(exc)
     parity = record.served_parity
     out.print(
         f"image {record.reference} · {record.size_bytes / 1e9:.2f} GB · built in {record.build_s:.0f} s · "
@@ -643,6 +653,39 @@ def image(
 
 
 # --- tune (issue 13): serving configurations measured in a real TorchServe ------------------------------
+
+
+def _print_tune_outcome(outcome: TuneOutcome, spec_backend: str) -> Measurement:
+    """Where tune wrote its results and the configuration it chose (the measurement); none met the budget:
+    TorchshipError."""
+    result = outcome.result
+    out.print(f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False)
+    if result.chosen is None:
+        raise TorchshipError(
+            f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
+            f"{result.budget_p95_ms:g} ms without failed requests",
+            hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
+        )
+    chosen = next(
+        m for m in result.measurements if m.config == result.chosen and m.backend == result.chosen_backend
+    )
+    out.print(
+        f"chosen: {chosen.candidate.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
+        f"p99 {chosen.p99_ms:.0f} ms",
+        highlight=False,
+    )
+    for status in result.backends:
+        if status.refused:
+            out.print(f"not measured: {status.backend}: {status.refused}", highlight=False, markup=False)
+    unchanged = (
+        " (unchanged)"
+        if chosen.backend == spec_backend
+        else " (another backend: `torchship run` compiles and gates it after pasting)"
+    )
+    out.print("paste into the spec:", highlight=False)
+    out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
+    out.print(f"  {outcome.compile_line}{unchanged}", markup=False, highlight=False)
+    return chosen
 
 
 @app.command()
@@ -678,7 +721,7 @@ def tune(
     from torchship.tune.command import run_tune
     from torchship.tune.spec_edit import write_tuned
 
-    try:
+    with _reported(on_interrupt="[red]interrupted[/]: TorchServe stopped; tune outputs left as they were"):
         spec = load_spec(spec_path)
         outcome = run_tune(
             spec,
@@ -687,47 +730,14 @@ def tune(
             minutes=minutes,
             texts_file=texts,
             requests=requests,
-            progress=lambda message: err.print(Text(f"  … {message}", style="dim"), highlight=False),
+            progress=_progress,
             backends=_backend_list(backends),
         )
-        result = outcome.result
-        out.print(
-            f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False
-        )
-        if result.chosen is None:
-            raise TorchshipError(
-                f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
-                f"{result.budget_p95_ms:g} ms without failed requests",
-                hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
-            )
-        chosen = next(
-            m for m in result.measurements if m.config == result.chosen and m.backend == result.chosen_backend
-        )
-        out.print(
-            f"chosen: {chosen.candidate.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
-            f"p99 {chosen.p99_ms:.0f} ms",
-            highlight=False,
-        )
-        for status in result.backends:
-            if status.refused:
-                out.print(f"not measured: {status.backend}: {status.refused}", highlight=False, markup=False)
-        unchanged = (
-            " (unchanged)"
-            if chosen.backend == spec.compile.backend
-            else " (another backend: re-run `torchship run` after pasting)"
-        )
-        out.print("paste into the spec:", highlight=False)
-        out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
-        out.print(f"  {outcome.compile_line}{unchanged}", markup=False, highlight=False)
+        chosen = _print_tune_outcome(outcome, spec.compile.backend)
         if write:
             for line in write_tuned(spec.spec_path, chosen.config, chosen.backend):
                 out.print(f"wrote {line} into {spec.spec_path}", highlight=False, markup=False)
             out.print("(other lines unchanged)", highlight=False)
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: TorchServe stopped; tune outputs left as they were")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        _fail(exc)
 
 
 def _backend_list(option: str | None) -> list[str] | None:

@@ -18,6 +18,8 @@ from torchship.hashing import sha256_file, sha256_json
 from torchship.pipeline import StageContext
 from torchship.settings import Settings
 from torchship.spec import PKG_PREFIX, ModelSpec
+from torchship.storage.model_dir import download_model_dir, list_model_dir
+from torchship.storage.s3 import client_from_settings
 
 MODEL_DIRNAME = "model"
 # Files that describe a repository, not the model; copying them would only churn hashes.
@@ -132,29 +134,19 @@ def is_s3(spec: ModelSpec) -> bool:
     return spec.source.startswith("s3://")
 
 
-def s3_client(settings: Settings):
-    from torchship.publish import make_client
-
-    return make_client(settings.aws_endpoint_url, settings.aws_region)
-
-
 def source_inputs(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     if is_s3(spec):
-        from torchship.publish import list_model_dir
-
         # Object sizes and ETags: a changed object re-runs fetch without downloading to find out.
-        return {"source": sha256_json(list_model_dir(spec.source, s3_client(settings)))}
+        return {"source": sha256_json(list_model_dir(spec.source, client_from_settings(settings)))}
     return {"source": source_tree_sha256(resolve_source(spec))}
 
 
 def run_fetch(ctx: StageContext) -> dict[str, Any]:
     target = ctx.out_dir / MODEL_DIRNAME
     if is_s3(ctx.spec):
-        from torchship.publish import download_model_dir
-
         source = ctx.spec.source
         ctx.progress(f"downloading {source}")
-        download_model_dir(source, target, s3_client(ctx.settings))
+        download_model_dir(source, target, client_from_settings(ctx.settings))
         for name in _NOT_MODEL:
             (target / name).unlink(missing_ok=True)
     else:

@@ -111,9 +111,14 @@ def _effective(w: Workload, c: dict[str, Any], key: str) -> Any:
     return _sc(w.pod).get(key) if value is None else value
 
 
-def _per_container(inputs: PolicyInputs) -> Iterator[tuple[Workload, dict[str, Any], str]]:
+def _per_container(
+    inputs: PolicyInputs, *, serving_only: bool = False
+) -> Iterator[tuple[Workload, dict[str, Any], str]]:
+    """Every container of every workload, init containers too unless `serving_only` (probes and preStop
+    hooks belong to the containers that serve; init containers have neither)."""
     for w in inputs.workloads():
-        for c in w.containers:
+        containers = (w.pod.get("containers") or []) if serving_only else w.containers
+        for c in containers:
             yield w, c, f"{w.resource} container {c.get('name')}"
 
 
@@ -237,14 +242,12 @@ def _pull_policy(inputs: PolicyInputs):
 
 @rule("probes", "kube-score pod-probes; checkov CKV_K8S_8/9; a model server needs a startup probe")
 def _probes(inputs: PolicyInputs):
-    for w in inputs.workloads():
-        for c in w.pod.get("containers") or []:
-            where = f"{w.resource} container {c.get('name')}"
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                if not c.get(probe):
-                    yield where, f"no {probe}"
-            if c.get("readinessProbe") and c.get("readinessProbe") == c.get("livenessProbe"):
-                yield where, "readinessProbe and livenessProbe are identical: a busy pod would be restarted"
+    for _, c, where in _per_container(inputs, serving_only=True):
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if not c.get(probe):
+                yield where, f"no {probe}"
+        if c.get("readinessProbe") and c.get("readinessProbe") == c.get("livenessProbe"):
+            yield where, "readinessProbe and livenessProbe are identical: a busy pod would be restarted"
 
 
 @rule("read-only-root-filesystem", "kube-score; checkov CKV_K8S_22; polaris")
@@ -369,28 +372,26 @@ def _management_private(inputs: PolicyInputs):
 
 @rule("graceful-shutdown", "DELIVERY-NOTES: endpoints are removed independently of SIGTERM")
 def _graceful(inputs: PolicyInputs):
-    for w in inputs.workloads():
+    for w, c, where in _per_container(inputs, serving_only=True):
         grace = w.pod.get("terminationGracePeriodSeconds", 30)
-        for c in w.pod.get("containers") or []:
-            where = f"{w.resource} container {c.get('name')}"
-            command = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
-            sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
-            if sleep:
-                seconds = int(sleep.get("seconds", 0))
-            elif command and command[0].endswith("sleep") and len(command) == 2 and str(command[1]).isdigit():
-                seconds = int(command[1])
-            else:
-                yield where, "no preStop sleep: requests still routed to a stopping pod fail"
-                continue
-            needed = seconds + inputs.response_timeout_s
-            if grace < needed:
-                yield (
-                    where,
-                    (
-                        f"terminationGracePeriodSeconds {grace} < preStop {seconds} s + response timeout "
-                        f"{inputs.response_timeout_s} s: in-flight requests are killed"
-                    ),
-                )
+        command = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
+        sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+        if sleep:
+            seconds = int(sleep.get("seconds", 0))
+        elif command and command[0].endswith("sleep") and len(command) == 2 and str(command[1]).isdigit():
+            seconds = int(command[1])
+        else:
+            yield where, "no preStop sleep: requests still routed to a stopping pod fail"
+            continue
+        needed = seconds + inputs.response_timeout_s
+        if grace < needed:
+            yield (
+                where,
+                (
+                    f"terminationGracePeriodSeconds {grace} < preStop {seconds} s + response timeout "
+                    f"{inputs.response_timeout_s} s: in-flight requests are killed"
+                ),
+            )
 
 
 @rule("cpu-threads", "torchship: torch threads x workers must fit the CPU limit (no CFS throttling)")

@@ -25,6 +25,7 @@ from torchship.deploy.inputs import gather_inputs
 from torchship.deploy.kubectl import FIELD_MANAGER, Kubectl, last_line
 from torchship.deploy.render import RenderedBase, render, write_base
 from torchship.examples import load_examples
+from torchship.processes import stop_process
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 
@@ -128,12 +129,7 @@ def port_forward_smoke(kubectl: Kubectl, name: str, port: int, text: str) -> str
             if match:
                 return smoke_request(f"http://127.0.0.1:{match.group(1)}", name, text)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def deploy(

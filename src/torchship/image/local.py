@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from torchship.processes import stop_process
 from torchship.serving.ports import HOST, free_port
 
 DEFAULT_ROOT = Path(os.environ.get("TORCHSHIP_CONTAINERS_ROOT", "/var/tmp/torchship-containers"))
@@ -179,12 +180,7 @@ class LocalContainers:
                     time.sleep(0.2)
             yield f"{HOST}:{port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             log.close()
 
 

@@ -25,7 +25,7 @@ from torchship.publish.errors import (
 )
 from torchship.publish.publisher import PublishResult, UnpublishResult, publish, read_manifest, unpublish
 from torchship.publish.pull import pull
-from torchship.publish.registry import (
+from torchship.publish.registries import (
     STAGE_ALIASES,
     NeptuneRegistry,
     NoRegistry,
@@ -33,14 +33,14 @@ from torchship.publish.registry import (
     S3Registry,
     make_registry,
 )
-from torchship.publish.s3 import (
+from torchship.publish.verified import verified_files
+from torchship.storage.model_dir import download_model_dir, list_model_dir
+from torchship.storage.s3 import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
     make_client,
     parse_s3_uri,
 )
-from torchship.publish.s3_model_source import download_model_dir, list_model_dir
-from torchship.publish.verified import verified_files
 
 __all__ = [
     "DEFAULT_MULTIPART_THRESHOLD",

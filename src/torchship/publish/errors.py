@@ -1,50 +1,44 @@
-"""Errors of publishing, pulling and registering packages: each one line naming the problem plus a hint."""
+"""Errors of publishing, pulling and registering packages: each one line naming the problem plus a hint.
+
+The storage errors (and the base `PublishError`) are defined in `torchship.storage.errors`, which fetch shares;
+they are re-exported here so that publish code and its callers find the whole tree in one place."""
 
 from __future__ import annotations
 
-from torchship.errors import TorchshipError
+from torchship.storage.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    ConditionFailedError,
+    CredentialsMissingError,
+    CredentialsRejectedError,
+    EndpointUnreachableError,
+    IntegrityError,
+    InvalidURIError,
+    PublishError,
+    StorageError,
+    WrongRegionError,
+)
 
-
-class PublishError(TorchshipError):
-    """Base of every publish / pull / registry failure."""
-
-
-class InvalidURIError(PublishError):
-    """A storage URI is not `s3://bucket[/prefix]`."""
-
-    exit_code = 2
-
-
-class StorageError(PublishError):
-    """Object storage answered with an error, or could not be reached."""
-
-
-class CredentialsMissingError(StorageError):
-    """boto3's default chain found no credentials."""
-
-
-class CredentialsRejectedError(StorageError):
-    """The endpoint did not accept the credentials (unknown key, bad signature, expired token)."""
-
-
-class AccessDeniedError(StorageError):
-    """The credentials are valid but lack permission (HTTP 403)."""
-
-
-class BucketNotFoundError(StorageError):
-    """The bucket does not exist at the endpoint."""
-
-
-class EndpointUnreachableError(StorageError):
-    """No connection to the endpoint (wrong URL, closed port, no network)."""
-
-
-class WrongRegionError(StorageError):
-    """The bucket lives in another region than the client's (PermanentRedirect, AuthorizationHeaderMalformed)."""
-
-
-class ConditionFailedError(StorageError):
-    """A conditional write (If-None-Match / If-Match) lost: someone else wrote the object first."""
+__all__ = [
+    "AccessDeniedError",
+    "AliasConflictError",
+    "BucketNotFoundError",
+    "ConditionFailedError",
+    "CredentialsMissingError",
+    "CredentialsRejectedError",
+    "EndpointUnreachableError",
+    "GateNotPassedError",
+    "IncompleteVersionError",
+    "IntegrityError",
+    "InvalidURIError",
+    "PublishError",
+    "RegistryError",
+    "StorageError",
+    "VersionExistsError",
+    "VersionInUseError",
+    "VersionNotFoundError",
+    "WrongRegionError",
+]
 
 
 class GateNotPassedError(PublishError):
@@ -63,10 +57,6 @@ class VersionNotFoundError(PublishError):
 
 class IncompleteVersionError(PublishError):
     """Files of the version are stored but its manifest.json is not: a publish was interrupted or is running."""
-
-
-class IntegrityError(PublishError):
-    """Stored bytes differ from what the manifest (or the local file) says."""
 
 
 class VersionInUseError(PublishError):

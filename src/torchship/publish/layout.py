@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 
 from torchship.publish.errors import PublishError
-from torchship.publish.s3 import join_key
+from torchship.storage.s3 import join_key
 
-MANIFEST = "manifest.json"
+VERSION_MANIFEST = "manifest.json"  # the version manifest: written last, lists every file
 PACKAGE_MANIFEST = "torchship.json"
 MODEL_CONFIG = "model-config.yaml"
 REPORT_JSON = "report.json"

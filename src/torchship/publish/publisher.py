@@ -17,12 +17,10 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchship.hashing import sha256_file
-from torchship.publish import s3
 from torchship.publish.errors import (
     ConditionFailedError,
     GateNotPassedError,
@@ -33,21 +31,22 @@ from torchship.publish.errors import (
     VersionNotFoundError,
 )
 from torchship.publish.layout import (
-    MANIFEST,
-    MANIFEST_FORMAT,
     MODEL_CONFIG,
     PACKAGE_MANIFEST,
     REPORT_HTML,
     REPORT_JSON,
+    VERSION_MANIFEST,
     check_segment,
     content_type,
     version_prefix,
 )
-
-if TYPE_CHECKING:
-    from torchship.publish.registry import Registry
+from torchship.publish.manifest import FileTable, build_manifest, check_stored_manifest, differing_files
+from torchship.publish.registries.base import Registry
+from torchship.storage import s3
 
 _AUTO: Any = object()
+# What hints name when the caller did not say which spec file the package came from.
+SPEC_PLACEHOLDER = "SPEC"
 
 
 @dataclass(frozen=True)
@@ -92,40 +91,43 @@ class UnpublishResult:
 # --- the package on disk ---------------------------------------------------------------------------------
 
 
-def read_package_record(package_dir: Path) -> dict[str, Any]:
-    """The package's torchship.json, refused unless its gate verdict is "pass"."""
+def read_package_record(package_dir: Path, spec: str = SPEC_PLACEHOLDER) -> dict[str, Any]:
+    """The package's torchship.json, refused unless its gate verdict is "pass". `spec`: the spec file the hints
+    name (the CLI passes the user's; a library caller without one gets the placeholder SPEC)."""
     path = Path(package_dir) / PACKAGE_MANIFEST
     if not path.is_file():
         raise GateNotPassedError(
             f"{package_dir} has no {PACKAGE_MANIFEST}: the .mar has no gate record",
-            hint="Publish only what `torchship package SPEC` built (it writes the gate record beside the .mar).",
+            hint=f"Publish only what `torchship package {spec}` built (it writes the gate record beside the .mar).",
         )
     try:
         record = json.loads(path.read_text())
     except ValueError:
         raise GateNotPassedError(
             f"{path} is not valid JSON: the .mar has no readable gate record",
-            hint="Rebuild the package with `torchship package SPEC`.",
+            hint=f"Rebuild the package with `torchship package {spec}`.",
         ) from None
     gate = record.get("gate") if isinstance(record, dict) else None
     if not isinstance(gate, dict) or "verdict" not in gate:
         raise GateNotPassedError(
             f"{path} has no gate record: the .mar was not validated",
-            hint="Rebuild the package with `torchship run SPEC` (validate, then package).",
+            hint=f"Rebuild the package with `torchship run {spec}` (validate, then package).",
         )
     if gate["verdict"] != "pass":
         failed = [c.get("name", "?") for c in gate.get("checks", []) if c.get("status") == "fail"]
         which = f" (failed: {', '.join(failed)})" if failed else ""
         raise GateNotPassedError(
             f"the .mar's gate did not pass: verdict '{gate['verdict']}'{which}",
-            hint="Fix what `torchship validate SPEC` reports, rebuild the package, then publish.",
+            hint=f"Fix what `torchship validate {spec}` reports, rebuild the package, then publish.",
         )
     for key in ("name", "version"):
         check_segment(record.get(key), f"{PACKAGE_MANIFEST} {key}")
     return record
 
 
-def package_files(package_dir: Path, report_dir: Path, record: dict[str, Any]) -> list[tuple[str, Path]]:
+def package_files(
+    package_dir: Path, report_dir: Path, record: dict[str, Any], spec: str = SPEC_PLACEHOLDER
+) -> list[tuple[str, Path]]:
     """(stored name, local path) of every file to publish, in upload order; checks they exist and that
     report.json is the report the gate recorded."""
     package_dir, report_dir = Path(package_dir), Path(report_dir)
@@ -141,7 +143,7 @@ def package_files(package_dir: Path, report_dir: Path, record: dict[str, Any]) -
         if not path.is_file():
             raise PublishError(
                 f"{path} is missing: the package is incomplete",
-                hint="Run `torchship run SPEC` up to the package stage; pass the validate stage's folder as the report folder.",
+                hint=f"Run `torchship run {spec}` up to the package stage; pass the validate stage's folder as the report folder.",
             )
     recorded = record["gate"].get("report_sha256")
     if recorded and sha256_file(report_dir / REPORT_JSON) != recorded:
@@ -169,37 +171,6 @@ def current_git_commit(cwd: Path | None = None) -> str | None:
     return commit if done.returncode == 0 and len(commit) in (40, 64) else None
 
 
-def build_manifest(
-    record: dict[str, Any], files: dict[str, dict[str, Any]], git_commit: str | None
-) -> dict[str, Any]:
-    return {
-        "manifest_format": MANIFEST_FORMAT,
-        "name": record["name"],
-        "version": record["version"],
-        "task": record.get("task"),
-        "files": files,
-        "source": record.get("source"),
-        "compiled": record.get("compiled"),
-        "torchship_version": record.get("torchship_version"),
-        "git_commit": git_commit,
-        "gate": record["gate"],
-        "published_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-    }
-
-
-def differing_files(stored: dict[str, Any], local: dict[str, dict[str, Any]]) -> list[str]:
-    """Names whose sha256 or size differ, or that only one side has."""
-    names = sorted(set(stored) | set(local))
-    return [
-        n
-        for n in names
-        if n not in stored
-        or n not in local
-        or stored[n].get("sha256") != local[n]["sha256"]
-        or stored[n].get("bytes") != local[n]["bytes"]
-    ]
-
-
 def _exists_error(name: str, version: str, uri: str, differing: list[str]) -> VersionExistsError:
     return VersionExistsError(
         f"{name} {version} is already published at {uri} with other bytes ({', '.join(differing)})",
@@ -218,7 +189,7 @@ def _taken_error(name: str, version: str, uri: str, rel: str) -> IntegrityError:
 
 
 def check_verified(
-    table: dict[str, dict[str, Any]], verified: dict[str, dict[str, Any]], paths: dict[str, Path]
+    table: FileTable, verified: FileTable, paths: dict[str, Path], spec: str = SPEC_PLACEHOLDER
 ) -> None:
     """Every file to upload must be the bytes verify recorded."""
     for rel, local in table.items():
@@ -228,22 +199,8 @@ def check_verified(
             raise IntegrityError(
                 f"{paths[rel]} changed after verify (now sha256 {local['sha256'][:12]}…, verify recorded "
                 f"{recorded}): refusing to publish a file that was not verified",
-                hint="Run `torchship run SPEC` again so that verify serves and checks this file, then publish.",
+                hint=f"Run `torchship run {spec}` again so that verify serves and checks this file, then publish.",
             )
-
-
-def _check_stored_manifest(stored: Any, name: str, version: str, uri: str) -> dict[str, Any]:
-    if (
-        not isinstance(stored, dict)
-        or stored.get("name") != name
-        or stored.get("version") != version
-        or not isinstance(stored.get("files"), dict)
-    ):
-        raise IntegrityError(
-            f"{uri}{MANIFEST} is not a torchship manifest of {name} {version}",
-            hint="Inspect the object; if it is stray, unpublish this version and publish again.",
-        )
-    return stored
 
 
 # --- publish ---------------------------------------------------------------------------------------------
@@ -261,6 +218,7 @@ def publish(
     registry: Registry | None = None,
     git_commit: str | None = _AUTO,
     verified: dict[str, dict[str, Any]] | None = None,
+    spec_path: str | Path | None = None,
 ) -> PublishResult:
     """Publish the package in `package_dir` (its .mar, model-config.yaml, torchship.json) and the validation
     report in `report_dir` (report.json, report.html) to `uri` (s3://BUCKET[/PREFIX]) under
@@ -270,112 +228,145 @@ def publish(
     when given, registers the version after the manifest is stored (also when unchanged: it is idempotent).
     `git_commit`: recorded in the manifest; by default `git rev-parse HEAD` in the current directory.
     `verified`: {stored name: {sha256, bytes}} as verify recorded them (publish.verified_files); every
-    file must still be those bytes (they are hashed again while uploading, too).
+    file must still be those bytes (they are hashed again while uploading, too). `spec_path`: the model's
+    spec file, named in the hints of refusals (SPEC when not given).
     """
-    record = read_package_record(package_dir)
-    name, version = record["name"], record["version"]
-    local_files = package_files(package_dir, report_dir, record)
-    table: dict[str, dict[str, Any]] = {
+    spec = str(spec_path) if spec_path is not None else SPEC_PLACEHOLDER
+    record = read_package_record(package_dir, spec)
+    local_files = package_files(package_dir, report_dir, record, spec)
+    table: FileTable = {
         rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files
     }
     if verified is not None:
-        check_verified(table, verified, dict(local_files))
+        check_verified(table, verified, dict(local_files), spec)
+    dest = _Destination.of(client, uri, record["name"], record["version"])
+    s3.ensure_bucket(client, dest.bucket)
 
-    bucket, prefix = s3.parse_s3_uri(uri)
-    base = version_prefix(prefix, name, version)
-    version_uri = s3.s3_url(bucket, base)
-    manifest_key = base + MANIFEST
-    s3.ensure_bucket(client, bucket)
-
-    def unchanged(stored: Any) -> PublishResult:
-        stored = _check_stored_manifest(stored, name, version, version_uri)
-        differing = differing_files(stored["files"], table)
-        if differing:
-            raise _exists_error(name, version, version_uri, differing)
-        registered = _register(registry, stored, version_uri)
-        return PublishResult(
-            status="unchanged",
-            uri=version_uri,
-            name=name,
-            version=version,
-            manifest=stored,
-            skipped=tuple(table),
-            registered=registered,
-        )
-
-    existing = s3.get_json(client, bucket, manifest_key)
+    existing = s3.get_json(client, dest.bucket, dest.manifest_key)
     if existing is not None:
-        return unchanged(existing[0])
-
+        return _unchanged(dest, existing[0], table, registry)
+    options = _UploadOptions(progress, multipart_threshold, part_size)
     uploaded: list[str] = []
     skipped: list[str] = []
-    sent = 0
     for rel, path in local_files:
-        key = base + rel
-        want = table[rel]
-        stored = s3.head(client, bucket, key)
-        if s3.stored_matches(stored, want["sha256"], want["bytes"]):
-            skipped.append(rel)
-            continue
-        if stored is not None:
-            raise _taken_error(name, version, version_uri, rel)
-        try:
-            done = s3.upload_file(
-                client,
-                bucket,
-                key,
-                path,
-                sha256=want["sha256"],
-                size=want["bytes"],
-                label=rel,
-                content_type=content_type(rel),
-                multipart_threshold=multipart_threshold,
-                part_size=part_size,
-                progress=progress,
-                if_none_match=True,
-            )
-        except ConditionFailedError:
-            # Another publisher created it between our head and our write: fine if it is the same bytes.
-            if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
-                skipped.append(rel)
-                continue
-            raise _taken_error(name, version, version_uri, rel) from None
-        s3.verify_upload(client, bucket, key, sha256=want["sha256"], size=want["bytes"], uploaded=done)
-        uploaded.append(rel)
-        sent += want["bytes"]
+        (uploaded if _upload_if_missing(dest, rel, path, table[rel], options) else skipped).append(rel)
+    _check_all_stored(dest, table)
 
-    # Every file is checked once more just before the manifest makes the version visible.
-    for rel in table:
-        if not s3.stored_matches(
-            s3.head(client, bucket, base + rel), table[rel]["sha256"], table[rel]["bytes"]
-        ):
-            raise IntegrityError(
-                f"{version_uri}{rel} changed before the manifest was written",
-                hint="Another publish of the same version is running with other files; stop it and run again.",
-            )
-
-    commit = current_git_commit() if git_commit is _AUTO else git_commit
-    manifest = build_manifest(record, table, commit)
+    manifest = build_manifest(record, table, current_git_commit() if git_commit is _AUTO else git_commit)
     try:
-        s3.put_json(client, bucket, manifest_key, manifest, if_none_match=True)
+        s3.put_json(client, dest.bucket, dest.manifest_key, manifest, if_none_match=True)
     except ConditionFailedError:
         # Another publisher wrote the manifest between our check and our write.
-        written = s3.get_json(client, bucket, manifest_key)
-        if written is None:
+        stored = s3.get_json(client, dest.bucket, dest.manifest_key)
+        if stored is None:
             raise
-        return unchanged(written[0])
-    registered = _register(registry, manifest, version_uri)
+        return _unchanged(dest, stored[0], table, registry)
     return PublishResult(
         status="published",
-        uri=version_uri,
-        name=name,
-        version=version,
+        uri=dest.version_uri,
+        name=dest.name,
+        version=dest.version,
         manifest=manifest,
         uploaded=tuple(uploaded),
         skipped=tuple(skipped),
-        bytes_uploaded=sent,
-        registered=registered,
+        bytes_uploaded=sum(table[rel]["bytes"] for rel in uploaded),
+        registered=_register(registry, manifest, dest.version_uri),
     )
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """Where one version goes: its bucket, key prefix (with '/') and s3:// URI."""
+
+    client: Any
+    bucket: str
+    base: str
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, client: Any, uri: str, name: str, version: str) -> _Destination:
+        bucket, prefix = s3.parse_s3_uri(uri)
+        return cls(client, bucket, version_prefix(prefix, name, version), name, version)
+
+    @property
+    def version_uri(self) -> str:
+        return s3.s3_url(self.bucket, self.base)
+
+    @property
+    def manifest_key(self) -> str:
+        return self.base + VERSION_MANIFEST
+
+
+@dataclass(frozen=True)
+class _UploadOptions:
+    progress: s3.Progress | None
+    multipart_threshold: int
+    part_size: int
+
+
+def _unchanged(dest: _Destination, stored: Any, table: FileTable, registry: Registry | None) -> PublishResult:
+    """The version is already complete: a no-op if its files are these bytes, else VersionExistsError."""
+    stored = check_stored_manifest(stored, dest.name, dest.version, dest.version_uri)
+    differing = differing_files(stored["files"], table)
+    if differing:
+        raise _exists_error(dest.name, dest.version, dest.version_uri, differing)
+    return PublishResult(
+        status="unchanged",
+        uri=dest.version_uri,
+        name=dest.name,
+        version=dest.version,
+        manifest=stored,
+        skipped=tuple(table),
+        registered=_register(registry, stored, dest.version_uri),
+    )
+
+
+def _upload_if_missing(
+    dest: _Destination, rel: str, path: Path, want: dict[str, Any], options: _UploadOptions
+) -> bool:
+    """Store one file create-only; True when this call uploaded it, False when the same bytes were already
+    there (an interrupted publish, or a rival publisher of the same bytes). Other bytes: IntegrityError."""
+    client, bucket, key = dest.client, dest.bucket, dest.base + rel
+    stored = s3.head(client, bucket, key)
+    if s3.stored_matches(stored, want["sha256"], want["bytes"]):
+        return False
+    if stored is not None:
+        raise _taken_error(dest.name, dest.version, dest.version_uri, rel)
+    try:
+        done = s3.upload_file(
+            client,
+            bucket,
+            key,
+            path,
+            sha256=want["sha256"],
+            size=want["bytes"],
+            label=rel,
+            content_type=content_type(rel),
+            multipart_threshold=options.multipart_threshold,
+            part_size=options.part_size,
+            progress=options.progress,
+            if_none_match=True,
+        )
+    except ConditionFailedError:
+        # Another publisher created it between our head and our write: fine if it is the same bytes.
+        if s3.stored_matches(s3.head(client, bucket, key), want["sha256"], want["bytes"]):
+            return False
+        raise _taken_error(dest.name, dest.version, dest.version_uri, rel) from None
+    s3.verify_upload(client, bucket, key, sha256=want["sha256"], size=want["bytes"], uploaded=done)
+    return True
+
+
+def _check_all_stored(dest: _Destination, table: FileTable) -> None:
+    """Every file is checked once more just before the manifest makes the version visible."""
+    for rel, want in table.items():
+        if not s3.stored_matches(
+            s3.head(dest.client, dest.bucket, dest.base + rel), want["sha256"], want["bytes"]
+        ):
+            raise IntegrityError(
+                f"{dest.version_uri}{rel} changed before the manifest was written",
+                hint="Another publish of the same version is running with other files; stop it and run again.",
+            )
 
 
 def _register(registry: Registry | None, manifest: dict[str, Any], location: str) -> bool:
@@ -390,10 +381,10 @@ def read_manifest(client: Any, uri_root: str, name: str, version: str) -> dict[s
     bucket, prefix = s3.parse_s3_uri(uri_root)
     base = version_prefix(prefix, name, version)
     s3.ensure_bucket(client, bucket)
-    found = s3.get_json(client, bucket, base + MANIFEST)
+    found = s3.get_json(client, bucket, base + VERSION_MANIFEST)
     if found is None:
         return None
-    return _check_stored_manifest(found[0], name, version, s3.s3_url(bucket, base))
+    return check_stored_manifest(found[0], name, version, s3.s3_url(bucket, base))
 
 
 # --- unpublish -------------------------------------------------------------------------------------------
@@ -424,7 +415,7 @@ def unpublish(uri_root: str, name: str, version: str, client: Any, registry: Reg
             f"{name} {version} is not published at {version_uri}",
             hint="Check the name, version and storage URI.",
         )
-    manifest_key = base + MANIFEST
+    manifest_key = base + VERSION_MANIFEST
     was_complete = manifest_key in keys
     if was_complete:
         s3.delete_object(client, bucket, manifest_key)

@@ -5,49 +5,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from torchship.publish import s3
 from torchship.publish.errors import (
     IncompleteVersionError,
     IntegrityError,
     PublishError,
     VersionNotFoundError,
 )
-from torchship.publish.layout import MANIFEST, version_prefix
-from torchship.publish.publisher import _check_stored_manifest
-
-
-def staging_dir(dest: Path) -> Path:
-    """A fresh temporary directory beside `dest` (same filesystem, so the final rename is atomic)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-
-
-def move_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
-    """Rename the verified `tmp` to `dest`; an existing `dest` is replaced only with `overwrite`."""
-    if dest.exists() or dest.is_symlink():
-        if not overwrite:
-            raise PublishError(
-                f"{dest} already exists",
-                hint="Choose another destination, remove it, or pass overwrite (--force).",
-            )
-        old = dest.parent / f".{dest.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
-        dest.rename(old)
-        try:
-            tmp.rename(dest)
-        except BaseException:
-            old.rename(dest)
-            raise
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        tmp.rename(dest)
-
+from torchship.publish.layout import VERSION_MANIFEST, version_prefix
+from torchship.publish.manifest import check_stored_manifest
+from torchship.storage import s3
+from torchship.storage.local import move_into_place, staging_dir
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -70,6 +40,32 @@ def check_entry(rel: str, want: Any, manifest_uri: str) -> None:
         )
 
 
+def _complete_manifest(client: Any, bucket: str, base: str, name: str, version: str) -> dict[str, Any]:
+    """The version's manifest with every entry checked (safe path, sha256, size); a version without one is
+    IncompleteVersionError (files but no manifest) or VersionNotFoundError (nothing)."""
+    version_uri = s3.s3_url(bucket, base)
+    found = s3.get_json(client, bucket, base + VERSION_MANIFEST)
+    if found is None:
+        if s3.list_objects(client, bucket, base):
+            raise IncompleteVersionError(
+                f"{name} {version} at {version_uri} is an incomplete version (no {VERSION_MANIFEST})",
+                hint="A publish was interrupted or is still running: run the publish again, or pull another version.",
+            )
+        raise VersionNotFoundError(
+            f"{name} {version} is not published at {version_uri}",
+            hint="Check the name, version and storage URI (list versions with the registry).",
+        )
+    manifest = check_stored_manifest(found[0], name, version, version_uri)
+    for rel, want in manifest["files"].items():
+        s3.safe_relpath(rel, f"{version_uri}{VERSION_MANIFEST}")
+        if rel == VERSION_MANIFEST:
+            raise PublishError(
+                f"{version_uri}{VERSION_MANIFEST} lists itself", hint="The manifest is malformed."
+            )
+        check_entry(rel, want, f"{version_uri}{VERSION_MANIFEST}")
+    return manifest
+
+
 def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, overwrite: bool = False) -> Path:
     """Download `name` `version` from `uri_root` (s3://BUCKET[/PREFIX]) into the directory `dest`: every file
     the manifest lists, each checked against its sha256 and size, plus manifest.json itself. Only complete
@@ -85,25 +81,8 @@ def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, ove
             hint="Choose another destination, remove it, or pass overwrite (--force).",
         )
     s3.ensure_bucket(client, bucket)
-    found = s3.get_json(client, bucket, base + MANIFEST)
-    if found is None:
-        if s3.list_objects(client, bucket, base):
-            raise IncompleteVersionError(
-                f"{name} {version} at {version_uri} is an incomplete version (no {MANIFEST})",
-                hint="A publish was interrupted or is still running: run the publish again, or pull another version.",
-            )
-        raise VersionNotFoundError(
-            f"{name} {version} is not published at {version_uri}",
-            hint="Check the name, version and storage URI (list versions with the registry).",
-        )
-    manifest = _check_stored_manifest(found[0], name, version, version_uri)
+    manifest = _complete_manifest(client, bucket, base, name, version)
     files = manifest["files"]
-    for rel, want in files.items():
-        s3.safe_relpath(rel, f"{version_uri}{MANIFEST}")
-        if rel == MANIFEST:
-            raise PublishError(f"{version_uri}{MANIFEST} lists itself", hint="The manifest is malformed.")
-        check_entry(rel, want, f"{version_uri}{MANIFEST}")
-
     tmp = staging_dir(dest)
     try:
         for rel, want in files.items():
@@ -119,10 +98,10 @@ def pull(uri_root: str, name: str, version: str, dest: Path, client: Any, *, ove
                 )
             except s3.ObjectNotFound:
                 raise IntegrityError(
-                    f"{rel} is listed in {version_uri}{MANIFEST} but missing from storage",
+                    f"{rel} is listed in {version_uri}{VERSION_MANIFEST} but missing from storage",
                     hint="The version was damaged (a partial unpublish?): unpublish it and publish it again.",
                 ) from None
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (tmp / VERSION_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         move_into_place(tmp, dest, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torchship.publish.errors import (
+from torchship.storage.errors import (
     AccessDeniedError,
     BucketNotFoundError,
     ConditionFailedError,
@@ -30,6 +30,9 @@ from torchship.publish.errors import (
     StorageError,
     WrongRegionError,
 )
+
+if TYPE_CHECKING:
+    from torchship.settings import Settings
 
 MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 8 * MiB
@@ -124,6 +127,12 @@ def make_client(endpoint_url: str | None, region: str | None, *, max_attempts: i
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
+def client_from_settings(settings: Settings) -> Any:
+    """The S3 client of this environment: Settings' endpoint (None: AWS) and region. Fetch (s3:// sources),
+    publish, pull, promote and unpublish all take their client from here."""
+    return make_client(settings.aws_endpoint_url, settings.aws_region)
+
+
 def _endpoint(client: Any) -> str:
     return getattr(getattr(client, "meta", None), "endpoint_url", None) or "the S3 endpoint"
 
@@ -154,6 +163,21 @@ class ObjectNotFound(StorageError):
 
 def translate(exc: BaseException, client: Any, action: str, bucket: str, key: str | None = None) -> Exception:
     """The TorchshipError for a botocore exception (or `exc` itself when it is not one)."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        return _translate_answer(exc, client, action, bucket, key)
+    return _translate_transport(exc, client, action, bucket, key) or (
+        exc
+        if isinstance(exc, Exception)
+        else StorageError(f"{action} {s3_url(bucket, key or '')} failed: {exc!r}")
+    )
+
+
+def _translate_transport(
+    exc: BaseException, client: Any, action: str, bucket: str, key: str | None
+) -> Exception | None:
+    """Failures before S3 answered: credentials, connection, timeouts, checksums; None for anything else."""
     from botocore import exceptions as bx
 
     where = s3_url(bucket, key or "")
@@ -179,8 +203,13 @@ def translate(exc: BaseException, client: Any, action: str, bucket: str, key: st
             f"{where}: the downloaded bytes do not match the object's stored checksum",
             hint="The object is corrupted in storage or in transit; retry, then re-publish the version.",
         )
-    if not isinstance(exc, bx.ClientError):
-        return exc if isinstance(exc, Exception) else StorageError(f"{action} {where} failed: {exc!r}")
+    return None
+
+
+def _translate_answer(exc: Any, client: Any, action: str, bucket: str, key: str | None) -> Exception:
+    """S3 answered with an error: map its code (or HTTP status) to the error the user can act on."""
+    where = s3_url(bucket, key or "")
+    endpoint = _endpoint(client)
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -362,72 +391,112 @@ def upload_file(
     after each part; its call with done == total comes once the object is stored. The bytes sent are hashed
     again on the way, so a file that changed since it was measured is refused. A failed multipart upload is
     aborted. `if_none_match`: only create the object (If-None-Match: * on the put, or on completing the
-    multipart upload); an object already there raises ConditionFailedError and stays as it was."""
+    multipart upload); an object already there raises ConditionFailedError and stays as it was.
+
+    Not boto3's transfer manager: it cannot hash the bytes it sends against the caller's sha256, and
+    conditional completion (If-None-Match on complete_multipart_upload) is what keeps versions immutable."""
     label = label or path.name
     if part_size < 1 or multipart_threshold < 1:
         raise PublishError(
             f"part size and multipart threshold must be positive (got {part_size}, {multipart_threshold})",
             hint="S3 needs parts of at least 5 MiB (except the last).",
         )
+    target = _Target(client, bucket, key, path, sha256, size, content_type, if_none_match)
     if size <= multipart_threshold:
-        body = path.read_bytes()
-        if len(body) != size or hashlib.sha256(body).hexdigest() != sha256:
-            raise _changed(path)
-        put_bytes(client, bucket, key, body, content_type=content_type, if_none_match=if_none_match)
-        if progress is not None:
-            progress(size, size, label)
-        return Uploaded(parts=1, checksum_sha256=_b64(bytes.fromhex(sha256)))
+        uploaded = _put_whole(target)
+    else:
+        while -(-size // part_size) > MAX_PARTS:
+            part_size *= 2
 
-    while -(-size // part_size) > MAX_PARTS:
-        part_size *= 2
-    with storage_errors(client, "create_multipart_upload", bucket, key):
-        upload_id = client.create_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            ContentType=content_type,
+        def part_done(done: int) -> None:
+            if progress is not None:
+                progress(done, size, label)
+
+        uploaded = _put_multipart(target, part_size, part_done)
+    if progress is not None:
+        progress(size, size, label)  # the last call comes once the object is complete
+    return uploaded
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One object to upload and what its bytes must be."""
+
+    client: Any
+    bucket: str
+    key: str
+    path: Path
+    sha256: str
+    size: int
+    content_type: str
+    if_none_match: bool
+
+
+def _put_whole(t: _Target) -> Uploaded:
+    body = t.path.read_bytes()
+    if len(body) != t.size or hashlib.sha256(body).hexdigest() != t.sha256:
+        raise _changed(t.path)
+    put_bytes(t.client, t.bucket, t.key, body, content_type=t.content_type, if_none_match=t.if_none_match)
+    return Uploaded(parts=1, checksum_sha256=_b64(bytes.fromhex(t.sha256)))
+
+
+def _put_multipart(t: _Target, part_size: int, part_done: Callable[[int], Any]) -> Uploaded:
+    """create -> upload every part -> complete (conditionally); aborted on any failure, so no parts linger."""
+    with storage_errors(t.client, "create_multipart_upload", t.bucket, t.key):
+        upload_id = t.client.create_multipart_upload(
+            Bucket=t.bucket,
+            Key=t.key,
+            ContentType=t.content_type,
             ChecksumAlgorithm="SHA256",
-            Metadata={"sha256": sha256},
+            Metadata={"sha256": t.sha256},
         )["UploadId"]
     try:
-        whole = hashlib.sha256()
-        part_digests = bytearray()
-        parts: list[dict[str, Any]] = []
-        done = 0
-        with path.open("rb") as f:
-            while chunk := f.read(part_size):
-                number = len(parts) + 1
-                whole.update(chunk)
-                digest = hashlib.sha256(chunk).digest()
-                part_digests += digest
-                with storage_errors(client, f"upload_part {number}", bucket, key):
-                    response = client.upload_part(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        ChecksumAlgorithm="SHA256",
-                        ChecksumSHA256=_b64(digest),
-                    )
-                parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
-                done += len(chunk)
-                if progress is not None and done < size:
-                    progress(done, size, label)
-        if done != size or whole.hexdigest() != sha256:
-            raise _changed(path)
-        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
-        with storage_errors(client, "complete_multipart_upload", bucket, key):
-            client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition
+        parts, part_digests = _upload_parts(t, upload_id, part_size, part_done)
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if t.if_none_match else {}
+        with storage_errors(t.client, "complete_multipart_upload", t.bucket, t.key):
+            t.client.complete_multipart_upload(
+                Bucket=t.bucket, Key=t.key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition
             )
     except BaseException:
         with suppress(Exception):
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            t.client.abort_multipart_upload(Bucket=t.bucket, Key=t.key, UploadId=upload_id)
         raise
-    if progress is not None:
-        progress(size, size, label)  # the last call comes once the object is complete
-    composite = _b64(hashlib.sha256(bytes(part_digests)).digest())
+    composite = _b64(hashlib.sha256(part_digests).digest())
     return Uploaded(parts=len(parts), checksum_sha256=f"{composite}-{len(parts)}")
+
+
+def _upload_parts(
+    t: _Target, upload_id: str, part_size: int, part_done: Callable[[int], Any]
+) -> tuple[list[dict[str, Any]], bytes]:
+    """Send the file in parts, each with its SHA-256; the whole file is hashed on the way and must still be
+    the bytes the caller measured. Returns the parts for completion and the concatenated part digests."""
+    whole = hashlib.sha256()
+    part_digests = bytearray()
+    parts: list[dict[str, Any]] = []
+    done = 0
+    with t.path.open("rb") as f:
+        while chunk := f.read(part_size):
+            number = len(parts) + 1
+            whole.update(chunk)
+            digest = hashlib.sha256(chunk).digest()
+            part_digests += digest
+            with storage_errors(t.client, f"upload_part {number}", t.bucket, t.key):
+                response = t.client.upload_part(
+                    Bucket=t.bucket,
+                    Key=t.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=_b64(digest),
+                )
+            parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
+            done += len(chunk)
+            if done < t.size:
+                part_done(done)
+    if done != t.size or whole.hexdigest() != t.sha256:
+        raise _changed(t.path)
+    return parts, bytes(part_digests)
 
 
 def _checksum_base(value: str) -> str:

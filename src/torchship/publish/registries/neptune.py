@@ -1,273 +1,27 @@
-"""Model registries: which versions of a model exist, and which version each stage alias
-(`staging`, `production`) points at.
-
-Backends: `S3Registry` (an index of small objects beside the published files), `NeptuneRegistry` (the
-neptune client's model registry) and `NoRegistry`. `make_registry(kind, ...)` builds one.
-"""
+"""The neptune client's model registry (neptune 1.x) as a registry backend; `neptune` is an optional extra."""
 
 from __future__ import annotations
 
-import abc
 import hashlib
 import json
 import re
 import warnings
-from datetime import UTC, datetime
 from typing import Any
 
-from torchship.publish import s3
 from torchship.publish.errors import (
-    AliasConflictError,
-    ConditionFailedError,
-    IntegrityError,
     RegistryError,
     VersionExistsError,
     VersionInUseError,
     VersionNotFoundError,
 )
-from torchship.publish.layout import REGISTRY_DIR, check_segment
-from torchship.publish.publisher import differing_files
-
-STAGE_ALIASES = ("staging", "production")
-KINDS = ("s3", "neptune", "none")
-
-
-def check_stage(stage: str) -> str:
-    if stage not in STAGE_ALIASES:
-        raise RegistryError(
-            f"'{stage}' is not a stage alias", hint=f"Use one of: {', '.join(STAGE_ALIASES)}."
-        )
-    return stage
-
-
-def version_sort_key(version: str) -> tuple:
-    """Natural order: 1.10.0 after 1.9.0; numbers before words within a position."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+_]", version))
-
-
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def _check_manifest(manifest: Any) -> tuple[str, str]:
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise RegistryError(
-            "the manifest to register is not a torchship manifest",
-            hint="Register the manifest `publish` returned (PublishResult.manifest).",
-        )
-    return check_segment(manifest.get("name"), "model name"), check_segment(
-        manifest.get("version"), "version"
-    )
-
-
-class Registry(abc.ABC):
-    """What a model registry offers. Names and versions are those of the published manifests."""
-
-    kind: str = "?"
-
-    @abc.abstractmethod
-    def register_version(self, manifest: dict[str, Any], *, location: str | None = None) -> None:
-        """Record a published version (idempotent for the same files; other files: VersionExistsError).
-        `location`: where the version's files are, e.g. s3://bucket/prefix/name/version/."""
-
-    @abc.abstractmethod
-    def list_versions(self, name: str) -> list[str]:
-        """Registered versions of `name`, oldest first (natural version order)."""
-
-    @abc.abstractmethod
-    def get_manifest(self, name: str, version: str) -> dict[str, Any]:
-        """The manifest registered for the version; VersionNotFoundError when not registered."""
-
-    @abc.abstractmethod
-    def set_alias(self, name: str, stage: str, version: str) -> str | None:
-        """Point the stage alias at `version` (promote); returns the version it pointed at before."""
-
-    @abc.abstractmethod
-    def clear_alias(self, name: str, stage: str) -> str | None:
-        """Remove the stage alias; returns the version it pointed at (None: it was not set)."""
-
-    @abc.abstractmethod
-    def aliases(self, name: str) -> dict[str, str]:
-        """{stage: version} of the aliases that are set."""
-
-    @abc.abstractmethod
-    def remove_version(self, name: str, version: str) -> bool:
-        """Forget a version (VersionInUseError while an alias points at it); False when it was not there."""
-
-    def _refuse_if_aliased(self, name: str, version: str) -> None:
-        pointing = sorted(stage for stage, v in self.aliases(name).items() if v == version)
-        if pointing:
-            raise VersionInUseError(
-                f"{name} {version} is the '{pointing[0]}' alias",
-                hint=f"Promote another version to {pointing[0]} first, or clear the alias with "
-                f"`torchship promote SPEC --stage {pointing[0]} --clear` (SPEC: the model's spec file).",
-            )
-
-
-class NoRegistry(Registry):
-    """No registry: registering does nothing, nothing is listed, aliases cannot be set."""
-
-    kind = "none"
-
-    def register_version(self, manifest: dict[str, Any], *, location: str | None = None) -> None:
-        _check_manifest(manifest)
-
-    def list_versions(self, name: str) -> list[str]:
-        return []
-
-    def get_manifest(self, name: str, version: str) -> dict[str, Any]:
-        raise RegistryError(
-            f"no registry is configured, so {name} {version} cannot be looked up in one",
-            hint="Read the manifest from storage instead, or configure a registry (s3 or neptune).",
-        )
-
-    def set_alias(self, name: str, stage: str, version: str) -> str | None:
-        check_stage(stage)
-        raise RegistryError(
-            f"no registry is configured: cannot point {name}'s '{stage}' alias at {version}",
-            hint="Configure a registry: s3 (an index beside the published files) or neptune.",
-        )
-
-    def clear_alias(self, name: str, stage: str) -> str | None:
-        check_stage(stage)
-        return None
-
-    def aliases(self, name: str) -> dict[str, str]:
-        return {}
-
-    def remove_version(self, name: str, version: str) -> bool:
-        return False
-
-
-class S3Registry(Registry):
-    """An index under s3://BUCKET/PREFIX/_registry/<name>/:
-
-        versions/<version>.json   {"name", "version", "location", "registered_at", "manifest"}
-        aliases/<stage>.json      {"name", "stage", "version", "previous", "set_at"}
-
-    Each alias is its own object, written by one put_object conditioned on the ETag read just before
-    (If-Match; If-None-Match: * when the alias is new): two concurrent promotions cannot both win, the loser
-    gets AliasConflictError. There is no shared list that is read, modified and written back.
-    """
-
-    kind = "s3"
-
-    def __init__(self, client: Any, bucket: str, prefix: str = ""):
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-
-    @classmethod
-    def from_uri(cls, client: Any, uri: str) -> S3Registry:
-        bucket, prefix = s3.parse_s3_uri(uri)
-        return cls(client, bucket, prefix)
-
-    def _root(self, name: str) -> str:
-        return s3.join_key(self.prefix, REGISTRY_DIR, check_segment(name, "model name")) + "/"
-
-    def _version_key(self, name: str, version: str) -> str:
-        return f"{self._root(name)}versions/{check_segment(version, 'version')}.json"
-
-    def _alias_key(self, name: str, stage: str) -> str:
-        return f"{self._root(name)}aliases/{check_stage(stage)}.json"
-
-    def _read(self, key: str) -> tuple[dict[str, Any], str] | None:
-        found = s3.get_json(self.client, self.bucket, key)
-        if found is not None and not isinstance(found[0], dict):
-            raise IntegrityError(
-                f"{s3.s3_url(self.bucket, key)} is not a registry object",
-                hint="It was not written by torchship; remove or fix it.",
-            )
-        return found
-
-    def register_version(self, manifest: dict[str, Any], *, location: str | None = None) -> None:
-        name, version = _check_manifest(manifest)
-        key = self._version_key(name, version)
-        entry = {
-            "name": name,
-            "version": version,
-            "location": location,
-            "registered_at": _now(),
-            "manifest": manifest,
-        }
-        try:
-            s3.put_json(self.client, self.bucket, key, entry, if_none_match=True)
-        except ConditionFailedError:
-            found = self._read(key)
-            if found is None:
-                raise
-            differing = differing_files(found[0].get("manifest", {}).get("files", {}), manifest["files"])
-            if differing:
-                raise VersionExistsError(
-                    f"{name} {version} is already registered with other files ({', '.join(differing)})",
-                    hint="Unpublish the old version first, or publish under a new version.",
-                ) from None
-
-    def list_versions(self, name: str) -> list[str]:
-        folder = self._root(name) + "versions/"
-        versions = [
-            o["Key"][len(folder) : -len(".json")]
-            for o in s3.list_objects(self.client, self.bucket, folder)
-            if o["Key"].endswith(".json")
-        ]
-        return sorted(versions, key=version_sort_key)
-
-    def get_manifest(self, name: str, version: str) -> dict[str, Any]:
-        found = self._read(self._version_key(name, version))
-        if found is None:
-            raise VersionNotFoundError(
-                f"{name} {version} is not registered in {s3.s3_url(self.bucket, self._root(name))}",
-                hint="Publish it first, or list the registered versions.",
-            )
-        return found[0]["manifest"]
-
-    def set_alias(self, name: str, stage: str, version: str) -> str | None:
-        key = self._alias_key(name, stage)
-        if self._read(self._version_key(name, version)) is None:
-            raise VersionNotFoundError(
-                f"cannot promote {name} {version} to {stage}: that version is not registered",
-                hint="Publish it first (publish registers it), or pick a registered version.",
-            )
-        current = self._read(key)
-        previous = current[0].get("version") if current else None
-        if previous == version:
-            return previous
-        value = {"name": name, "stage": stage, "version": version, "previous": previous, "set_at": _now()}
-        try:
-            if current is None:
-                s3.put_json(self.client, self.bucket, key, value, if_none_match=True)
-            else:
-                s3.put_json(self.client, self.bucket, key, value, if_match=current[1])
-        except (ConditionFailedError, s3.ObjectNotFound):
-            raise AliasConflictError(
-                f"{name}'s '{stage}' alias changed while it was being set (another promotion ran at the same time)",
-                hint="Look at the aliases again and repeat the promotion if it is still wanted.",
-            ) from None
-        return previous
-
-    def clear_alias(self, name: str, stage: str) -> str | None:
-        key = self._alias_key(name, stage)
-        current = self._read(key)
-        if current is None:
-            return None
-        s3.delete_object(self.client, self.bucket, key)
-        return current[0].get("version")
-
-    def aliases(self, name: str) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for stage in STAGE_ALIASES:
-            current = self._read(self._alias_key(name, stage))
-            if current is not None and current[0].get("version"):
-                found[stage] = current[0]["version"]
-        return found
-
-    def remove_version(self, name: str, version: str) -> bool:
-        self._refuse_if_aliased(name, version)
-        key = self._version_key(name, version)
-        if s3.head(self.client, self.bucket, key, checksums=False) is None:
-            return False
-        s3.delete_object(self.client, self.bucket, key)
-        return True
+from torchship.publish.manifest import differing_files
+from torchship.publish.registries.base import (
+    STAGE_ALIASES,
+    Registry,
+    check_manifest_to_register,
+    check_stage,
+    version_sort_key,
+)
 
 
 def _model_key(name: str) -> str:
@@ -452,7 +206,7 @@ class NeptuneRegistry(Registry):
     # -- the interface --
 
     def register_version(self, manifest: dict[str, Any], *, location: str | None = None) -> None:
-        name, version = _check_manifest(manifest)
+        name, version = check_manifest_to_register(manifest)
         handle = self._version_handle(name, version)
         if handle is not None:
             stored = json.loads(self._call("fetch", handle["torchship/manifest"].fetch))
@@ -542,32 +296,3 @@ class NeptuneRegistry(Registry):
             self._call("stop", handle.stop)
         self._versions.clear()
         self._models.clear()
-
-
-def make_registry(
-    kind: str,
-    *,
-    client: Any = None,
-    uri: str | None = None,
-    project: str | None = None,
-    mode: str = "async",
-) -> Registry:
-    """kind "s3": an S3Registry at `uri` (s3://BUCKET[/PREFIX], the publish root) through `client`;
-    "neptune": a NeptuneRegistry for `project` in `mode`; "none": NoRegistry."""
-    if kind == "none":
-        return NoRegistry()
-    if kind == "s3":
-        if client is None or not uri:
-            raise RegistryError(
-                "the s3 registry needs the storage URI and a client",
-                hint="Give the publish URI (s3://BUCKET/PREFIX): the registry lives under its _registry/ folder.",
-            )
-        return S3Registry.from_uri(client, uri)
-    if kind == "neptune":
-        if not project:
-            raise RegistryError(
-                "the neptune registry needs a project (workspace/project)",
-                hint="Set the Neptune project, e.g. `--neptune-project team/models`.",
-            )
-        return NeptuneRegistry(project, mode)
-    raise RegistryError(f"unknown registry '{kind}'", hint=f"Use one of: {', '.join(KINDS)}.")

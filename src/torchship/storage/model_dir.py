@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from torchship.errors import SourceError
-from torchship.publish import s3
-from torchship.publish.pull import move_into_place, staging_dir
+from torchship.storage import s3
+from torchship.storage.local import move_into_place, staging_dir
 
 # Zero-byte "folder" markers some tools (the S3 console) create; not files of the model.
 _FOLDER_MARKER = "/"
