@@ -5,11 +5,8 @@ CountVectorizer, the report.json on disk, the objects in a real (moto) S3 bucket
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -51,16 +48,14 @@ def table_rows(section: str, header: str) -> list[list[str]]:
     return rows
 
 
-def torchship_cli(*args: Any, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "torchship.cli", *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=300,
-        check=False,
-    )
+def torchship_cli(*args: Any, env: dict[str, str], stdin: str | None = None):
+    """The CLI as a user runs it (typer's app, its exit code, stdout and stderr apart), in-process: a
+    new Python per call would import torch again."""
+    from typer.testing import CliRunner
+
+    from torchship.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=stdin, env=env)
 
 
 # --- defaults: the README's tables against the code -------------------------------------------------------
@@ -269,7 +264,7 @@ def test_report_prints_the_gate_summary_and_the_html_path(tiny_package, tmp_path
     stored = json.loads((validate_dir / "report.json").read_text())
 
     shown = torchship_cli("report", spec.spec_path, env=env)
-    assert shown.returncode == 0, shown.stderr  # README: exit 0 when the gate passed
+    assert shown.exit_code == 0, shown.stderr  # README: exit 0 when the gate passed
     lines = shown.stdout.splitlines()
     assert lines[0].startswith(f"Verdict: PASS · {spec.name} {spec.version} ({spec.task}) · generated ")
     assert stored["generated_at"] in lines[0]
@@ -289,7 +284,7 @@ def test_report_prefers_verify_and_says_what_to_run_without_one(tiny_package, tm
     env = {"TORCHSHIP_OUTPUTS_DIR": str(outputs)}
 
     missing = torchship_cli("report", spec.spec_path, env=env)
-    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.exit_code == 1 and "Traceback" not in missing.stderr
     assert f"no validation report for {spec.name} {spec.version}" in missing.stderr
     assert f"torchship validate {spec.spec_path}" in missing.stderr
 
@@ -301,7 +296,7 @@ def test_report_prefers_verify_and_says_what_to_run_without_one(tiny_package, tm
     (root / "verify").mkdir()
     (root / "verify" / "report.json").write_text(json.dumps(verified))
     shown = torchship_cli("report", spec.spec_path, env=env)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.exit_code == 0, shown.stderr
     assert "17 served results equal" in shown.stdout
     assert shown.stdout.splitlines()[-1] == f"report: {root / 'verify' / 'report.html'}"
 
@@ -350,11 +345,11 @@ def test_unpublish_answered_no_deletes_nothing(s3, tmp_path, monkeypatch):
     env = {**aws, "TORCHSHIP_AWS_ENDPOINT_URL": s3}
     declined = torchship_cli("unpublish", "tiny", "1.0.0", "--uri", root, env=env, stdin="n\n")
     assert "Remove tiny 1.0.0 from " + root in declined.stderr  # the question names what would go
-    assert declined.returncode == 1 and "nothing removed" in declined.stderr  # exit 1: "any other failure"
+    assert declined.exit_code == 1 and "nothing removed" in declined.stderr  # exit 1: "any other failure"
     assert objects() == before
 
     confirmed = torchship_cli("unpublish", "tiny", "1.0.0", "--uri", root, env=env, stdin="y\n")
-    assert confirmed.returncode == 0, confirmed.stderr
+    assert confirmed.exit_code == 0, confirmed.stderr
     version_keys = [k for k in before if k.startswith("models/tiny/1.0.0/")]
     assert f"removed tiny 1.0.0 ({len(version_keys)} objects)" in confirmed.stdout
     assert not [k for k in objects() if k.startswith("models/tiny/1.0.0/")]
