@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/torchship run models/minilm-embeddings/model.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 # The slow end-to-end tests, not part of `make test`: the image (build, push, pull by digest, run, parity),
 # the buildspec phase by phase, the Kubernetes rehearsal in podman kube play, and the README's

@@ -34,8 +34,9 @@ def isolated_environment(monkeypatch, tmp_path_factory):
     """No developer `.env` and no TORCHSHIP_*/AWS_*/NEPTUNE_* variable reaches a test.
 
     The cwd stays the repo (tests use relative repo paths); the dotenv files are pointed at a file that
-    does not exist instead: Settings through its TORCHSHIP_ENV_FILE knob, ImageSettings (which reads
-    `.env` from the cwd the same way) through its model_config.
+    does not exist instead, through the TORCHSHIP_ENV_FILE knob that Settings and ImageSettings both read
+    (so CLI subprocesses inherit it too; test_isolation checks both). ImageSettings' model_config is
+    pointed there as well, so an in-process test stays isolated even if that class stops reading the knob.
     """
     for name in [n for n in os.environ if n.startswith(ISOLATED_PREFIXES)]:
         monkeypatch.delenv(name)

@@ -70,6 +70,11 @@ def test_top_k_option(classifier, tmp_path):
             ctx,
         ),
     )
-    assert len(top1) == 1 and set(top1[0]) == {"label", "score"}
+    from transformers import pipeline
+
+    model_dir, _ = classifier
+    [best] = pipeline("text-classification", model=str(model_dir), top_k=1)(["hello world"])[0]
+    assert len(top1) == 1 and top1[0]["label"] == best["label"]
+    assert top1[0]["score"] == pytest.approx(best["score"], abs=1e-5)
     assert ctx.status[1][0] == 400 and "between 1 and 3" in bad["message"]
     assert ctx.status[2][0] == 400 and "must be int" in wrong_type["message"]

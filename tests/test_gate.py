@@ -105,6 +105,29 @@ def test_a_metric_below_its_threshold_fails_the_gate(sentiment_with_eval_set, se
     report = json.loads((root_of(settings, spec) / "validate-failed" / "report.json").read_text())
     assert report["metrics"]["examples"] == 5
     assert any(not row["ok"] for row in report["metrics"]["thresholds"])
+    # The reported values, recomputed by hand: transformers' pipeline on the source model for the
+    # predictions, then accuracy and the positive label's F1 counted directly.
+    from transformers import pipeline
+
+    eval_set = [json.loads(line) for line in (spec.spec_path.parent / "eval.jsonl").read_text().splitlines()]
+    source = root_of(settings, spec) / "fetch" / "model"
+    predicted = [
+        r["label"] for r in pipeline("text-classification", model=str(source))([e["text"] for e in eval_set])
+    ]
+    gold = [e["label"] for e in eval_set]
+    values = report["metrics"]["values"]
+    assert values["accuracy"] == pytest.approx(
+        sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
+    )
+    for label in set(gold):  # the tiny model says "neutral" to all five here: that F1 is 2*0.4*1/1.4
+        tp = sum(p == g == label for p, g in zip(predicted, gold, strict=True))
+        precision = tp / max(1, predicted.count(label))
+        recall = tp / gold.count(label)
+        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+        assert values["f1"][label] == pytest.approx(f1), label
+    rows = {(r["metric"], r["label"]): r for r in report["metrics"]["thresholds"]}
+    assert rows[("accuracy", None)]["value"] == pytest.approx(values["accuracy"])
+    assert rows[("accuracy", None)]["ok"] is (values["accuracy"] >= 0.99)
 
 
 def test_met_thresholds_pass_and_reach_the_package_manifest(sentiment_with_eval_set, settings):

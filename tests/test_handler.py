@@ -53,6 +53,15 @@ def handler(extracted):
     return h
 
 
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """The tiny model's embeddings from sentence-transformers itself, an independent implementation."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    return lambda texts: model.encode(texts, convert_to_tensor=True)
+
+
 def call(handler, extracted, bodies, headers=None):
     ctx = FakeContext(*extracted, len(bodies))
     if headers:
@@ -116,7 +125,13 @@ def test_length_sorted_chunks_group_similar_lengths():
 def test_token_budget_chunks_put_short_rows_in_fewer_calls():
     # 200 tokens a call: two rows of ~100, then all the short ones together.
     assert length_sorted_chunks([5, 100, 7, 98, 6], max_batch=2, max_tokens=200) == [[1, 3], [2, 4, 0]]
-    assert len(length_sorted_chunks([4] * 1000, max_batch=32, max_tokens=32 * 256)) == 1
+    # 1000 rows of 4 tokens = 4000 tokens, under the 8192-token budget: one call, rows in input order.
+    assert length_sorted_chunks([4] * 1000, max_batch=32, max_tokens=32 * 256) == [list(range(1000))]
+    # 3000 rows = 12000 tokens: 2048 rows fill the first call, the other 952 the second.
+    assert length_sorted_chunks([4] * 3000, max_batch=32, max_tokens=32 * 256) == [
+        list(range(2048)),
+        list(range(2048, 3000)),
+    ]
 
 
 def test_bucket_for_picks_the_smallest_that_fits():
@@ -163,42 +178,49 @@ def test_dynamic_padding_pads_each_sub_batch_to_its_longest(handler):
 # --- the handler -----------------------------------------------------------------------------------
 
 
-def test_matches_sentence_transformers(handler, extracted, tiny_model_dir):
-    from sentence_transformers import SentenceTransformer
-
+def test_matches_sentence_transformers(handler, extracted, reference):
     texts = ["the cat sat on the mat .", "hello world", "ok", "john lives in paris and works for google ."]
-    expected = SentenceTransformer(str(tiny_model_dir), device="cpu").encode(texts, convert_to_tensor=True)
+    expected = reference(texts)
     [got], ctx = call(handler, extracted, [{"texts": texts}])
     assert ctx.status == {}
     assert torch.allclose(torch.tensor(got), expected, atol=1e-5)
     assert abs(torch.tensor(got[0]).norm().item() - 1) < 1e-5
 
 
-def test_one_bad_request_does_not_fail_the_batch(handler, extracted):
+def test_one_bad_request_does_not_fail_the_batch(handler, extracted, reference):
     bodies = [{"text": "hello world"}, b"{not json", {"texts": []}, "ok", {"text": "hello world", "x": 1}]
     responses, ctx = call(handler, extracted, bodies, headers=[JSON_HEADERS, JSON_HEADERS, {}, {}, {}])
     assert set(ctx.status) == {1, 2, 4}
     assert all(code == 400 for code, _ in ctx.status.values())
-    assert len(responses[0]) == 32 and len(responses[3]) == 32
+    # The good ones get exactly the answer they would get alone (here: from sentence-transformers).
+    expected = reference(["hello world", "ok"])
+    assert torch.allclose(torch.tensor([responses[0], responses[3]]), expected, atol=1e-5)
     assert responses[1]["code"] == 400 and "malformed JSON" in responses[1]["message"]
     assert "empty list" in responses[2]["message"]
     assert json.dumps(responses)  # every response is JSON-serializable
 
 
-def test_text_over_max_length_is_rejected_when_truncation_is_off(extracted):
+def test_text_over_max_length_is_rejected_when_truncation_is_off(extracted, reference):
     model_dir, config = extracted
     strict = TextHandler()
     strict.initialize(FakeContext(model_dir, {"handler": {**config["handler"], "truncation": False}}, 0))
     long_text = " ".join(["cat"] * 100)
     responses, ctx = call(strict, extracted, [{"text": long_text}, {"text": "ok"}])
     assert ctx.status[0][0] == 400 and "over this model's max_length of 64" in responses[0]["message"]
-    assert 1 not in ctx.status and len(responses[1]) == 32
+    assert 1 not in ctx.status
+    assert torch.allclose(torch.tensor(responses[1]), reference(["ok"])[0], atol=1e-5)
 
 
-def test_truncation_on_cuts_long_texts_to_max_length(handler, extracted):
+def test_truncation_on_cuts_long_texts_to_max_length(handler, extracted, reference):
     long_text = " ".join(["cat"] * 100)
     [got], ctx = call(handler, extracted, [{"text": long_text}])
-    assert ctx.status == {} and len(got) == 32
+    assert ctx.status == {}
+    # max_length 64 = [CLS] + the first 62 words ("cat" is one token) + [SEP]: exactly the answer for
+    # those 62 words, and not the one for 61 (the cut is at the limit, not before it).
+    assert handler.task.encoder.tokenizer.tokenize("cat") == ["cat"]
+    kept, one_less = reference([" ".join(["cat"] * 62), " ".join(["cat"] * 61)])
+    assert torch.allclose(torch.tensor(got), kept, atol=1e-5)
+    assert not torch.allclose(torch.tensor(got), one_less, atol=1e-6)
 
 
 def test_model_failure_is_a_500_per_request_not_a_dead_worker(handler, extracted, monkeypatch):

@@ -4,6 +4,7 @@ and no request's answer can outgrow the limit TorchServe enforces (issue 8, hand
 import json
 
 import pytest
+import torch
 
 from test_handler import JSON_HEADERS, FakeContext
 from torchship.handlers.requests import ParsedRequest
@@ -60,52 +61,63 @@ def counting_forward(handler, monkeypatch):
     return rows
 
 
-def assert_good(responses, ctx, positions, dim=32):
-    for i in positions:
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """Embeddings from sentence-transformers on the tiny package's source model: what a good request
+    must get however hostile the rest of its batch is."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    return lambda texts: model.encode(texts, convert_to_tensor=True)
+
+
+def assert_good(responses, ctx, reference, expected):
+    """`expected`: position -> the text that request sent; its answer must be that text's embedding."""
+    for i, text in expected.items():
         assert i not in ctx.status, (i, responses[i])
-        assert len(responses[i]) == dim
+        assert torch.allclose(torch.tensor(responses[i]), reference([text])[0], atol=1e-5), (i, text)
 
 
 # --- item 1: isolation ---------------------------------------------------------------------------
 
 
-def test_lone_surrogate_is_its_own_400(handler, extracted):
+def test_lone_surrogate_is_its_own_400(handler, extracted, reference):
     bodies = [GOOD, {"text": "abc \ud800"}, {"texts": ["fine", "x \udfff y"]}, GOOD]
     responses, ctx = call(handler, extracted, bodies)
     assert {i: code for i, (code, _) in ctx.status.items()} == {1: 400, 2: 400}
     assert "is not valid UTF-8/Unicode" in responses[1]["message"]
     assert "U+D800" in responses[1]["message"] and '"texts"[1]' in responses[2]["message"]
-    assert_good(responses, ctx, [0, 3])
+    assert_good(responses, ctx, reference, {0: GOOD["text"], 3: GOOD["text"]})
 
 
-def test_surrogate_in_raw_json_bytes_as_torchserve_forwards_them(handler, extracted):
+def test_surrogate_in_raw_json_bytes_as_torchserve_forwards_them(handler, extracted, reference):
     # ensure_ascii JSON carries the surrogate as the escape \ud800: valid JSON, invalid Unicode.
     raw = json.dumps({"text": "abc \ud800"}).encode()
     responses, ctx = call(handler, extracted, [raw, GOOD])
     assert ctx.status[0][0] == 400 and "not valid UTF-8/Unicode" in responses[0]["message"]
-    assert_good(responses, ctx, [1])
+    assert_good(responses, ctx, reference, {1: GOOD["text"]})
 
 
 @pytest.mark.parametrize("depth", [2_000, 100_000])
-def test_deeply_nested_json_is_its_own_400(handler, extracted, depth):
+def test_deeply_nested_json_is_its_own_400(handler, extracted, depth, reference):
     nested = b"[" * depth + b"]" * depth
     wrapped = b'{"text": ' + nested + b"}"
     responses, ctx = call(handler, extracted, [nested, GOOD, wrapped])
     assert ctx.status[0] == (400, "Bad Request") and ctx.status[2][0] == 400
     assert "nested too deeply" in responses[0]["message"]
-    assert_good(responses, ctx, [1])
+    assert_good(responses, ctx, reference, {1: GOOD["text"]})
 
 
-def test_nested_json_already_decoded_by_torchserve_is_its_own_400(handler, extracted):
+def test_nested_json_already_decoded_by_torchserve_is_its_own_400(handler, extracted, reference):
     value = []
     for _ in range(5_000):  # deeper than json.dumps can re-encode: the body-size check meets it first
         value = [value]
     responses, ctx = call(handler, extracted, [{"texts": value}, GOOD])
     assert ctx.status[0][0] == 400 and "nested too deeply" in responses[0]["message"]
-    assert_good(responses, ctx, [1])
+    assert_good(responses, ctx, reference, {1: GOOD["text"]})
 
 
-def test_a_parser_bug_costs_only_its_own_request(handler, extracted, monkeypatch):
+def test_a_parser_bug_costs_only_its_own_request(handler, extracted, monkeypatch, reference):
     import torchship.handlers.service as service
 
     real = service.parse_request
@@ -118,10 +130,10 @@ def test_a_parser_bug_costs_only_its_own_request(handler, extracted, monkeypatch
     monkeypatch.setattr(service, "parse_request", flaky)
     responses, ctx = call(handler, extracted, [{"text": "trigger"}, GOOD])
     assert ctx.status[0][0] == 500 and "a bug" not in responses[0]["message"]
-    assert_good(responses, ctx, [1])
+    assert_good(responses, ctx, reference, {1: GOOD["text"]})
 
 
-def test_batch_tokenizer_failure_falls_back_to_each_request_alone(handler, extracted, monkeypatch):
+def test_batch_tokenizer_failure_falls_back_to_each_request_alone(handler, extracted, monkeypatch, reference):
     tokenizer = handler.task.encoder.tokenizer
     real = type(tokenizer).__call__
 
@@ -134,11 +146,11 @@ def test_batch_tokenizer_failure_falls_back_to_each_request_alone(handler, extra
     responses, ctx = call(handler, extracted, [GOOD, {"text": "a poison text"}, {"texts": ["ok", "fine"]}])
     assert set(ctx.status) == {1} and ctx.status[1][0] == 400
     assert "could not be tokenized" in responses[1]["message"]
-    assert_good(responses, ctx, [0])
-    assert len(responses[2]) == 2
+    assert_good(responses, ctx, reference, {0: GOOD["text"]})
+    assert torch.allclose(torch.tensor(responses[2]), reference(["ok", "fine"]), atol=1e-5)
 
 
-def test_a_request_that_breaks_the_model_fails_alone(handler, extracted, monkeypatch):
+def test_a_request_that_breaks_the_model_fails_alone(handler, extracted, monkeypatch, reference):
     forward = handler.task.encoder.forward
     poison = handler.task.encoder.tokenizer.convert_tokens_to_ids("paris")
 
@@ -153,7 +165,7 @@ def test_a_request_that_breaks_the_model_fails_alone(handler, extracted, monkeyp
     )
     assert set(ctx.status) == {1} and ctx.status[1][0] == 500
     assert "kaboom" not in responses[1]["message"]
-    assert_good(responses, ctx, [0, 2])
+    assert_good(responses, ctx, reference, {0: GOOD["text"], 2: "hello world"})
 
 
 def test_non_finite_model_output_is_a_500_not_invalid_json(handler, extracted, monkeypatch):
@@ -166,22 +178,22 @@ def test_non_finite_model_output_is_a_500_not_invalid_json(handler, extracted, m
 # --- item 3: response size -----------------------------------------------------------------------
 
 
-def test_responses_are_compact_json(handler, extracted):
+def test_responses_are_compact_json(handler, extracted, reference):
     ctx = FakeContext(*extracted, 1)
     [raw] = handler.handle([{"body": {"texts": ["hello world", "ok"]}}], ctx)
     assert b" " not in raw and b"\n" not in raw
     assert ctx.content_type[0] == "application/json"
-    assert len(json.loads(raw)) == 2
+    assert torch.allclose(torch.tensor(json.loads(raw)), reference(["hello world", "ok"]), atol=1e-5)
 
 
-def test_a_response_over_max_response_bytes_is_its_own_413(extracted):
+def test_a_response_over_max_response_bytes_is_its_own_413(extracted, reference):
     # 32 floats of ~20 bytes each per text: 8 texts are ~5 KB, one text ~0.7 KB.
     small = make_handler(extracted, max_response_bytes=2_000)
     responses, ctx = call(small, extracted, [{"texts": [f"text number {i}" for i in range(8)]}, GOOD])
     assert ctx.status == {0: (413, "Payload Too Large")}
     message = responses[0]["message"]
     assert "over this model's limit of 2000 bytes" in message and "serve.max_response_bytes" in message
-    assert_good(responses, ctx, [1])
+    assert_good(responses, ctx, reference, {1: GOOD["text"]})
 
 
 def test_package_writes_the_limits_into_the_handler_config(extracted):

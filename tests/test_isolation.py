@@ -56,3 +56,33 @@ def test_env_file_knob_reads_the_named_file(tmp_path, monkeypatch):
     dotenv.write_text(f"TORCHSHIP_OUTPUTS_DIR={tmp_path / 'from-file'}\n")
     monkeypatch.setenv("TORCHSHIP_ENV_FILE", str(dotenv))
     assert Settings().outputs_dir == tmp_path / "from-file"
+
+
+def image_setting_in_a_fresh_process(cwd: Path, env: dict[str, str]) -> str:
+    """ImageSettings().builder as `torchship image` sees it: a new process, no conftest fixture."""
+    code = "from torchship.image.settings import ImageSettings; print(ImageSettings().builder)"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**{k: v for k, v in os.environ.items() if k != "TORCHSHIP_ENV_FILE"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout.strip()
+
+
+def test_image_settings_follow_the_env_file_knob(tmp_path):
+    # The image command's settings read the same dotenv file as Settings: TORCHSHIP_ENV_FILE, not
+    # whatever `.env` lies in the cwd (a test's subprocess, or a CI job pointing the knob elsewhere).
+    (tmp_path / ".env").write_text("TORCHSHIP_BUILDER=leaked-from-cwd\n")
+    (tmp_path / "deploy.env").write_text("TORCHSHIP_BUILDER=podman\n")
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    missing = {**env, "TORCHSHIP_ENV_FILE": str(tmp_path / "no-such.env")}
+    assert image_setting_in_a_fresh_process(tmp_path, missing) == "None"
+    named = {**env, "TORCHSHIP_ENV_FILE": str(tmp_path / "deploy.env")}
+    assert image_setting_in_a_fresh_process(tmp_path, named) == "podman"
+    # Without the knob the default stays `.env` in the cwd, as the README's Settings table says.
+    assert image_setting_in_a_fresh_process(tmp_path, env) == "leaked-from-cwd"

@@ -1,7 +1,9 @@
 """The runner: records, cache skips, atomic stage dirs, nothing half-written on failure."""
 
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +23,12 @@ def test_fetch_records_inputs_outputs_and_duration(tiny_spec_path, settings):
     assert record["status"] == "ok" and record["duration_s"] >= 0
     assert {"spec", "torchship", "source"} <= set(record["inputs"])
     assert "model/config.json" in record["outputs"]
-    assert len(record["outputs"]["model/config.json"]["sha256"]) == 64
+    copied = stage_dir / "model" / "config.json"
+    assert record["outputs"]["model/config.json"] == {
+        "sha256": hashlib.sha256(copied.read_bytes()).hexdigest(),
+        "bytes": copied.stat().st_size,
+    }
+    assert copied.read_bytes() == (Path(spec.source) / "config.json").read_bytes()
 
 
 def test_unchanged_inputs_skip_and_changed_inputs_rerun(tiny_spec_path, settings):

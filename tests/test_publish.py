@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -170,7 +171,9 @@ def test_publish_then_pull_verified(tmp_path, client, bucket, root):
     assert manifest["manifest_format"] == 1 and manifest["task"] == "embeddings"
     head = client.head_object(Bucket=bucket, Key="models/tiny/1.0.0/tiny.mar", ChecksumMode="ENABLED")
     assert head["Metadata"]["sha256"] == sha(package / "tiny.mar")
-    assert head["ChecksumSHA256"]  # stored with an S3 additional checksum
+    # stored with an S3 additional checksum: the base64 of the file's raw SHA-256 digest
+    digest = hashlib.sha256((package / "tiny.mar").read_bytes()).digest()
+    assert head["ChecksumSHA256"] == base64.b64encode(digest).decode()
 
     dest = pull(root, "tiny", "1.0.0", tmp_path / "pulled", client)
     assert dest == tmp_path / "pulled"

@@ -1,6 +1,7 @@
 """The publish commands end to end on a real pipeline output: `torchship publish / pull / promote /
 unpublish` as subprocesses against moto's real S3 HTTP server, and an s3:// model source."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -83,6 +84,11 @@ def test_publish_pull_promote_unpublish(s3, aws_env, verified, tmp_path):
     assert (tmp_path / "pulled" / "tiny-published.mar").stat().st_size == manifest["files"][
         "tiny-published.mar"
     ]["bytes"]
+    # The pulled bytes are the verified package's bytes (hashlib on both sides, not the manifest's word).
+    local = settings.stage_root("tiny-published", "0.1.0") / "package" / "tiny-published.mar"
+    pulled_sha = hashlib.sha256((tmp_path / "pulled" / "tiny-published.mar").read_bytes()).hexdigest()
+    assert pulled_sha == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert manifest["files"]["tiny-published.mar"]["sha256"] == pulled_sha
 
     promoted = torchship("promote", spec_path, "--stage", "production", env=with_env)
     assert promoted.returncode == 0 and "production → 0.1.0" in promoted.stdout, promoted.stderr

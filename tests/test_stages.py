@@ -1,13 +1,16 @@
 """Each stage on its own: fetch, compile, validate, package (verify is in test_torchserve.py)."""
 
+import hashlib
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import torchship.handlers
 from conftest import run_stages
 from tiny_models import write_spec
 from torchship.errors import CompileError, SourceError
@@ -155,7 +158,7 @@ def test_neuron_backend_without_the_neuron_sdk_says_how_to_install(tiny_spec_pat
 
 
 def test_package_is_self_contained(tiny_package):
-    spec, _, mar = tiny_package
+    spec, settings, mar = tiny_package
     with zipfile.ZipFile(mar) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
@@ -181,4 +184,13 @@ def test_package_is_self_contained(tiny_package):
     with zipfile.ZipFile(mar) as archive:
         gate = json.loads(archive.read("torchship.json"))["gate"]
     assert gate["verdict"] == "pass" and {c["name"] for c in gate["checks"]} >= {"parity", "agreement"}
+    # The record is the validate stage's report as it lies on disk: its checks and its bytes' sha256.
+    report = settings.stage_root(spec.name, spec.version) / "validate" / "report.json"
+    assert gate["checks"] == json.loads(report.read_text())["checks"]
+    assert gate["report_sha256"] == hashlib.sha256(report.read_bytes()).hexdigest()
+    # The handler package inside is byte for byte the torchship/handlers this code ships.
+    handlers_src = Path(torchship.handlers.__file__).parent
+    with zipfile.ZipFile(mar) as archive:
+        for source in handlers_src.glob("*.py"):
+            assert archive.read(f"torchship_handlers/{source.name}") == source.read_bytes(), source.name
     assert config["handler"]["normalize"] is True

@@ -48,14 +48,17 @@ def test_served_demo_model_equals_sentence_transformers(torchserve, minilm_packa
     assert torch.allclose(served, expected, atol=1e-5), (served - expected).abs().max()
 
 
-def test_request_contract(torchserve, tiny_package):
+def test_request_contract(torchserve, tiny_package, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
     name = tiny_package[0].name
     one = post(torchserve, name, {"text": "hello world"})
     many = post(torchserve, name, {"texts": ["hello world", "ok"]})
     plain = post(torchserve, name, b"hello world", "text/plain")
     assert one.status_code == many.status_code == plain.status_code == 200
     assert one.headers["content-type"].startswith("application/json")
-    assert len(one.json()) == 32 and len(many.json()) == 2
+    expected = SentenceTransformer(str(tiny_model_dir), device="cpu").encode(["hello world", "ok"])
+    assert torch.tensor(many.json()) == pytest.approx(torch.tensor(expected), abs=1e-5)
     assert one.json() == pytest.approx(many.json()[0], abs=1e-6)
     assert plain.json() == pytest.approx(one.json(), abs=1e-6)
 
@@ -90,7 +93,7 @@ BAD = [
 ]
 
 
-def test_concurrent_mixed_good_and_bad_requests_in_batches(torchserve, tiny_package):
+def test_concurrent_mixed_good_and_bad_requests_in_batches(torchserve, tiny_package, tiny_model_dir):
     """batch_size 4 with a 50 ms delay: good and bad requests share server-side batches; each bad one gets
     its own 400, every good one its result, and the worker never restarts."""
     name = tiny_package[0].name
@@ -98,10 +101,15 @@ def test_concurrent_mixed_good_and_bad_requests_in_batches(torchserve, tiny_pack
     requests = [r for pair in zip(good, BAD * 2, strict=False) for r in pair] + good[len(BAD) * 2 :]
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(lambda r: post(torchserve, name, r[0], r[1]), requests))
-    for (_, _, expected_error), response in zip(requests, responses, strict=True):
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    for (body, _, expected_error), response in zip(requests, responses, strict=True):
         if expected_error is None:
             assert response.status_code == 200, response.text
-            assert len(response.json()) == 32
+            # its own text's embedding, whatever else shared its server-side batch
+            want = reference.encode(body["text"])
+            assert response.json() == pytest.approx(want.tolist(), abs=1e-5), body
         else:
             assert response.status_code == 400, (expected_error, response.status_code, response.text)
             assert expected_error in response.json()["message"]
