@@ -127,9 +127,7 @@ def test_requests_in_flight_at_sigterm_complete_then_the_container_exits_0(demo,
         assert answer.get("status") == 200 and answer["vectors"] == len(texts), (answer, logs)
     assert running.exit_code == 0, running.exit_code
     last_done_s = max(answer["done_at"] for answer in answers) - sigterm_at
-    assert last_done_s > 0.5, (
-        f"no request was in flight at SIGTERM (last answered {last_done_s:.2f} s after it)"
-    )
+    assert last_done_s > 0.5, f"no request was in flight at SIGTERM (last answered {last_done_s:.2f} s after it)"
     # Prompt: it stopped once the requests were answered, within a few seconds, not at the drain timeout.
     assert running.stop_s < last_done_s + 8, (running.stop_s, last_done_s)
     print(
