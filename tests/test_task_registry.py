@@ -104,7 +104,7 @@ def test_a_config_missing_keys_gets_the_handler_defaults_and_a_typo_is_refused()
         f.name: f.default for f in dataclasses.fields(HandlerConfig) if f.name not in ("max_length", "task")
     }
     assert config.max_length == 32 and {k: getattr(config, k) for k in defaults} == defaults
-    with pytest.raises(ValueError, match="unknown handler setting.*'max_lenght'"):
+    with pytest.raises(ValueError, match=r"unknown handler setting.*'max_lenght'"):
         HandlerConfig.from_dict({"max_length": 32, "max_lenght": 64})
     with pytest.raises(ValueError, match="lacks 'max_length'"):
         HandlerConfig.from_dict({"task": "embeddings"})
