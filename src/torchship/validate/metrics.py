@@ -1,7 +1,7 @@
 """Task metrics on a labelled evaluation set (`validate.eval_set`) and their thresholds (`validate.thresholds`).
 
-Standard library only, besides the task registry. The tasks whose definition (torchship/tasks/) names
-an eval-set format have metrics; today two:
+The tasks whose definition (torchship/tasks/) names an eval-set format (eval_set.py) have metrics; the
+metric functions themselves (scores.py) use the standard library only. Today two tasks:
 
 * text-classification: accuracy, and precision / recall / f1 per label (one-vs-rest, 0.0 where undefined,
   like scikit-learn's ``zero_division=0``); "overall" is the *macro* average over the labels that occur in
