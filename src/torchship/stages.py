@@ -11,6 +11,7 @@ from torchship.pipeline import Stage
 from torchship.settings import Settings
 from torchship.sources import run_fetch, source_inputs, summarize_fetch
 from torchship.spec import ModelSpec
+from torchship.tasks import spec_sections
 from torchship.validate.gate import run_validate, summarize_validate
 from torchship.validate.served import run_verify, summarize_verify
 
@@ -22,8 +23,9 @@ def _examples_input(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     return inputs
 
 
-# The task-specific spec sections (pooling, aggregation, keyword settings) shape handler results.
-TASK_KEYS = ("embeddings", "token_classification", "keywords")
+# The task-specific spec sections (pooling, aggregation, keyword settings) shape handler results;
+# each task definition names its own.
+TASK_KEYS = spec_sections()
 
 STAGES: list[Stage] = [
     Stage("fetch", "fetch the source model", run_fetch, (), ("source",), source_inputs, summarize_fetch),

@@ -20,23 +20,21 @@ import yaml
 
 import torchship.handlers
 from torchship.errors import PackageError
+from torchship.handler_settings import COMPILED_DIR, TOKENIZER_DIR, handler_settings
 from torchship.handlers.loading import MANIFEST as COMPILED_MANIFEST
-from torchship.handlers.loading import compiled_lengths, read_manifest
+from torchship.handlers.loading import read_manifest
 from torchship.hashing import sha256_file
 from torchship.modeling import load_tokenizer
 from torchship.pipeline import RECORD_NAME, StageContext, read_record
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
-from torchship.tasks import embedding_settings
 from torchship.validate.records import read_report
 
 HANDLER_PACKAGE = "torchship_handlers"
 ENTRY_FILE = "torchship_entry.py"
 MODEL_CONFIG_FILE = "model-config.yaml"
-TOKENIZER_DIR = "tokenizer"
 # TorchServe imports the --handler file by its base name from the extracted archive's root.
 ENTRY_SOURCE = f'"""TorchServe entry point of a torchship .mar."""\nfrom {HANDLER_PACKAGE}.service import handle  # noqa: F401\n'
-COMPILED_DIR = "compiled"
 PACKAGE_MANIFEST = "torchship.json"
 GATE_REPORT = "report.json"
 REQUIRED_IN_MAR = (
@@ -55,54 +53,8 @@ def mar_path(stage_dir: Path, spec: ModelSpec) -> Path:
 
 
 def handler_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path | None = None) -> dict[str, Any]:
-    """The handler's section of model-config.yaml. `compiled_dir`: the compile stage's outputs, whose
-    fixed-shape lengths (if any) become the handler's padding buckets."""
-    fixed_lengths = compiled_lengths(compiled_dir) if compiled_dir is not None else None
-    config: dict[str, Any] = {
-        "task": spec.task,
-        "compiled_dir": COMPILED_DIR,
-        "tokenizer_dir": TOKENIZER_DIR,
-        "max_length": spec.compile.max_length,
-        "truncation": spec.serve.truncation,
-        "compute_batch_size": spec.compile.batch_size,
-        "buckets": fixed_lengths or spec.compile.buckets,
-        "workers": spec.serve.workers,
-        "threads": spec.serve.threads,  # None: the serving host's cores divided by workers
-        "max_texts_per_request": spec.serve.max_texts_per_request,
-        "max_body_bytes": spec.serve.max_body_bytes,
-        "max_tokens_per_request": spec.serve.max_tokens_per_request,
-        # The handler answers 413 for a larger response; TorchServe's max_response_size is the same key.
-        "max_response_bytes": spec.serve.max_response_bytes,
-    }
-    if spec.task in ("embeddings", "keywords"):
-        config["pooling"], config["normalize"] = embedding_settings(spec, model_dir)
-    if spec.task == "token-classification":
-        config["aggregation_strategy"] = spec.token_classification.aggregation_strategy
-        config["ignore_labels"] = list(spec.token_classification.ignore_labels)
-    if spec.task == "keywords":
-        keywords = spec.keywords
-        config.update(
-            ngram_range=list(keywords.ngram_range),
-            stop_words=stop_word_list(keywords.stop_words),
-            top_n=keywords.top_n,
-            use_mmr=keywords.use_mmr,
-            diversity=keywords.diversity,
-            max_candidates=keywords.max_candidates,
-            max_candidates_per_request=keywords.max_candidates_per_request,
-            max_candidate_tokens_per_request=keywords.max_candidate_tokens_per_request,
-        )
-    return config
-
-
-def stop_word_list(choice: str | list[str]) -> list[str]:
-    """The handler cannot import scikit-learn, so its English stop words travel as data in the config."""
-    if choice == "none":
-        return []
-    if choice == "english":
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-        return sorted(ENGLISH_STOP_WORDS)
-    return sorted(set(choice))
+    """The handler's section of model-config.yaml, as written into the archive."""
+    return handler_settings(spec, model_dir, compiled_dir).to_dict()
 
 
 def model_config(spec: ModelSpec, model_dir: Path, compiled_dir: Path) -> dict[str, Any]:

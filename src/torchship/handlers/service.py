@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .config import HandlerConfig
 from .encoder import Encoder, Forward, pad_id_of
 from .loading import load_forward
 from .requests import NESTED_TOO_DEEPLY, BadRequest, Limits, ParsedRequest, over_budget, parse_request
@@ -29,7 +30,6 @@ JSON = "application/json"
 _REASONS = {400: "Bad Request", 413: "Payload Too Large", 500: "Internal Server Error"}
 INTERNAL_ERROR = "internal error while checking this request"
 MODEL_ERROR = "internal error while running the model"
-DEFAULT_MAX_RESPONSE_BYTES = 6_553_500  # TorchServe's own default max_response_size
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -38,31 +38,36 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def build_task(
-    model_dir: Path, config: dict[str, Any], forward: Forward | None = None, compiled_dir: Path | None = None
+    model_dir: Path,
+    config: HandlerConfig | Mapping[str, Any],
+    forward: Forward | None = None,
+    compiled_dir: Path | None = None,
 ) -> Task:
     """The task runner for a model dir: the extracted .mar; or, in-process, a Hugging Face model dir with
     the compiled model in `compiled_dir` or any `forward` (e.g. the eager source model). Shared by
-    TorchServe and torchship's own checks, so both run the same code."""
+    TorchServe and torchship's own checks, so both run the same code. `config` as written into the .mar
+    (a mapping) or already typed."""
     from transformers import AutoTokenizer
 
-    task_name = config.get("task", "embeddings")
-    if task_name not in TASKS:
+    if not isinstance(config, HandlerConfig):
+        config = HandlerConfig.from_dict(config)
+    if config.task not in TASKS:
         raise ValueError(
-            f"task {task_name!r} is not supported by this handler; supported: {', '.join(TASKS)}"
+            f"task {config.task!r} is not supported by this handler; supported: {', '.join(TASKS)}"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.get("tokenizer_dir", ".")))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.tokenizer_dir))
     if forward is None:
-        compiled = compiled_dir or model_dir / config.get("compiled_dir", "compiled")
-        forward = load_forward(compiled, task_name, pad_id_of(tokenizer))
+        compiled = compiled_dir or model_dir / config.compiled_dir
+        forward = load_forward(compiled, config.task, pad_id_of(tokenizer))
     encoder = Encoder(
         forward=forward,
         tokenizer=tokenizer,
-        max_length=int(config["max_length"]),
-        truncation=bool(config.get("truncation", True)),
-        max_batch=int(config.get("compute_batch_size", 8)),
-        buckets=config.get("buckets"),
+        max_length=config.max_length,
+        truncation=config.truncation,
+        max_batch=config.compute_batch_size,
+        buckets=config.buckets,
     )
-    return TASKS[task_name](encoder, config, read_model_config(model_dir))
+    return TASKS[config.task](encoder, config, read_model_config(model_dir))
 
 
 def _guarded(outcomes: list[Any], position: int, step: Callable[[], Any]) -> Any:
@@ -148,30 +153,28 @@ class TextHandler:
 
     def initialize(self, context) -> None:
         model_dir = Path(context.system_properties["model_dir"])
-        config = dict((context.model_yaml_config or {}).get("handler") or {})
+        config = HandlerConfig.from_dict((context.model_yaml_config or {}).get("handler") or {})
         # Each worker gets its own share of the cores; otherwise every worker sizes its pool from the
         # whole host and several workers oversubscribe the CPU.
         # TORCHSHIP_WORKERS / TORCHSHIP_THREADS (set by the image's deployment from its CPU limit) win over
         # the .mar's values: a container sees the host's cores, not its own share.
-        workers = int(os.environ.get("TORCHSHIP_WORKERS") or config.get("workers") or 1)
+        workers = max(1, int(os.environ.get("TORCHSHIP_WORKERS") or config.workers))
         threads = int(
-            os.environ.get("TORCHSHIP_THREADS")
-            or config.get("threads")
-            or max(1, (os.cpu_count() or 1) // workers)
+            os.environ.get("TORCHSHIP_THREADS") or config.threads or max(1, (os.cpu_count() or 1) // workers)
         )
         torch.set_num_threads(threads)
         self.task = build_task(model_dir, config)
         self.limits = Limits(
-            max_texts=int(config.get("max_texts_per_request", 64)),
-            max_body_bytes=int(config.get("max_body_bytes", 1024 * 1024)),
+            max_texts=config.max_texts_per_request,
+            max_body_bytes=config.max_body_bytes,
         )
         # TorchServe drops a worker whose answer exceeds its max_response_size (set from the same spec
         # key): a larger answer must be this request's 413 instead.
-        self.max_response_bytes = int(config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
+        self.max_response_bytes = config.max_response_bytes
         # One warm-up batch so the first real request does not pay for the JIT's profiling runs.
         predict(self.task, [ParsedRequest(["warm up", "a warm-up text"], single=False)])
         self.initialized = True
-        logger.info("torchship handler ready: task=%s threads=%d", config.get("task"), threads)
+        logger.info("torchship handler ready: task=%s threads=%d", config.task, threads)
 
     def handle(self, data: list[dict[str, Any]] | None, context) -> list[Any] | None:
         if data is None:  # TorchServe calls the function entry point with None to initialize

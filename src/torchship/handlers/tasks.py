@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .config import HandlerConfig
 from .encoder import Encoder, Tokenized
 from .keywords import TooManyCandidates, candidates, select
 from .ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
@@ -53,13 +54,13 @@ class Task:
     options: ClassVar[dict[str, type]] = {}
     needs_offsets: ClassVar[bool] = False
 
-    def __init__(self, encoder: Encoder, config: dict[str, Any], model_config: dict[str, Any]):
+    def __init__(self, encoder: Encoder, config: HandlerConfig, model_config: dict[str, Any]):
         self.encoder = encoder
         self.config = config
         self.model_config = model_config
         # Encoder cost grows with the tokens run (attention with their square per text); texts x
         # max_length bounds it already, this bounds it however max_length and the text limit are set.
-        self.max_tokens = config.get("max_tokens_per_request")
+        self.max_tokens = config.max_tokens_per_request
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise BadRequest for option values out of range (types are checked by the request parser)."""
@@ -69,10 +70,10 @@ class Task:
         for row in range(start, end):
             self.encoder.check_length(tokenized, row)
         count = sum(len(tokenized.ids[row]) for row in range(start, end))
-        if self.max_tokens is not None and count > int(self.max_tokens):
+        if self.max_tokens is not None and count > self.max_tokens:
             raise over_budget(
                 f"the texts of this request have {count} tokens",
-                int(self.max_tokens),
+                self.max_tokens,
                 "tokens per request",
                 "serve.max_tokens_per_request",
                 "send fewer or shorter texts per request",
@@ -98,9 +99,7 @@ class Task:
 
 class EmbeddingsTask(Task):
     def reduce(self, output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return embed(
-            output, mask, self.config.get("pooling", "mean"), bool(self.config.get("normalize", True))
-        )
+        return embed(output, mask, self.config.pooling, self.config.normalize)
 
     def run(self, texts, encoding, rows, options, prepared):
         ids = [encoding["input_ids"][r] for r in rows]
@@ -149,8 +148,8 @@ class TokenClassificationTask(Task):
         super().__init__(encoder, config, model_config)
         self.labels = {int(k): v for k, v in model_config.get("id2label", {}).items()}
         self.facts = TokenizerFacts.of(encoder.tokenizer)
-        self.strategy = config.get("aggregation_strategy", "simple")
-        self.ignore_labels = tuple(config.get("ignore_labels", ("O",)))
+        self.strategy = config.aggregation_strategy
+        self.ignore_labels = config.ignore_labels
 
     def check_options(self, options):
         strategy = options.get("aggregation_strategy", self.strategy)
@@ -195,17 +194,17 @@ class KeywordsTask(EmbeddingsTask):
 
     def __init__(self, encoder, config, model_config):
         super().__init__(encoder, config, model_config)
-        self.ngram_range = tuple(config.get("ngram_range", (1, 1)))
-        self.stop_words = frozenset(config.get("stop_words", ()))
-        self.max_candidates = int(config.get("max_candidates", 1000))
-        self.max_candidates_per_request = int(config.get("max_candidates_per_request", 2000))
-        self.max_candidate_tokens = config.get("max_candidate_tokens_per_request")
+        self.ngram_range = config.ngram_range
+        self.stop_words = frozenset(config.stop_words)
+        self.max_candidates = config.max_candidates
+        self.max_candidates_per_request = config.max_candidates_per_request
+        self.max_candidate_tokens = config.max_candidate_tokens_per_request
 
     def settings(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
-            "top_n": options.get("top_n", self.config.get("top_n", 5)),
-            "use_mmr": options.get("use_mmr", self.config.get("use_mmr", False)),
-            "diversity": float(options.get("diversity", self.config.get("diversity", 0.5))),
+            "top_n": options.get("top_n", self.config.top_n),
+            "use_mmr": options.get("use_mmr", self.config.use_mmr),
+            "diversity": float(options.get("diversity", self.config.diversity)),
         }
 
     def check_options(self, options):
@@ -244,10 +243,10 @@ class KeywordsTask(EmbeddingsTask):
             # Tokenizing a few thousand short phrases costs milliseconds; embedding them is the cost.
             phrases = [p for group in groups for p in group]
             tokens = sum(map(len, self.encoder.tokenize(phrases).ids)) if phrases else 0
-            if tokens > int(self.max_candidate_tokens):
+            if tokens > self.max_candidate_tokens:
                 raise over_budget(
                     f"the candidate phrases of this request have {tokens} tokens",
-                    int(self.max_candidate_tokens),
+                    self.max_candidate_tokens,
                     "tokens per request",
                     "keywords.max_candidate_tokens_per_request",
                     "send fewer or shorter texts per request",

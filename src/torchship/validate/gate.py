@@ -17,11 +17,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import torch
-
-from torchship.archiver.package import handler_config
 from torchship.errors import ValidationFailed
 from torchship.examples import examples_origin, load_examples, uses_builtin_examples
+from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import BadRequest, ParsedRequest
 from torchship.handlers.service import build_task, predict
 from torchship.handlers.tasks import Task
@@ -29,15 +27,9 @@ from torchship.modeling import load_source_model
 from torchship.pipeline import StageContext
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
-from torchship.tasks import task_output
-from torchship.validate.metrics import (
-    EvalExample,
-    check_thresholds,
-    classification_metrics,
-    entity_metrics,
-    load_eval_set,
-    worst,
-)
+from torchship.tasks import TaskDefinition, task_definition
+from torchship.validate.eval_set import EvalSetFormat
+from torchship.validate.metrics import EvalExample, check_thresholds, load_eval_set, worst
 from torchship.validate.parity import build_cases, compare, parity_failure
 from torchship.validate.records import (
     REPORT_HTML,
@@ -53,7 +45,6 @@ from torchship.validate.records import (
 )
 
 FAILED_DIR = "validate-failed"
-EMBEDDING_AGREEMENT = 1e-4  # 1 - cosine similarity allowed between compiled and source embeddings
 LATENCY_ROUNDS = 3
 
 
@@ -62,24 +53,9 @@ def answers(task: Task, texts: list[str]) -> list[Any]:
     return predict(task, [ParsedRequest([t], single=True) for t in texts])
 
 
-def agreement_key(task: str, result: Any) -> Any:
-    if task == "text-classification":
-        return result[0]["label"]
-    if task == "token-classification":
-        return [(e.get("entity_group", e.get("entity")), e["start"], e["end"]) for e in result]
-    if task == "keywords":
-        return [k["keyword"] for k in result]
-    return None  # embeddings: compared by direction below
-
-
-def agrees(task: str, compiled: Any, source: Any) -> bool:
-    if task == "embeddings":
-        a, b = torch.tensor(compiled), torch.tensor(source)
-        return 1 - torch.nn.functional.cosine_similarity(a, b, dim=0).item() <= EMBEDDING_AGREEMENT
-    return agreement_key(task, compiled) == agreement_key(task, source)
-
-
-def check_agreement(spec: ModelSpec, texts: list[str], compiled: Task, source: Task) -> dict[str, Any]:
+def check_agreement(
+    definition: TaskDefinition, texts: list[str], compiled: Task, source: Task
+) -> dict[str, Any]:
     pairs = [
         (t, c, s)
         for t, c, s in zip(texts, answers(compiled, texts), answers(source, texts), strict=True)
@@ -88,7 +64,7 @@ def check_agreement(spec: ModelSpec, texts: list[str], compiled: Task, source: T
     disagreements = [
         {"text": t, "source": s, "compiled": c}
         for t, c, s in pairs
-        if isinstance(c, BadRequest) or not agrees(spec.task, c, s)
+        if isinstance(c, BadRequest) or not definition.agrees(c, s)
     ]
     compared = len(pairs)
     return {
@@ -107,17 +83,19 @@ def evaluate_metrics(
 ) -> tuple[dict[str, Any], str | None]:
     """The compiled model's scores on the eval set, and the worst missed threshold (None: all met)."""
     assert spec.validate.eval_set is not None, "the caller loaded `examples` from validate.eval_set"
+    definition = task_definition(spec.task)
+    eval_format: EvalSetFormat | None = definition.eval_set
+    if eval_format is None:  # load_eval_set already refused the eval set of such a task
+        raise ValueError(f"task {spec.task} has no metrics")
     results = answers(compiled, [e.text for e in examples])
-    if spec.task == "text-classification":
-        values = classification_metrics(
-            [e.label for e in examples],
-            [r[0]["label"] if not isinstance(r, BadRequest) else "" for r in results],
-        )
-    else:
-        values = entity_metrics(
-            [e.entities for e in examples],
-            [[] if isinstance(r, BadRequest) else agreement_key(spec.task, r) for r in results],
-        )
+    # A served answer's agreement key is what the metric compares: the top label, the entity spans.
+    values = eval_format.score(
+        [eval_format.gold(e) for e in examples],
+        [
+            eval_format.no_answer if isinstance(r, BadRequest) else definition.agreement_key(r)
+            for r in results
+        ],
+    )
     where = f"{spec.spec_path}: validate.thresholds"
     rows = check_thresholds(values, spec.validate.thresholds, where=where)
     miss = worst(rows)
@@ -146,7 +124,8 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     spec = ctx.spec
     model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
     compiled_dir = ctx.input_dir("compile")
-    config = {**handler_config(spec, model_dir, compiled_dir), "tokenizer_dir": "."}
+    definition = task_definition(spec.task)
+    config = in_process_settings(spec, model_dir, compiled_dir)
     compiled = build_task(model_dir, config, compiled_dir=compiled_dir)
     source_model = load_source_model(model_dir, spec.task, spec.spec_path)
     source = build_task(model_dir, config, forward=source_model)
@@ -157,7 +136,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
 
     cases = build_cases(spec, compiled.encoder.tokenizer, texts)
     ctx.progress(f"parity: compiled vs source on {len(cases)} input batches")
-    parity = compare(compiled.encoder, source_model, task_output(spec, model_dir), cases, atol, rtol)
+    parity = compare(compiled.encoder, source_model, definition.output(spec, model_dir), cases, atol, rtol)
     checks = [check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}")]
 
     metrics, eval_texts = None, []
@@ -174,7 +153,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
 
     agreement_texts = texts + eval_texts
     ctx.progress(f"task-level agreement on {len(agreement_texts)} texts")
-    agreement = check_agreement(spec, agreement_texts, compiled, source)
+    agreement = check_agreement(definition, agreement_texts, compiled, source)
     first = agreement["disagreements"][0] if agreement["disagreements"] else None
     checks.insert(
         1,
