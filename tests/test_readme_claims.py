@@ -315,7 +315,7 @@ def s3(tmp_path_factory):
 def test_unpublish_answered_no_deletes_nothing(s3, tmp_path, monkeypatch):
     from test_publish import make_package
     from torchship.publish import make_client, make_registry, publish
-    from torchship.publish import s3 as s3mod
+    from torchship.storage import s3 as s3mod
 
     empty = tmp_path / "empty"
     empty.write_text("")
