@@ -61,12 +61,13 @@ def main() -> None:
     settings = Settings(outputs_dir=args.outputs or Path(tempfile.mkdtemp(prefix="torchship-bench-")))
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
     forwards = {}
+    fetched = settings.model_copy(update={"outputs_dir": settings.outputs_dir / names[0]})
     for name in names:
         print(f"compiling {name} …", flush=True)
         variant = with_backend(spec, name)
         variant_settings = settings.model_copy(update={"outputs_dir": settings.outputs_dir / name})
         forwards[name] = load_forward(compiled_dir(variant, variant_settings), spec.task)
-    tokenizer = load_tokenizer(variant_settings.stage_root(spec.name, spec.version) / "fetch" / "model")
+    tokenizer = load_tokenizer(fetched.stage_root(spec.name, spec.version) / "fetch" / "model")
     rows = []
     for batch, length in SHAPES:
         ids, mask = pad_rows(
