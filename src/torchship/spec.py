@@ -44,9 +44,10 @@ class NeuronSpec(_Strict):
 
 
 class CompileSpec(_Strict):
-    # torchscript: trace + freeze (one dynamic trace, or one per bucket); neuron: AWS Neuron, one
-    # fixed-shape module per bucket and batch size; eager: no compilation, for models that cannot trace.
-    backend: Literal["torchscript", "neuron", "eager"] = "torchscript"
+    # torchscript: trace + freeze (one dynamic trace, or one per bucket); onnx: ONNX export run by ONNX
+    # Runtime (dynamic shapes); neuron: AWS Neuron, one fixed-shape module per bucket and batch size;
+    # eager: no compilation, for models that cannot trace. compile/__init__.py registers each.
+    backend: Literal["torchscript", "onnx", "neuron", "eager"] = "torchscript"
     # None: what the model supports (modeling.fit_to_model fills it in after fetch); an explicit value
     # beyond the model's position table is a spec error naming the limit.
     max_length: Annotated[int, Field(ge=2, le=8192)] | None = None

@@ -21,8 +21,7 @@ import yaml
 import torchship.handlers
 from torchship.errors import PackageError
 from torchship.handler_settings import COMPILED_DIR, TOKENIZER_DIR, handler_settings
-from torchship.handlers.loading import MANIFEST as COMPILED_MANIFEST
-from torchship.handlers.loading import read_manifest
+from torchship.handlers.loading import COMPILED_MANIFEST, read_manifest
 from torchship.hashing import sha256_file
 from torchship.modeling import load_tokenizer
 from torchship.pipeline import RECORD_NAME, StageContext, read_record

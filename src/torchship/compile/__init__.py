@@ -1,28 +1,71 @@
 """The compile stage: turn the fetched Hugging Face model into what the handler loads, by backend.
 
-Every backend writes `compiled.json` (handlers/loading.py reads it) plus its model files.
+Every backend writes `compiled.json` (handlers/loading.py reads it) plus its model files. One
+CompileBackend per backend is registered here; adding one is its own module plus a line below
+(CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from torchship.compile.backend import CompileBackend
 from torchship.compile.eager import compile_eager
 from torchship.compile.neuron import compile_neuron
+from torchship.compile.onnx import SERVE_REQUIREMENTS as ONNX_SERVE_REQUIREMENTS
+from torchship.compile.onnx import compile_onnx
 from torchship.compile.torchscript import compile_torchscript
+from torchship.errors import SpecError
 from torchship.modeling import load_source_model, load_tokenizer
 from torchship.pipeline import StageContext
 from torchship.sources import MODEL_DIRNAME
 
-BACKENDS = {"torchscript": compile_torchscript, "neuron": compile_neuron, "eager": compile_eager}
+BACKENDS: dict[str, CompileBackend] = {
+    backend.name: backend
+    for backend in (
+        CompileBackend(
+            "torchscript",
+            "trace and freeze (TorchScript)",
+            compile_torchscript,
+            ("torchscript", "fixed-shape"),
+        ),
+        CompileBackend(
+            "onnx",
+            "export to ONNX, run by ONNX Runtime",
+            compile_onnx,
+            ("onnx",),
+            ONNX_SERVE_REQUIREMENTS,
+        ),
+        CompileBackend(
+            "neuron",
+            "AWS Neuron, one module per bucket and batch size",
+            compile_neuron,
+            ("fixed-shape",),
+            ("torch-neuronx (or torch-neuron on inf1)",),
+        ),
+        CompileBackend("eager", "no compilation (from_pretrained)", compile_eager, ("eager",)),
+    )
+}
+
+
+def compile_backend(name: str) -> CompileBackend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise SpecError(
+            f"unknown compile.backend {name!r}", hint=f"Choose one of {', '.join(BACKENDS)}."
+        ) from None
 
 
 def run_compile(ctx: StageContext) -> dict[str, Any]:
+    backend = compile_backend(ctx.spec.compile.backend)
     model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
     ctx.progress("loading the source model and checking it fits the task")
     eager = load_source_model(model_dir, ctx.spec.task, ctx.spec.spec_path)
     tokenizer = load_tokenizer(model_dir)
-    return BACKENDS[ctx.spec.compile.backend](ctx, eager, tokenizer)
+    ctx.progress(f"{backend.name}: {backend.description}")
+    details = backend.compile(ctx, eager, tokenizer)
+    return details | {"serve_requirements": list(backend.serve_requirements)}
 
 
 def summarize_compile(details: dict[str, Any]) -> str:

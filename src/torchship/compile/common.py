@@ -12,7 +12,7 @@ import torch
 
 from torchship.errors import CompileError
 from torchship.handlers.encoder import pad_id_of, pad_rows
-from torchship.handlers.loading import MANIFEST
+from torchship.handlers.loading import COMPILED_MANIFEST
 from torchship.synthetic import token_rows
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -55,4 +55,4 @@ def trace_error(backend: str, exc: Exception) -> CompileError:
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / COMPILED_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -4,19 +4,27 @@
 - "torchscript": one shape-dynamic TorchScript module;
 - "fixed-shape": one module per (batch size, sequence length) — TorchScript traced per bucket, or AWS
   Neuron modules, whose compiled graphs only accept the exact shape they were compiled for;
-- "eager": the Hugging Face model itself (save_pretrained), for models that cannot be traced.
+- "eager": the Hugging Face model itself (save_pretrained), for models that cannot be traced;
+- "onnx": one ONNX graph with dynamic batch and sequence axes, run by ONNX Runtime (needs onnxruntime
+  where the .mar is served).
+
+Each format has one loader in LOADERS; a compile backend that writes a new format registers its loader
+there (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-MANIFEST = "compiled.json"
+COMPILED_MANIFEST = "compiled.json"
+INPUT_NAMES = ("input_ids", "attention_mask")  # the ONNX graph's inputs, in forward()'s order
 
 # AutoModel class per task; classification heads come with their id2label in the config.
 AUTO_CLASS = {
@@ -102,25 +110,73 @@ def _import_neuron_runtime(runtime: str | None) -> None:
         import torch.neuron  # noqa: F401
 
 
+class OnnxForward:
+    """(input_ids, attention_mask) -> output tensor through an ONNX Runtime session on the CPU.
+
+    The thread count is explicit: ONNX Runtime would otherwise size its pool from every core of the host,
+    and several TorchServe workers would oversubscribe the CPU (the handler gives each worker its share,
+    the same number torch gets). The session is built once; each call copies no weights."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime  # only .mar files compiled with the onnx backend need it
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feeds = {
+            INPUT_NAMES[0]: np.ascontiguousarray(input_ids.numpy()),
+            INPUT_NAMES[1]: np.ascontiguousarray(attention_mask.numpy()),
+        }
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
 def read_manifest(compiled_dir: Path) -> dict[str, Any]:
-    return json.loads((compiled_dir / MANIFEST).read_text())
+    return json.loads((compiled_dir / COMPILED_MANIFEST).read_text())
+
+
+def _load_torchscript(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+    return torch.jit.load(str(compiled_dir / manifest["file"]), map_location="cpu").eval()
+
+
+def _load_fixed_shape(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+    _import_neuron_runtime(manifest.get("runtime"))
+    modules = {
+        (shape["batch"], shape["length"]): torch.jit.load(str(compiled_dir / shape["file"])).eval()
+        for shape in manifest["shapes"]
+    }
+    return FixedShapeForward(modules, pad_id)
+
+
+def _load_eager(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+    return load_hf_model(compiled_dir / manifest["dir"], task)
+
+
+def _load_onnx(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+    return OnnxForward(compiled_dir / manifest["file"], threads=torch.get_num_threads())
+
+
+Loader = Callable[[Path, dict[str, Any], str, int], Any]
+# compiled.json "format" -> the loader that turns the compile stage's files into forward(ids, mask).
+LOADERS: dict[str, Loader] = {
+    "torchscript": _load_torchscript,
+    "fixed-shape": _load_fixed_shape,
+    "eager": _load_eager,
+    "onnx": _load_onnx,
+}
 
 
 def load_forward(compiled_dir: Path, task: str, pad_id: int = 0):
     manifest = read_manifest(compiled_dir)
-    kind = manifest["format"]
-    if kind == "torchscript":
-        return torch.jit.load(str(compiled_dir / manifest["file"]), map_location="cpu").eval()
-    if kind == "fixed-shape":
-        _import_neuron_runtime(manifest.get("runtime"))
-        modules = {
-            (shape["batch"], shape["length"]): torch.jit.load(str(compiled_dir / shape["file"])).eval()
-            for shape in manifest["shapes"]
-        }
-        return FixedShapeForward(modules, pad_id)
-    if kind == "eager":
-        return load_hf_model(compiled_dir / manifest["dir"], task)
-    raise ValueError(f"unknown compiled format {kind!r} in {compiled_dir / MANIFEST}")
+    loader = LOADERS.get(manifest["format"])
+    if loader is None:
+        raise ValueError(
+            f"unknown compiled format {manifest['format']!r} in {compiled_dir / COMPILED_MANIFEST}"
+        )
+    return loader(compiled_dir, manifest, task, pad_id)
 
 
 def compiled_lengths(compiled_dir: Path) -> list[int] | None:

@@ -1,0 +1,113 @@
+"""In-process forward time of the demo model per compiled backend, side by side in one run.
+
+Each backend's compile stage runs for real (outputs under a temp dir, or --outputs), then every loaded
+forward (the handler's own loader) is timed on the same token batches, alternating backends round by
+round so the machine's load falls on all of them alike. Prints a table and saves
+bench/results/backends-<timestamp>.json (+ backends-latest.json).
+
+    .venv/bin/python bench/backends.py [--backends torchscript,onnx,eager] [--threads 2] [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "src"))
+
+from torchship.handlers.encoder import pad_id_of, pad_rows  # noqa: E402
+from torchship.handlers.loading import load_forward  # noqa: E402
+from torchship.modeling import load_tokenizer  # noqa: E402
+from torchship.pipeline import Runner, SilentReporter  # noqa: E402
+from torchship.settings import Settings  # noqa: E402
+from torchship.spec import load_spec  # noqa: E402
+from torchship.stages import STAGES  # noqa: E402
+from torchship.synthetic import token_rows  # noqa: E402
+from torchship.tune.backends import with_backend  # noqa: E402
+
+DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
+SHAPES = [(8, 14), (1, 16), (8, 200)]  # short texts batched, one short text, long texts batched
+
+
+def compiled_dir(spec, settings: Settings) -> Path:
+    runner = Runner(spec, settings, STAGES, SilentReporter())
+    outcomes = runner.run(["fetch", "compile"])
+    if outcomes[-1].status == "failed":
+        raise SystemExit(f"{spec.compile.backend}: compile failed: {outcomes[-1].error}")
+    return runner.stage_dir("compile")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="torchscript,onnx")
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--outputs", type=Path, default=None, help="outputs dir (default: a temp dir)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # the loaders size ONNX Runtime's pool from this, like the handler
+    spec = load_spec(DEMO_SPEC)
+    settings = Settings(outputs_dir=args.outputs or Path(tempfile.mkdtemp(prefix="torchship-bench-")))
+    names = [name.strip() for name in args.backends.split(",") if name.strip()]
+    forwards = {}
+    fetched = settings.model_copy(update={"outputs_dir": settings.outputs_dir / names[0]})
+    for name in names:
+        print(f"compiling {name} …", flush=True)
+        variant = with_backend(spec, name)
+        variant_settings = settings.model_copy(update={"outputs_dir": settings.outputs_dir / name})
+        forwards[name] = load_forward(compiled_dir(variant, variant_settings), spec.task)
+    tokenizer = load_tokenizer(fetched.stage_root(spec.name, spec.version) / "fetch" / "model")
+    rows = []
+    for batch, length in SHAPES:
+        ids, mask = pad_rows(
+            token_rows(tokenizer, [length] * batch, seed=1), pad_id_of(tokenizer), width=length
+        )
+        times: dict[str, list[float]] = {name: [] for name in names}
+        with torch.inference_mode():
+            for name in names:  # warm-up: the JIT's profiling runs, ONNX Runtime's first allocation
+                for _ in range(3):
+                    forwards[name](ids, mask)
+            for _ in range(args.rounds):
+                for name in names:
+                    started = time.perf_counter()
+                    forwards[name](ids, mask)
+                    times[name].append((time.perf_counter() - started) * 1000)
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        base = medians[names[0]]
+        row = {
+            "batch": batch,
+            "tokens": length,
+            "median_ms": medians,
+            f"speedup_vs_{names[0]}": {name: base / ms for name, ms in medians.items()},
+        }
+        rows.append(row)
+        line = " · ".join(f"{name} {ms:.1f} ms ({base / ms:.2f}x)" for name, ms in medians.items())
+        print(f"batch {batch} x {length} tokens: {line}", flush=True)
+    result = {
+        "timestamp": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()}",
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "model": spec.name,
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"backends-{result['timestamp']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "backends-latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

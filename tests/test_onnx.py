@@ -1,0 +1,93 @@
+"""compile.backend: onnx — exported with dynamic axes, gated like every backend, served by a real TorchServe
+with the source model's answers (verify's served parity), for each task's tiny model."""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+
+import pytest
+
+from conftest import run_stages
+from tiny_models import save_tiny_classifier, write_spec
+from torchship.archiver.package import mar_path
+from torchship.errors import CompileError
+from torchship.handlers.loading import load_forward
+from torchship.modeling import load_source_model
+from torchship.settings import Settings
+from torchship.spec import load_spec
+
+
+def onnx_spec(directory, source, **kwargs):
+    path = write_spec(directory, str(source), **kwargs)
+    path.write_text(path.read_text().replace("backend: torchscript", "backend: onnx"))
+    return load_spec(path)
+
+
+def stage_dir(spec, settings, stage):
+    return settings.stage_root(spec.name, spec.version) / stage
+
+
+@pytest.mark.torchserve
+def test_embeddings_onnx_passes_the_gate_and_serves_the_source_models_answers(tmp_path, tiny_model_dir):
+    spec = onnx_spec(tmp_path / "spec", tiny_model_dir)
+    settings = Settings(outputs_dir=tmp_path / "outputs")
+    outcomes = run_stages(spec, settings, until="verify")
+    assert [o.status for o in outcomes] == ["ran"] * 5, outcomes[-1].error
+    compiled = stage_dir(spec, settings, "compile")
+    assert json.loads((compiled / "compiled.json").read_text()) == {"format": "onnx", "file": "model.onnx"}
+    details = outcomes[1].record["details"]
+    assert details["backend"] == "onnx" and details["serve_requirements"] == ["onnxruntime"]
+    assert all(p["ok"] for p in details["probes"]) and len(details["probes"]) == 4
+    with zipfile.ZipFile(mar_path(stage_dir(spec, settings, "package"), spec)) as archive:
+        assert "compiled/model.onnx" in archive.namelist()
+    # verify compared the served answers with the source model's (served parity in a real TorchServe).
+    served = json.loads((stage_dir(spec, settings, "verify") / "report.json").read_text())
+    assert served["verdict"] == "pass"
+
+
+def test_onnx_forward_equals_the_eager_model_at_unseen_shapes(tmp_path, tiny_model_dir):
+    """Independent of the gate: the exported graph run by ONNX Runtime vs transformers' own model."""
+    import torch
+
+    spec = onnx_spec(tmp_path / "spec", tiny_model_dir)
+    settings = Settings(outputs_dir=tmp_path / "outputs")
+    assert run_stages(spec, settings, until="compile")[-1].status == "ran"
+    forward = load_forward(stage_dir(spec, settings, "compile"), "embeddings")
+    eager = load_source_model(stage_dir(spec, settings, "fetch") / "model", "embeddings", spec.spec_path)
+    generator = torch.Generator().manual_seed(3)
+    for batch, length in [(1, 3), (7, 41), (3, 64)]:
+        ids = torch.randint(5, 90, (batch, length), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[-1, length // 2 :] = 0
+        with torch.inference_mode():
+            expected = eager(ids, mask)
+        got = forward(ids, mask)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4), (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("task", ["text-classification", "token-classification"])
+def test_classification_heads_pass_the_gate_with_onnx(tmp_path, task):
+    model_dir = save_tiny_classifier(tmp_path / "model", "bert")
+    if task == "token-classification":
+        from test_ner import BIO_LABELS, save_roberta
+
+        model_dir = save_roberta(tmp_path / "ner-model", 0, BIO_LABELS)
+    spec = onnx_spec(tmp_path / "spec", model_dir, name=f"tiny-{task}", task=task)
+    settings = Settings(outputs_dir=tmp_path / "outputs")
+    outcomes = run_stages(spec, settings, until="package")
+    assert outcomes[-1].status == "ran", outcomes[-1].error
+    report = json.loads((stage_dir(spec, settings, "validate") / "report.json").read_text())
+    assert report["verdict"] == "pass"
+
+
+def test_without_onnxruntime_the_compile_stage_says_what_to_install(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    spec = onnx_spec(tmp_path / "spec", tiny_model_dir)
+    settings = Settings(outputs_dir=tmp_path / "outputs")
+    failed = run_stages(spec, settings, until="compile")[-1]
+    assert failed.status == "failed" and isinstance(failed.error, CompileError)
+    assert "onnxruntime is not installed" in str(failed.error)
+    assert "pip install onnx onnxruntime" in failed.error.hint
