@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torchship.archiver.package import handler_config
+from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import ParsedRequest
 from torchship.handlers.service import build_task, predict
 from torchship.modeling import load_source_model
@@ -19,6 +19,6 @@ from torchship.spec import ModelSpec
 
 def source_results(spec: ModelSpec, model_dir: Path, texts: list[str]) -> list[Any]:
     """One result per text, as the handler would answer `{"text": ...}`, from the source model."""
-    config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
+    config = in_process_settings(spec, model_dir)
     task = build_task(model_dir, config, forward=load_source_model(model_dir, spec.task, spec.spec_path))
     return predict(task, [ParsedRequest([text], single=True) for text in texts])
