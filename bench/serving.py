@@ -13,7 +13,10 @@ Measures, side by side in one run and on the same machine:
   * fastapi    FastAPI + sentence-transformers in uvicorn, the server a team writes by hand
                (bench/fastapi_peer.py), on the same source model
   * tuned      the configuration `torchship tune` chose (outputs/<name>/<version>/tune/tune.json), as a
-               .mar variant in the same TorchServe, when a tune has run
+               .mar variant (of the backend it chose) in the same TorchServe, when a tune has run
+  * served-<b> / in-process-<b>  the same model compiled with each other backend of --backends
+               (default onnx), gated and packaged like `torchship tune` does it, served in the same
+               TorchServe with the spec's configuration, and its own in-process floor
 for short (~16 tokens) and long (~200 tokens) texts at concurrency 1, 16 and 32, and the cold start
 (process start to the first 200) of TorchServe with the packaged .mar, with the same .mar stored
 instead of deflated, and of the FastAPI peer. Writes
@@ -67,6 +70,7 @@ from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
+from torchship.tune.backends import package_backend  # noqa: E402
 from torchship.tune.outputs import TUNE_DIRNAME  # noqa: E402
 from torchship.tune.plan import current_config  # noqa: E402
 from torchship.tune.records import TuneResult  # noqa: E402
@@ -177,12 +181,13 @@ def first_200_s(name: str, mar: Path, settings) -> float:
         server.stop()
 
 
-def tuned_config(root: Path):
-    """The configuration the last `torchship tune` chose for this model, if any."""
+def tuned_choice(root: Path):
+    """(configuration, backend) the last `torchship tune` chose for this model, or (None, None)."""
     path = root / TUNE_DIRNAME / "tune.json"
     if not path.is_file():
-        return None
-    return TuneResult.model_validate_json(path.read_text()).chosen
+        return None, None
+    result = TuneResult.model_validate_json(path.read_text())
+    return result.chosen, result.chosen_backend
 
 
 def chart_html(result: dict) -> str:
@@ -201,10 +206,13 @@ def chart_html(result: dict) -> str:
             continue
         top = max(r["throughput_rps"] for r in rows) or 1
         bars, y = [], 20
+        # The fixed systems first, each other backend's served and in-process runs after its kin.
+        present = list(dict.fromkeys(r["system"] for r in rows))
+        order = [x for base in SYSTEMS for x in present if x == base or x.startswith(f"{base}-")]
         for c in CONCURRENCY:
-            for system in SYSTEMS:
+            for system in order:
                 match = [r for r in rows if r["system"] == system and r["concurrency"] in (c, "n/a")]
-                if system == "in-process" and c != CONCURRENCY[0]:
+                if system.startswith("in-process") and c != CONCURRENCY[0]:
                     match = []
                 if not match:
                     continue
@@ -212,7 +220,7 @@ def chart_html(result: dict) -> str:
                 width = 520 * r["throughput_rps"] / top
                 bars.append(
                     f'<text x="0" y="{y + 12}" font-size="12">{system} c={c}</text>'
-                    f'<rect x="130" y="{y}" width="{width:.1f}" height="16" fill="{colors[system]}"/>'
+                    f'<rect x="130" y="{y}" width="{width:.1f}" height="16" fill="{colors.get(system, "#7c3aed")}"/>'
                     f'<text x="{136 + width:.1f}" y="{y + 12}" font-size="12">{r["throughput_rps"]:.0f}/s '
                     f"(p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms)</text>"
                 )
@@ -243,6 +251,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="override serve.workers")
     parser.add_argument("--batch-size", type=int, help="override serve.batch_size and compile.batch_size")
     parser.add_argument("--kinds", default="short,long", help="text kinds to run: short,long")
+    parser.add_argument(
+        "--backends",
+        default="onnx",
+        help="other compiled backends to serve beside the spec's (comma list, or '')",
+    )
     args = parser.parse_args()
     spec, settings = load_spec(args.spec), Settings()
     if args.threads or args.batch_size or args.workers:
@@ -284,7 +297,25 @@ def main() -> None:
     runs: list[dict] = []
     cold_start: dict[str, float] = {}
     mar = mar_path(root / "package", spec)
-    tuned = tuned_config(root)
+    mars = {spec.compile.backend: mar}
+    floors = {}  # backend -> the handler's task on that backend's compiled model, in this process
+    for backend in [
+        b.strip() for b in args.backends.split(",") if b.strip() and b.strip() != spec.compile.backend
+    ]:
+        print(f"packaging {spec.name} with compile.backend {backend} (cached when unchanged) …", flush=True)
+        package = package_backend(
+            spec, settings, root, backend, lambda message: print(f"  {message}", flush=True)
+        )
+        if package.mar is None:
+            print(f"  {backend} not measured: {package.refused}", flush=True)
+            continue
+        mars[backend] = package.mar
+        floors[backend] = build_task(
+            model_dir,
+            {**handler_config(spec, model_dir), "tokenizer_dir": "."},
+            forward=load_forward(package.mar.parent.parent / "compile", spec.task),
+        )
+    tuned, tuned_backend = tuned_choice(root)
 
     def record(system: str, kind: str, concurrency: int, url: str, token: str) -> None:
         run = {
@@ -321,6 +352,18 @@ def main() -> None:
                 }
             )
             print(f"  in-process {kind:5}: {runs[-1]['throughput_rps']:7.1f} texts/s", flush=True)
+            for backend, backend_task in floors.items():
+                runs.append(
+                    {
+                        "system": f"in-process-{backend}",
+                        "texts": kind,
+                        "concurrency": "n/a",
+                        **in_process(backend_task, texts[kind], spec.serve.batch_size),
+                    }
+                )
+                print(
+                    f"  in-process-{backend} {kind:5}: {runs[-1]['throughput_rps']:7.1f} texts/s", flush=True
+                )
         # The peer alone on the machine, then TorchServe: never two servers competing for the cores.
         with fastapi_peer(model_dir, threads) as (url, peer_start_s):
             cold_start["fastapi + sentence-transformers"] = peer_start_s
@@ -328,15 +371,20 @@ def main() -> None:
                 for concurrency in CONCURRENCY:
                     record("fastapi", kind, concurrency, url, "unused")
         models = {spec.name: mar, "baseline": build_baseline_mar(spec, settings, workdir)}
-        if tuned is not None:
-            models["tuned"] = write_variant(mar, tuned, workdir / "tuned" / "tuned.mar")
-            print(f"tuned configuration (from tune.json): {tuned.label}", flush=True)
+        for backend, backend_mar in mars.items():
+            if backend != spec.compile.backend:
+                models[f"served-{backend}"] = backend_mar
+        if tuned is not None and tuned_backend in mars:
+            models["tuned"] = write_variant(mars[tuned_backend], tuned, workdir / "tuned" / "tuned.mar")
+            print(f"tuned configuration (from tune.json): {tuned_backend} · {tuned.label}", flush=True)
         print(f"starting TorchServe with {', '.join(models)} …", flush=True)
         with TorchServe(models, settings) as server:
             token = server.inference_token
             for kind in kinds:
                 for concurrency in CONCURRENCY:
-                    for system, name in (("served", spec.name), ("tuned", "tuned"), ("baseline", "baseline")):
+                    systems = [("served", spec.name), ("tuned", "tuned"), ("baseline", "baseline")]
+                    systems += [(name, name) for name in models if name.startswith("served-")]
+                    for system, name in systems:
                         if name in models:
                             record(
                                 system, kind, concurrency, f"{server.inference_url}/predictions/{name}", token
@@ -360,22 +408,43 @@ def main() -> None:
         return run_of(system, kind, concurrency)["throughput_rps"]
 
     ratios = {}
-    best = "tuned" if tuned is not None else "served"
+    served_systems = sorted(
+        {r["system"] for r in runs if r["system"] == "tuned" or r["system"].startswith("served")}
+    )
     if "short" in kinds:
+        # The best served system at 16 clients: the spec's, the tuned one or another backend's.
+        best = max(served_systems, key=lambda system: rps(system, "short"))
         short = rps(best, "short")
-        if tuned is not None:
-            ratios["tuned / served (spec's configuration), short, c=16 (target >= 1.4)"] = short / rps(
-                "served", "short"
-            )
-        ratios[f"{best} / in-process, short, c=16 (target >= 0.85)"] = short / rps("in-process", "short")
+        ratios[f"{best} (best served) / served (spec's configuration), short, c=16 (target >= 1.4)"] = (
+            short / rps("served", "short")
+        )
+        # Served vs the floor of the same backend (a tuned variant's backend is the one tune chose).
+        backend_of = {"served": spec.compile.backend, "tuned": tuned_backend or spec.compile.backend}
+        backend_of |= {
+            system: system.removeprefix("served-")
+            for system in served_systems
+            if system.startswith("served-")
+        }
+        floor = "in-process" if backend_of[best] == spec.compile.backend else f"in-process-{backend_of[best]}"
+        ratios[f"{best} / {floor} (same backend's floor), short, c=16 (target >= 0.85)"] = short / rps(
+            floor, "short"
+        )
+        for backend in floors:
+            ratios[f"served-{backend} / served ({spec.compile.backend}), short, c=16"] = rps(
+                f"served-{backend}", "short"
+            ) / rps("served", "short")
+            ratios[f"in-process-{backend} / in-process ({spec.compile.backend}), short"] = rps(
+                f"in-process-{backend}", "short"
+            ) / rps("in-process", "short")
         ratios[f"{best} / stock-style baseline, short, c=16 (target >= 5)"] = short / rps("baseline", "short")
         ratios[f"{best} / fastapi peer, short, c=16 (target >= 3)"] = short / rps("fastapi", "short")
         chosen = run_of(best, "short")
         ratios[f"{best} p99 / p50, short, c=16 (target <= 2)"] = chosen["p99"] / chosen["p50"]
     if "long" in kinds:
-        ratios[f"{best} / stock-style baseline, long, c=16 (target >= 1.5)"] = rps(best, "long") / rps(
-            "baseline", "long"
-        )
+        best_long = max(served_systems, key=lambda system: rps(system, "long"))
+        ratios[f"{best_long} / stock-style baseline, long, c=16 (target >= 1.5)"] = rps(
+            best_long, "long"
+        ) / rps("baseline", "long")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
         "timestamp": stamp,
@@ -393,6 +462,8 @@ def main() -> None:
         "token_targets": token_targets,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "tuned": tuned.model_dump() if tuned is not None else None,
+        "tuned_backend": tuned_backend,
+        "backends": list(mars),
         "cold_start_s": cold_start,
         "runs": runs,
         "ratios": ratios,
