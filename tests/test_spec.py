@@ -73,7 +73,7 @@ def test_wrong_type_names_key_and_value(tmp_path):
         ),
         ("name: demo-model", "name: Demo_Model", "lowercase letters, digits and '-'"),
         ("version: 1.2.3", "version: v1", "semantic version"),
-        ("backend: torchscript", "backend: onnx", "'torchscript'"),
+        ("backend: torchscript", "backend: tensorrt", "'torchscript'"),
         ("workers: 2", "workers: 0", "serve.workers"),
         ("atol: 1.0e-4", "atol: -1", "validate.atol"),
         ("source: ./model", "source: 'pkg:not a module/x'", "pkg:MODULE/SUBDIR"),
