@@ -399,7 +399,7 @@ def main() -> None:
                 for r in runs
                 if r["system"] == system
                 and r["texts"] == kind
-                and (system == "in-process" or r["concurrency"] == concurrency)
+                and (system.startswith("in-process") or r["concurrency"] == concurrency)
             ),
             None,
         )

@@ -31,7 +31,7 @@ STAGES: list[Stage] = [
     Stage("fetch", "fetch the source model", run_fetch, (), ("source",), source_inputs, summarize_fetch),
     Stage(
         "compile",
-        "compile (compile.backend)",
+        "compile the model with compile.backend",
         run_compile,
         ("fetch",),
         ("task", "compile", "validate"),
