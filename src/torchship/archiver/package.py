@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 import torchship.handlers
+from torchship.archiver.stored import write_stored
 from torchship.errors import PackageError
 from torchship.handler_settings import COMPILED_DIR, TOKENIZER_DIR, handler_settings
 from torchship.handlers.loading import COMPILED_MANIFEST, read_manifest
@@ -176,7 +177,11 @@ def run_package(ctx: StageContext) -> dict[str, Any]:
     config_file = ctx.out_dir / MODEL_CONFIG_FILE
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     ctx.progress("running torch-model-archiver")
-    mar = run_archiver(spec.name, spec.version, entry, bundle, config_file, ctx.out_dir, work)
+    (work / "archive").mkdir()
+    mar = run_archiver(spec.name, spec.version, entry, bundle, config_file, work / "archive", work)
+    ctx.progress("storing the archive uncompressed (TorchServe extracts it at every start)")
+    write_stored(mar, ctx.out_dir / mar.name)
+    mar = ctx.out_dir / mar.name
     shutil.rmtree(work)
     names = check_archive(mar)
     # The same manifest beside the archive, for readers that should not unzip 100 MB to check a gate.

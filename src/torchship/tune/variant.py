@@ -4,8 +4,7 @@ TorchServe reads batch size, batch delay and workers from the archive's model-co
 and the handler reads its torch thread count from the same file; this TorchServe runs with the model
 register API off (hardening), so re-registering with new query parameters is not available. Rewriting
 model-config.yaml into a copy costs about a second for the demo model and needs no repackaging, no
-compile and no torch-model-archiver: every other file is copied byte for byte (stored, not deflated,
-which also saves TorchServe the inflate when it extracts the copy).
+compile and no torch-model-archiver: every other file is copied byte for byte (archiver/stored.py).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from torchship.archiver.package import MODEL_CONFIG_FILE
+from torchship.archiver.stored import write_stored
 from torchship.errors import PackageError
 from torchship.tune.plan import ServeConfig
 
@@ -52,22 +52,6 @@ def read_model_config(mar: Path) -> dict:
 def write_variant(mar: Path, config: ServeConfig, target: Path) -> Path:
     """Write the variant of `mar` for `config` to `target` (a .mar path) and return it."""
     model_config = configured_model_config(read_model_config(mar), config)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
-        for info in source.infolist():
-            if info.filename == MODEL_CONFIG_FILE:
-                copy.writestr(MODEL_CONFIG_FILE, yaml.safe_dump(model_config, sort_keys=False))
-            elif info.is_dir():
-                copy.writestr(_stored(info), b"")
-            else:
-                with source.open(info) as data, copy.open(_stored(info), "w") as out:
-                    while chunk := data.read(1 << 20):
-                        out.write(chunk)
-    return target
-
-
-def _stored(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
-    copy = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-    copy.external_attr = info.external_attr
-    copy.compress_type = zipfile.ZIP_STORED
-    return copy
+    return write_stored(
+        mar, target, {MODEL_CONFIG_FILE: yaml.safe_dump(model_config, sort_keys=False).encode()}
+    )
