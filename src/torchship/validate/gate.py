@@ -33,6 +33,7 @@ from torchship.validate.metrics import EvalExample, check_thresholds, load_eval_
 from torchship.validate.parity import build_cases, compare, parity_failure
 from torchship.validate.records import (
     REPORT_HTML,
+    Check,
     GateReport,
     Latency,
     LatencyRun,
@@ -121,6 +122,8 @@ def measure_latency(task: Task, texts: list[str]) -> LatencyRun:
 
 
 def run_validate(ctx: StageContext) -> dict[str, Any]:
+    """The gate: parity, task-level agreement, eval-set metrics and latency, all reported together; the
+    report is written to validate/ when every check passes, else to validate-failed/ and the stage fails."""
     spec = ctx.spec
     model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
     compiled_dir = ctx.input_dir("compile")
@@ -137,53 +140,16 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     cases = build_cases(spec, compiled.encoder.tokenizer, texts)
     ctx.progress(f"parity: compiled vs source on {len(cases)} input batches")
     parity = compare(compiled.encoder, source_model, definition.output(spec, model_dir), cases, atol, rtol)
-    checks = [check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}")]
-
-    metrics, eval_texts = None, []
-    if spec.validate.eval_set:
-        ctx.progress("metrics on the eval set")
-        examples = load_eval_set(spec.resolve(spec.validate.eval_set), spec.task)
-        eval_texts = [e.text for e in examples]
-        metrics, miss = evaluate_metrics(spec, compiled, examples)
-        checks.append(
-            check("metrics", miss, f"{len(metrics['thresholds'])} thresholds met on {len(examples)} examples")
-        )
-    else:
-        checks.append(check("metrics", None, "no validate.eval_set", skipped=True))
-
-    agreement_texts = texts + eval_texts
-    ctx.progress(f"task-level agreement on {len(agreement_texts)} texts")
-    agreement = check_agreement(definition, agreement_texts, compiled, source)
-    first = agreement["disagreements"][0] if agreement["disagreements"] else None
-    checks.insert(
-        1,
-        check(
-            "agreement",
-            first
-            and f"{agreement['compared'] - agreement['agreed']} of {agreement['compared']} texts get a different "
-            f"answer from the compiled model, e.g. '{first['text'][:60]}'",
-            f"{agreement['agreed']} of {agreement['compared']} texts answered the same",
-        ),
-    )
-
-    ctx.progress("in-process latency")
-    budget = spec.validate.latency_ms.model_dump(exclude_none=True) if spec.validate.latency_ms else None
-    latency = Latency(in_process=measure_latency(compiled, texts or ["a short text"]), budget_ms=budget)
-    checks.append(
-        check(
-            "latency",
-            latency_failure(latency.in_process, latency.budget_ms, "in-process"),
-            f"in-process p50 {latency.in_process.p50:.1f} ms, p95 {latency.in_process.p95:.1f} ms",
-            skipped=not budget,
-        )
-    )
-
+    parity_check = check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}")
+    metrics, eval_texts, metrics_check = _metrics(ctx, compiled)
+    agreement, agreement_check = _agreement(ctx, definition, texts + eval_texts, compiled, source)
+    latency, latency_check = _latency(ctx, compiled, texts)
     # parity, agreement and metrics arrive as the dicts their modules build; the model validates their shape.
     report = GateReport.model_validate(
         {
             "model": ModelRef(name=spec.name, version=spec.version, task=spec.task),
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "verdict": verdict_of(checks),
+            "verdict": verdict_of(checks := [parity_check, agreement_check, metrics_check, latency_check]),
             "checks": checks,
             "parity": parity,
             "agreement": agreement,
@@ -191,16 +157,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
             "latency": latency,
         }
     )
-    failed_dir = ctx.out_dir.parent / FAILED_DIR
-    failing = report.first_failure()
-    if failing is not None:
-        write_report(failed_dir, report)
-        raise ValidationFailed(
-            f"validation gate failed: {failing.name}: {failing.message}",
-            hint=f"Nothing was packaged. The full report: {failed_dir / REPORT_HTML}",
-        )
-    shutil.rmtree(failed_dir, ignore_errors=True)
-    write_report(ctx.out_dir, report)
+    _write_or_refuse(ctx, report)
     return {
         "verdict": report.verdict,
         "checks": [c.model_dump() for c in report.checks],
@@ -213,6 +170,61 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         },
         "latency_ms": {"p50": latency.in_process.p50, "p95": latency.in_process.p95},
     }
+
+
+def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, list[str], Check]:
+    """(scores, the eval set's texts, the check); skipped without validate.eval_set."""
+    spec = ctx.spec
+    if not spec.validate.eval_set:
+        return None, [], check("metrics", None, "no validate.eval_set", skipped=True)
+    ctx.progress("metrics on the eval set")
+    examples = load_eval_set(spec.resolve(spec.validate.eval_set), spec.task)
+    metrics, miss = evaluate_metrics(spec, compiled, examples)
+    passed = f"{len(metrics['thresholds'])} thresholds met on {len(examples)} examples"
+    return metrics, [e.text for e in examples], check("metrics", miss, passed)
+
+
+def _agreement(
+    ctx: StageContext, definition: TaskDefinition, texts: list[str], compiled: Task, source: Task
+) -> tuple[dict[str, Any], Check]:
+    ctx.progress(f"task-level agreement on {len(texts)} texts")
+    agreement = check_agreement(definition, texts, compiled, source)
+    first = agreement["disagreements"][0] if agreement["disagreements"] else None
+    failure = first and (
+        f"{agreement['compared'] - agreement['agreed']} of {agreement['compared']} texts get a different "
+        f"answer from the compiled model, e.g. '{first['text'][:60]}'"
+    )
+    passed = f"{agreement['agreed']} of {agreement['compared']} texts answered the same"
+    return agreement, check("agreement", failure, passed)
+
+
+def _latency(ctx: StageContext, compiled: Task, texts: list[str]) -> tuple[Latency, Check]:
+    spec = ctx.spec
+    ctx.progress("in-process latency")
+    budget = spec.validate.latency_ms.model_dump(exclude_none=True) if spec.validate.latency_ms else None
+    latency = Latency(in_process=measure_latency(compiled, texts or ["a short text"]), budget_ms=budget)
+    run = latency.in_process
+    return latency, check(
+        "latency",
+        latency_failure(run, latency.budget_ms, "in-process"),
+        f"in-process p50 {run.p50:.1f} ms, p95 {run.p95:.1f} ms",
+        skipped=not budget,
+    )
+
+
+def _write_or_refuse(ctx: StageContext, report: GateReport) -> None:
+    """A passing report goes to the stage's outputs; a failing one to validate-failed/, and the stage fails
+    (the last good validate/ is left as it was)."""
+    failed_dir = ctx.out_dir.parent / FAILED_DIR
+    failing = report.first_failure()
+    if failing is not None:
+        write_report(failed_dir, report)
+        raise ValidationFailed(
+            f"validation gate failed: {failing.name}: {failing.message}",
+            hint=f"Nothing was packaged. The full report: {failed_dir / REPORT_HTML}",
+        )
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    write_report(ctx.out_dir, report)
 
 
 def summarize_validate(details: dict[str, Any]) -> str:
