@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.torchship-installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements/dev.txt requirements/prod.txt setup.cfg pyproject.toml
+$(STAMP): requirements/dev.txt src/torchship/locks/prod.txt setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -37,9 +37,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Re-pin the requirements (needs the package registry).
+# Re-pin the requirements (needs the package registry). The locks ship inside the package (src/torchship/locks/):
+# `torchship init` pins a user repository to prod.txt, `torchship image` installs serve.txt into the image.
 lock: $(STAMP)
-	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o prod.txt prod.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o ../src/torchship/locks/prod.txt prod.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o ../src/torchship/locks/serve.txt serve.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.txt dev.in
 
 bench: $(STAMP)

@@ -156,7 +156,7 @@ def test_probe_live_asks_ping_and_fails_when_nothing_listens(fake_torchserve):
 
 def _fake_wheelhouse(directory: Path) -> Path:
     directory.mkdir()
-    for name in pinned_names(REPO / "requirements" / "serve.txt"):
+    for name in pinned_names(REPO / "src" / "torchship" / "locks" / "serve.txt"):
         (directory / f"{name}-0-py3-none-any.whl").write_bytes(b"wheel")
     return directory
 
@@ -222,21 +222,21 @@ def test_no_builder_on_path_is_a_clear_error(monkeypatch, tmp_path):
 def test_an_incomplete_wheelhouse_names_what_is_missing(tmp_path):
     wheelhouse = _fake_wheelhouse(tmp_path / "wheels")
     (wheelhouse / "torch-0-py3-none-any.whl").unlink()
-    serve = REPO / "requirements" / "serve.txt"
+    serve = REPO / "src" / "torchship" / "locks" / "serve.txt"
     assert missing_wheels(wheelhouse, serve) == ["torch"]
     with pytest.raises(ImageBuildError, match="lacks wheels for: torch"):
         ensure_wheelhouse(serve, wheelhouse, tmp_path / "log")
 
 
 def test_serve_requirements_are_the_runtime_only_and_pinned_like_prod():
-    serve = pinned_names(REPO / "requirements" / "serve.txt")
+    serve = pinned_names(REPO / "src" / "torchship" / "locks" / "serve.txt")
     assert {"torch", "transformers", "tokenizers", "torchserve", "safetensors", "numpy", "pyyaml"} <= serve
     assert not serve & {"boto3", "scikit_learn", "sentence_transformers", "torch_model_archiver"}
     prod = dict(
-        line.split("==") for line in (REPO / "requirements" / "prod.txt").read_text().splitlines()
+        line.split("==") for line in (REPO / "src" / "torchship" / "locks" / "prod.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )  # fmt: skip
-    for line in (REPO / "requirements" / "serve.txt").read_text().splitlines():
+    for line in (REPO / "src" / "torchship" / "locks" / "serve.txt").read_text().splitlines():
         name, _, version = line.partition("==")
         if version and name in prod:
             assert prod[name].strip() == version.strip(), name

@@ -14,6 +14,7 @@ import jinja2
 
 import torchship
 from torchship.image.errors import ImageBuildError
+from torchship.locks import lock_file
 from torchship.spec import ModelSpec
 
 PACKAGE_DIR = Path(torchship.__file__).resolve().parent
@@ -100,7 +101,7 @@ def prepare_context(
     dockerfile = directory / "Dockerfile"
     shutil.copy2(repo_file("Dockerfile"), dockerfile)
     (directory / "requirements").mkdir()
-    shutil.copy2(repo_file("requirements/serve.txt"), directory / "requirements" / "serve.txt")
+    shutil.copy2(lock_file("serve"), directory / "requirements" / "serve.txt")
     (directory / "wheels").mkdir()
     for wheel in sorted(wheelhouse.glob("*.whl")):
         _link_or_copy(wheel, directory / "wheels" / wheel.name)

@@ -27,7 +27,7 @@ class ImageSettings(BaseSettings):
     )
     wheelhouse: Path | None = Field(
         None,
-        description="a directory holding the wheels of requirements/serve.txt; default: downloaded once "
+        description="a directory holding the wheels of the serve lock (torchship/locks/serve.txt); default: downloaded once "
         "into ~/.cache/torchship/wheelhouse/<hash of serve.txt>",
     )
     image_ready_timeout_s: float = Field(

@@ -20,13 +20,14 @@ from torchship.errors import ServedParityError
 from torchship.examples import load_examples
 from torchship.hashing import sha256_file
 from torchship.image.builders import Tool, find_builder, find_runtime
-from torchship.image.context import UID, WRITABLE_PATHS, prepare_context, repo_file
+from torchship.image.context import UID, WRITABLE_PATHS, prepare_context
 from torchship.image.errors import ImageBuildError
 from torchship.image.labels import git_commit, image_labels
 from torchship.image.record import ImageRecord, Ports, ServedParity
 from torchship.image.run_check import RunningImage, check_served
 from torchship.image.settings import ImageSettings
 from torchship.image.wheelhouse import ensure_wheelhouse
+from torchship.locks import lock_file
 from torchship.pipeline import Runner, SilentReporter
 from torchship.reference import source_results
 from torchship.settings import Settings
@@ -92,7 +93,7 @@ def ship_image(
         log = work.parent / f"{IMAGE_DIR}-build.log"
         log.write_text("")
         progress("preparing the serving runtime's wheelhouse")
-        wheelhouse = ensure_wheelhouse(repo_file("requirements/serve.txt"), image_settings.wheelhouse, log)
+        wheelhouse = ensure_wheelhouse(lock_file("serve"), image_settings.wheelhouse, log)
         context = prepare_context(work / "context", spec, mar, wheelhouse, labels, settings.torchserve_heap)
         progress(f"building {reference} with {builder.name} (log: {log})")
         started = time.perf_counter()
@@ -173,7 +174,7 @@ def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, i
         raise ServedParityError(
             f"the image's answer for '{failure['text'][:60]}' ({failure['mode']} request) differs from the source "
             f"model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
-            hint="verify passed for the .mar, so the image's runtime differs: compare requirements/serve.txt "
+            hint="verify passed for the .mar, so the image's runtime differs: compare the serve lock (torchship/locks/serve.txt) "
             "with the toolchain's pins.",
         )
     if container.exit_code not in (0, None):

@@ -1,4 +1,4 @@
-"""The serving runtime's wheels, downloaded once per requirements/serve.txt and reused by every build.
+"""The serving runtime's wheels, downloaded once per the serve lock (torchship/locks/serve.txt) and reused by every build.
 
 The image installs them with `pip install --no-index`, so a build needs no network for Python packages and
 installs exactly the pinned closure in serve.txt. In CodeBuild, pip needs the CPU-only torch index
