@@ -73,7 +73,9 @@ def run_buildspec(
 ) -> BuildResult:
     spec = load(path)
     assert str(spec["version"]) == "0.2", "only buildspec version 0.2"
-    env = {**env, **{k: str(v) for k, v in (spec.get("env", {}).get("variables") or {}).items()}}
+    # CodeBuild's precedence: the project's (or start-build's) variables win over the buildspec's, which are
+    # defaults; `env` plays the project's part here.
+    env = {**{k: str(v) for k, v in (spec.get("env", {}).get("variables") or {}).items()}, **env}
     env["CODEBUILD_BUILD_SUCCEEDING"] = "1"
     result = BuildResult()
     for name in PHASES:
