@@ -168,6 +168,15 @@ def test_a_removed_model_is_not_shipped(history, monkeypatch):
     assert _changed(history, monkeypatch) == []
 
 
+def test_a_missing_models_directory_is_an_error_not_an_empty_answer(history, monkeypatch):
+    monkeypatch.chdir(history / "src")
+    result = runner.invoke(app, ["ci", "changed-specs"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"there is no models directory models in {history / 'src'}" in result.stderr
+    wrong_dir = runner.invoke(app, ["ci", "changed-specs", "--models-dir", "../models"])
+    assert wrong_dir.exit_code == 0 and wrong_dir.stdout.split() == [f"../{spec}" for spec in EVERY]
+
+
 def test_an_unknown_previous_commit_is_a_clear_error(history, monkeypatch):
     monkeypatch.chdir(history)
     result = runner.invoke(app, ["ci", "changed-specs"], env={"TORCHSHIP_PREVIOUS_COMMIT": "f" * 40})

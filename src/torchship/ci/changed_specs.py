@@ -103,6 +103,12 @@ def _is_within(path: Path, directory: Path) -> bool:
 
 
 def changed_specs(models_dir: Path, trigger: Trigger, cwd: Path) -> ChangedSpecs:
+    if not (cwd / models_dir).is_dir():
+        # Shipping nothing because the command ran in the wrong directory would pass CI silently.
+        raise CIError(
+            f"there is no models directory {models_dir} in {cwd.resolve()}",
+            hint="Run from the repository root (where models/<name>/model.yaml live) or pass --models-dir.",
+        )
     every = all_specs(models_dir, cwd)
     if trigger.all_models:
         return ChangedSpecs(every, "every model: asked for all (--all or TORCHSHIP_ALL_MODELS=1)")
