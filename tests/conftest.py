@@ -126,3 +126,12 @@ def torchserve(tiny_package, minilm_package, keywords_package, sentiment_package
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def wheel_env(tmp_path_factory):
+    """torchship's wheel, built from this checkout once per session and installed into a fresh venv
+    outside it (tests/wheel_env.py says how, and how to use it)."""
+    from wheel_env import make_wheel_env
+
+    return make_wheel_env(tmp_path_factory.mktemp("wheel-env"))

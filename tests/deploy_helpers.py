@@ -12,6 +12,8 @@ from torchship.spec import ModelSpec, load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
+# Installs podman, buildah, runc, debootstrap (root, Debian) when LocalContainers.require finds them missing.
+CONTAINER_TOOLS_INSTALLER = REPO / "scripts" / "install-container-tools.sh"
 
 SPEC = """name: tiny-embeddings
 version: 0.1.0

@@ -1,20 +1,26 @@
 """buildspec.yml's shape and behaviour that need no containers: phase order, ABORT at the first failure,
-the artifacts, and which model specs a push ships (scripts/ci/changed-specs.sh on a real git history)."""
+the artifacts, which model specs a push ships (`torchship ci changed-specs` on a real git history) and the
+pushed images' details (`torchship ci image-detail`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from buildspec_runner import PHASES, load, run_buildspec
+from deploy_helpers import write_image_record
+from torchship.cli import app
+from torchship.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 BUILDSPEC = REPO / "buildspec.yml"
-CHANGED_SPECS = REPO / "scripts" / "ci" / "changed-specs.sh"
+runner = CliRunner()
 
 
 def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image_details():
@@ -67,52 +73,170 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def _commit(repo: Path, message: str) -> str:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", message)
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+def _write_spec(repo: Path, name: str, source: str) -> None:
+    (repo / "models" / name).mkdir(parents=True)
+    (repo / "models" / name / "model.yaml").write_text(
+        f"name: {name}\nversion: 0.1.0\ntask: embeddings\nsource: {source}\n"
+    )
+
+
 @pytest.fixture
 def history(tmp_path) -> Path:
+    """alpha's checkpoint inside its folder, beta's outside models/ (checkpoints/beta), gamma's on S3."""
     repo = tmp_path / "repo"
-    for name in ("alpha", "beta"):
-        (repo / "models" / name).mkdir(parents=True)
-        (repo / "models" / name / "model.yaml").write_text(f"name: {name}\n")
+    _write_spec(repo, "alpha", "./model")
+    (repo / "models" / "alpha" / "model").mkdir()
+    (repo / "models" / "alpha" / "model" / "config.json").write_text("{}\n")
+    _write_spec(repo, "beta", "../../checkpoints/beta")
+    (repo / "checkpoints" / "beta").mkdir(parents=True)
+    (repo / "checkpoints" / "beta" / "config.json").write_text("{}\n")
+    _write_spec(repo, "gamma", "s3://bucket/gamma")
     (repo / "src").mkdir()
     (repo / "src" / "code.py").write_text("x = 1\n")
     _git(repo, "init", "-q")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "first")
+    _commit(repo, "first")
     return repo
 
 
-def _changed(repo: Path, **env: str) -> list[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHSHIP_", "CODEBUILD_"))}
-    done = subprocess.run(
-        ["sh", str(CHANGED_SPECS)], cwd=repo, env={**environ, **env}, capture_output=True, text=True
+EVERY = ["models/alpha/model.yaml", "models/beta/model.yaml", "models/gamma/model.yaml"]
+
+
+def _changed(repo: Path, monkeypatch, *args: str, **env: str) -> list[str]:
+    monkeypatch.chdir(repo)
+    for name in ("CODEBUILD_INITIATOR", "CODEBUILD_RESOLVED_SOURCE_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    result = runner.invoke(app, ["ci", "changed-specs", *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert "model(s) to ship" in result.stderr  # the reason, for the CI log; stdout holds only the paths
+    return result.stdout.split()
+
+
+def test_a_push_that_touches_one_model_ships_only_that_model(history, monkeypatch):
+    (history / "models" / "alpha" / "examples.jsonl").write_text('{"text": "x"}\n')
+    _commit(history, "alpha examples")
+    assert _changed(history, monkeypatch) == ["models/alpha/model.yaml"]
+    assert _changed(history, monkeypatch, TORCHSHIP_ALL_MODELS="1") == EVERY
+    assert _changed(history, monkeypatch, "--all") == EVERY
+    assert _changed(history, monkeypatch, CODEBUILD_INITIATOR="someone") == EVERY
+    assert _changed(history, monkeypatch, CODEBUILD_INITIATOR="codepipeline/torchship") == [
+        "models/alpha/model.yaml"
+    ]
+
+
+def test_a_change_to_a_models_source_outside_models_ships_that_model(history, monkeypatch):
+    (history / "checkpoints" / "beta" / "model.safetensors").write_bytes(b"new weights")
+    _commit(history, "beta retrained")
+    assert _changed(history, monkeypatch) == ["models/beta/model.yaml"]
+
+
+def test_changes_since_the_given_previous_commit_add_up(history, monkeypatch):
+    first = _git(history, "rev-parse", "HEAD").strip()
+    (history / "checkpoints" / "beta" / "model.safetensors").write_bytes(b"new weights")
+    _commit(history, "beta retrained")
+    (history / "models" / "alpha" / "model.yaml").write_text(
+        (history / "models" / "alpha" / "model.yaml").read_text().replace("0.1.0", "0.2.0")
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
-
-
-def test_a_push_that_touches_one_model_ships_only_that_model(history):
-    (history / "models" / "beta" / "examples.jsonl").write_text('{"text": "x"}\n')
-    _git(history, "add", "-A")
-    _git(history, "commit", "-qm", "beta examples")
-    assert _changed(history) == ["models/beta/model.yaml"]
-    assert _changed(history, TORCHSHIP_ALL_MODELS="1") == [
-        "models/alpha/model.yaml",
-        "models/beta/model.yaml",
-    ]
-    assert _changed(history, CODEBUILD_INITIATOR="someone") == [
+    _commit(history, "alpha 0.2.0")
+    assert _changed(history, monkeypatch) == ["models/alpha/model.yaml"]
+    assert _changed(history, monkeypatch, TORCHSHIP_PREVIOUS_COMMIT=first) == [
         "models/alpha/model.yaml",
         "models/beta/model.yaml",
     ]
 
 
-def test_a_toolchain_change_or_a_first_commit_ships_every_model(history):
-    assert _changed(history) == ["models/alpha/model.yaml", "models/beta/model.yaml"]  # no previous commit
+def test_a_toolchain_change_or_a_first_commit_ships_every_model(history, monkeypatch):
+    assert _changed(history, monkeypatch) == EVERY  # no previous commit
     (history / "src" / "code.py").write_text("x = 2\n")
-    _git(history, "commit", "-qam", "toolchain")
-    assert _changed(history) == ["models/alpha/model.yaml", "models/beta/model.yaml"]
+    _commit(history, "toolchain")
+    assert _changed(history, monkeypatch) == EVERY
 
 
-def test_a_removed_model_is_not_shipped(history):
+def test_outside_a_git_repository_every_model_ships(tmp_path, monkeypatch):
+    _write_spec(tmp_path, "alpha", "./model")
+    assert _changed(tmp_path, monkeypatch) == ["models/alpha/model.yaml"]
+
+
+def test_a_removed_model_is_not_shipped(history, monkeypatch):
     _git(history, "rm", "-rq", "models/alpha")
-    _git(history, "commit", "-qm", "drop alpha")
-    assert _changed(history) == []
+    _commit(history, "drop alpha")
+    assert _changed(history, monkeypatch) == []
+
+
+def test_a_missing_models_directory_is_an_error_not_an_empty_answer(history, monkeypatch):
+    monkeypatch.chdir(history / "src")
+    result = runner.invoke(app, ["ci", "changed-specs"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"there is no models directory models in {history / 'src'}" in result.stderr
+    wrong_dir = runner.invoke(app, ["ci", "changed-specs", "--models-dir", "../models"])
+    assert wrong_dir.exit_code == 0 and wrong_dir.stdout.split() == [f"../{spec}" for spec in EVERY]
+
+
+def test_an_unknown_previous_commit_is_a_clear_error(history, monkeypatch):
+    monkeypatch.chdir(history)
+    result = runner.invoke(app, ["ci", "changed-specs"], env={"TORCHSHIP_PREVIOUS_COMMIT": "f" * 40})
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"git cannot diff {'f' * 40} against HEAD" in result.stderr
+    assert "TORCHSHIP_PREVIOUS_COMMIT must name a commit" in result.stderr
+
+
+# --- image-detail ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """Two specs in a repository, both with a pushed image record in outputs/; the cwd is the repository."""
+    repo = tmp_path / "repo"
+    _write_spec(repo, "alpha", "./model")
+    _write_spec(repo, "beta", "./model")
+    outputs = tmp_path / "outputs"
+    for name in ("alpha", "beta"):
+        spec = load_spec(repo / "models" / name / "model.yaml")
+        write_image_record(outputs, spec, pushed=f"registry.example/models@sha256:{name[0] * 64}")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(outputs))
+    return repo, outputs
+
+
+def _specs_file(repo: Path, *names: str) -> Path:
+    path = repo / "changed-specs.txt"
+    path.write_text("".join(f"models/{name}/model.yaml\n" for name in names))
+    return path
+
+
+def test_image_detail_writes_codepipelines_format_and_the_digests(shipped):
+    repo, _ = shipped
+    result = runner.invoke(app, ["ci", "image-detail", str(_specs_file(repo, "alpha", "beta"))])
+    assert result.exit_code == 0, result.output
+    assert json.loads((repo / "imageDetail.json").read_text()) == [
+        {"name": "alpha", "version": "0.1.0", "ImageURI": f"registry.example/models@sha256:{'a' * 64}"},
+        {"name": "beta", "version": "0.1.0", "ImageURI": f"registry.example/models@sha256:{'b' * 64}"},
+    ]
+    assert (repo / "image-digests.txt").read_text().splitlines() == [
+        f"alpha 0.1.0 registry.example/models@sha256:{'a' * 64}",
+        f"beta 0.1.0 registry.example/models@sha256:{'b' * 64}",
+    ]
+    one = runner.invoke(app, ["ci", "image-detail", str(_specs_file(repo, "beta"))])
+    assert one.exit_code == 0, one.output
+    # One model: a single object, as CodePipeline's ECS/EKS deploy actions read imageDetail.json.
+    assert json.loads((repo / "imageDetail.json").read_text())["name"] == "beta"
+
+
+def test_image_detail_refuses_a_model_without_a_pushed_image_and_writes_nothing(shipped):
+    repo, outputs = shipped
+    record = outputs / "beta" / "0.1.0" / "image" / "image.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "pushed": None}))
+    result = runner.invoke(app, ["ci", "image-detail", str(_specs_file(repo, "alpha", "beta"))])
+    assert result.exit_code == 1
+    assert f"{record} records no pushed image" in result.stderr and "--push" in result.stderr
+    assert not (repo / "imageDetail.json").exists() and not (repo / "image-digests.txt").exists()
+    record.unlink()
+    missing = runner.invoke(app, ["ci", "image-detail", str(_specs_file(repo, "beta"))])
+    assert missing.exit_code == 1 and "beta 0.1.0 has no image record" in missing.stderr
+    absent = runner.invoke(app, ["ci", "image-detail", "no-such-file.txt"])
+    assert absent.exit_code == 1 and "the specs file no-such-file.txt does not exist" in absent.stderr

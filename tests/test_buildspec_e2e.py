@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from buildspec_runner import run_buildspec
+from deploy_helpers import CONTAINER_TOOLS_INSTALLER, DEMO_SPEC
 from moto_server import moto_server
 from torchship.image.local import BASE_IMAGE, ContainersUnavailable, LocalContainers, demo_image
 
@@ -76,11 +77,13 @@ def _tools(tmp_path: Path, registry: str) -> tuple[Path, Path]:
 def test_buildspec_gates_builds_pushes_and_publishes_the_changed_model(tmp_path):
     containers = LocalContainers()
     try:
-        containers.require()
+        containers.require(CONTAINER_TOOLS_INSTALLER)
     except ContainersUnavailable as exc:
         pytest.skip(f"containers cannot run here: {exc}")
     with containers.activated():
-        demo_image(containers)  # the stages and the image layers, cached: the buildspec reuses both
+        demo_image(
+            containers, DEMO_SPEC
+        )  # the stages and the image layers, cached: the buildspec reuses both
         # The buildspec builds FROM its default base: the local stand-in under Docker Hub's name.
         containers.podman("tag", BASE_IMAGE, "docker.io/library/debian:bookworm-slim")
     repo = _checkout(tmp_path)

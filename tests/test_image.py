@@ -1,5 +1,5 @@
 """The image's parts that need no container: the baked config, the entrypoint's addresses, the probe against
-a real HTTP server, the build context, the Dockerfile's promises, and the command's refusals."""
+a real HTTP server, the build context, the packaged Dockerfiles' promises, and the command's refusals."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from tiny_models import write_spec
 from torchship.image.builders import find_builder
 from torchship.image.context import RUNTIME_DIR, WRITABLE_PATHS, prepare_context, render_config
+from torchship.image.dockerfile import CPU, NEURON, render_dockerfile
 from torchship.image.errors import BuilderNotFound, ImageBuildError
 from torchship.image.labels import image_labels
 from torchship.image.runtime.settings import ImageEnv
@@ -26,7 +27,9 @@ from torchship.serving.ports import free_port
 from torchship.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
-DOCKERFILE = (REPO / "Dockerfile").read_text()
+# The Dockerfiles as every build context gets them: rendered from the templates inside the package.
+DOCKERFILE = render_dockerfile(CPU)
+NEURON_DOCKERFILE = render_dockerfile(NEURON)
 
 
 def properties(text: str) -> dict[str, str]:
@@ -259,16 +262,16 @@ def test_image_refuses_a_model_that_has_not_been_verified(tmp_path, tiny_model_d
 LINT_VENV = Path("/var/tmp/torchship-tools/checkov/bin")
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.neuron"])
-def test_dockerfiles_pass_hadolint_and_checkov(dockerfile):
+@pytest.mark.parametrize("variant", [CPU, NEURON], ids=lambda variant: variant.name)
+def test_dockerfiles_pass_hadolint_and_checkov(variant, tmp_path):
     if not (LINT_VENV / "hadolint").is_file() or not (LINT_VENV / "checkov").is_file():
         pytest.skip(f"hadolint/checkov are not installed in {LINT_VENV} (scripts/install-lint-tools.sh)")
-    hadolint = subprocess.run(
-        [str(LINT_VENV / "hadolint"), str(REPO / dockerfile)], capture_output=True, text=True
-    )
+    dockerfile = tmp_path / "Dockerfile"  # checkov recognises Dockerfiles by name
+    dockerfile.write_text(render_dockerfile(variant))
+    hadolint = subprocess.run([str(LINT_VENV / "hadolint"), str(dockerfile)], capture_output=True, text=True)
     assert hadolint.returncode == 0, hadolint.stdout
     checkov = subprocess.run(
-        [str(LINT_VENV / "checkov"), "-f", str(REPO / dockerfile), "--framework", "dockerfile", "--skip-download", "-o", "json"],
+        [str(LINT_VENV / "checkov"), "-f", str(dockerfile), "--framework", "dockerfile", "--skip-download", "-o", "json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     report = json.loads(checkov.stdout)
@@ -278,7 +281,7 @@ def test_dockerfiles_pass_hadolint_and_checkov(dockerfile):
 
 
 def test_neuron_dockerfile_keeps_the_image_contract():
-    neuron = (REPO / "Dockerfile.neuron").read_text()
+    neuron = NEURON_DOCKERFILE
     for promise in ('ENTRYPOINT ["/usr/bin/tini", "--", "/opt/torchship/bin/entrypoint"]', "USER 10001:10001",
                     "COPY model/ /opt/torchship/", "--no-index", "TORCHSHIP_MANAGEMENT_PORT=8081"):  # fmt: skip
         assert promise in neuron, promise
@@ -287,3 +290,58 @@ def test_neuron_dockerfile_keeps_the_image_contract():
         DOCKERFILE.replace("TorchServe 0.12.0 serving", "TorchServe 0.12.0 (Neuron) serving"),
         re.MULTILINE | re.DOTALL,
     )
+
+
+def _neuron_spec(tmp_path, tiny_model_dir):
+    path = write_spec(tmp_path / "neuron-spec", str(tiny_model_dir), name="tiny-neuron")
+    path.write_text(path.read_text().replace("backend: torchscript", "backend: neuron"))
+    return load_spec(path)
+
+
+def test_a_neuron_model_gets_the_neuron_dockerfile_and_its_labels(tmp_path, tiny_model_dir):
+    spec = _neuron_spec(tmp_path, tiny_model_dir)
+    mar = tmp_path / "tiny-neuron.mar"
+    mar.write_bytes(b"archive")
+    labels = image_labels(spec, "ab" * 32, "pass", "c0ffee")
+    context = prepare_context(
+        tmp_path / "ctx", spec, mar, _fake_wheelhouse(tmp_path / "wheels"), labels, "1g"
+    )
+    dockerfile = context.dockerfile.read_text()
+    assert dockerfile == NEURON_DOCKERFILE and "ARG BASE_IMAGE=public.ecr.aws/neuron/" in dockerfile
+    assert labels["org.opencontainers.image.description"].startswith("TorchServe 0.12.0 (Neuron) serving")
+    for copied in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.MULTILINE):
+        assert (context.directory / copied).exists(), copied
+
+
+def test_the_rendered_dockerfiles_are_the_templates_with_only_the_uid_filled_in():
+    """The layer cache keys on instruction text: the rendered file must not vary from build to build."""
+    for variant, text in ((CPU, DOCKERFILE), (NEURON, NEURON_DOCKERFILE)):
+        assert "{{" not in text and "{#" not in text and "{%" not in text
+        assert render_dockerfile(variant) == text
+    assert "USER 10001:10001" in DOCKERFILE and "groupadd --gid 10001 torchship" in NEURON_DOCKERFILE
+
+
+def _image_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TORCHSHIP_OUTPUTS_DIR": str(tmp_path / "out"), "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "torchship.cli", "image", *args], env=env, capture_output=True, text=True
+    )
+
+
+def test_image_context_refuses_a_directory_that_holds_files_and_writes_nothing(tmp_path, tiny_model_dir):
+    spec_path = write_spec(tmp_path / "spec", str(tiny_model_dir), name="never-verified")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine\n")
+    result = _image_command(tmp_path, str(spec_path), "--context", str(taken))
+    assert result.returncode == 2
+    assert f"--context {taken} is not empty" in result.stderr and "hint:" in result.stderr
+    assert sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
+    # An empty directory is accepted, but the model was never verified: refused, the directory left empty.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unverified = _image_command(tmp_path, str(spec_path), "--context", str(empty))
+    assert unverified.returncode == 1 and "no up-to-date 'verify' stage" in unverified.stderr
+    assert list(empty.iterdir()) == [] and not list(tmp_path.glob(".empty.tmp-*"))
+    pushing = _image_command(tmp_path, str(spec_path), "--context", str(empty), "--push", "registry/x")
+    assert pushing.returncode == 2 and "--context builds nothing, so it cannot --push" in pushing.stderr

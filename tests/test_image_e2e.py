@@ -1,4 +1,4 @@
-"""The demo model's image, end to end: built from the top-level Dockerfile by `torchship image`, pushed to
+"""The demo model's image, end to end: built from the packaged Dockerfile by `torchship image`, pushed to
 a loopback registry (the ECR stand-in), pulled back by digest, run as UID 10001 on a read-only root, and its
 served answers compared with the source model's. Slow: `make test-e2e` (marker e2e)."""
 
@@ -12,9 +12,10 @@ import time
 import httpx
 import pytest
 
+from deploy_helpers import CONTAINER_TOOLS_INSTALLER, DEMO_SPEC
 from torchship.examples import load_examples
 from torchship.image.builders import Tool
-from torchship.image.local import DEMO_SPEC, ContainersUnavailable, LocalContainers, demo_image
+from torchship.image.local import ContainersUnavailable, LocalContainers, demo_image
 from torchship.image.run_check import RunningImage, check_served
 from torchship.reference import source_results
 from torchship.settings import Settings
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 def containers():
     local = LocalContainers()
     try:
-        local.require()
+        local.require(CONTAINER_TOOLS_INSTALLER)
     except ContainersUnavailable as exc:
         pytest.skip(f"containers cannot run here: {exc}")
     with local.activated():
@@ -39,7 +40,7 @@ def containers():
 
 @pytest.fixture(scope="module")
 def demo(containers):
-    return demo_image(containers)
+    return demo_image(containers, DEMO_SPEC)
 
 
 @pytest.fixture(scope="module")

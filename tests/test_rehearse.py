@@ -14,7 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deploy_helpers import DEMO_SPEC, REPO, demo, write_image_record
+from deploy_helpers import CONTAINER_TOOLS_INSTALLER, DEMO_SPEC, REPO, demo, write_image_record
 from torchship.cli import app
 from torchship.deploy.rehearse import PORT_KEYS, REHEARSAL_ANNOTATION, rehearsal_documents
 from torchship.spec import load_spec
@@ -94,14 +94,14 @@ def demo_image_built():
     )
     containers = local.LocalContainers(Path(REHEARSE_ROOT)) if REHEARSE_ROOT else local.LocalContainers()
     try:
-        containers.require()
+        containers.require(CONTAINER_TOOLS_INSTALLER)
     except local.ContainersUnavailable as exc:
         pytest.skip(f"containers cannot run here: {exc}")
     if shutil.which("catatonit") is None:
         pytest.skip(
             "podman kube play needs catatonit for the pod's pause process (apt-get install catatonit)"
         )
-    record = local.demo_image(containers, outputs_dir=REHEARSE_OUTPUTS)
+    record = local.demo_image(containers, DEMO_SPEC, outputs_dir=REHEARSE_OUTPUTS)
     return containers, record
 
 

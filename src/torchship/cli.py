@@ -19,6 +19,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 
 from torchship import __version__
+from torchship.ci.commands import ci_app
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner, StageOutcome
 from torchship.settings import Settings
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Ship trained Hugging Face models to TorchServe."
 )
+app.add_typer(ci_app, name="ci")
 # Styles render on a terminal; elsewhere (CI logs, pipes) rich writes the same text without them. Messages
 # are never parsed as markup (they quote user input), only the fixed labels are styled.
 out = Console(soft_wrap=True)
@@ -613,8 +615,12 @@ def rehearse_command(
 def image(
     spec_path: SpecArg,
     base_image: Annotated[
-        str, typer.Option("--base-image", help="the Debian bookworm base (a local stand-in in tests)")
-    ] = "debian:bookworm-slim",
+        str | None,
+        typer.Option(
+            "--base-image",
+            help="the base image (default: debian:bookworm-slim; AWS's Neuron image for compile.backend: neuron)",
+        ),
+    ] = None,
     tag: Annotated[
         str | None, typer.Option("--tag", help="image tag (default: VERSION-<12 hex of the .mar sha256>)")
     ] = None,
@@ -624,10 +630,26 @@ def image(
             "--push", help="repository to push to, e.g. ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME"
         ),
     ] = None,
+    context_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--context",
+            help="write the complete build context to this new or empty directory and stop (no build)",
+        ),
+    ] = None,
 ) -> None:
     """Build the image of a verified model, run it on loopback, re-check served parity, record image.json."""
     from torchship.image.ship import ImageRequest, ship_image
 
+    if context_dir is not None:
+        if push is not None:
+            err.print(
+                _labelled("error:", "bold red", "--context builds nothing, so it cannot --push"),
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        _write_image_context(spec_path, context_dir, tag, base_image)
+        return
     with _reported(
         on_interrupt="[red]interrupted[/]: the build directory was removed; no image.json was written"
     ):
@@ -650,6 +672,22 @@ def image(
     out.print(
         f"record: {settings.stage_root(spec.name, spec.version) / 'image' / 'image.json'}", highlight=False
     )
+
+
+def _write_image_context(spec_path: Path, directory: Path, tag: str | None, base_image: str | None) -> None:
+    from torchship.image.export import build_command, write_context
+    from torchship.image.ship import default_tag
+
+    with _reported():
+        spec = load_spec(spec_path)
+        context = write_context(spec, Settings(), directory, progress=_progress)
+    image_tag = tag or default_tag(spec, context.build_args["MAR_SHA256"])
+    out.print(
+        f"wrote the build context of {spec.name} {spec.version} to {context.directory}", highlight=False
+    )
+    out.print("build it with:", highlight=False)
+    command = build_command(context, f"{spec.name}:{image_tag}", base_image)
+    out.print(f"  {command}", highlight=False, markup=False)
 
 
 # --- tune (issue 13): serving configurations measured in a real TorchServe ------------------------------

@@ -22,13 +22,14 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     )
 
 
-def render_template(name: str, *, autoescape: bool = False, **context: Any) -> str:
+def render_template(name: str, /, *, autoescape: bool = False, **context: Any) -> str:
     """Render templates/<name> with `context`; a name the template uses but `context` lacks is an error.
+    `name` is positional-only, so a template may take a variable called `name` too.
 
     autoescape=True HTML-escapes every value the template prints (use it for every .html template)."""
     return _environment(autoescape).get_template(name).render(**context)
 
 
-def render_html(name: str, **context: Any) -> str:
+def render_html(name: str, /, **context: Any) -> str:
     """Render the HTML template templates/<name>, escaping every value it prints."""
     return render_template(name, autoescape=True, **context)

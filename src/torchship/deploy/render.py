@@ -25,7 +25,6 @@ from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import CONTRACT_GRPC_PORTS, PROBE, DeployInputs, Ports
 from torchship.spec import ModelSpec
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 # Order matters for a reader only: what the Deployment needs comes before it.
 RESOURCE_FILES = (
     "serviceaccount.yaml",
@@ -172,7 +171,8 @@ def context_of(spec: ModelSpec, inputs: DeployInputs) -> RenderContext:
 
 def _jinja() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        # The templates ship inside the installed package (torchship/templates/k8s), found through it.
+        loader=jinja2.PackageLoader("torchship", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,

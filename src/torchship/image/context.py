@@ -1,5 +1,6 @@
-"""The build context: the top-level Dockerfile, serve.txt, the wheelhouse, the rendered config.properties,
-the image's scripts, and the verified .mar — nothing else reaches the builder."""
+"""The build context: the Dockerfile rendered from the package's template, the serve lock, the wheelhouse,
+the rendered config.properties, the image's scripts, and the verified .mar — nothing else reaches the
+builder. Every file comes from the installed package or the model's outputs, never from a checkout."""
 
 from __future__ import annotations
 
@@ -8,25 +9,21 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-import jinja2
-
 import torchship
-from torchship.image.errors import ImageBuildError
+from torchship.image.dockerfile import render_dockerfile, variant_for
 from torchship.locks import lock_file
+from torchship.rendering import render_template
 from torchship.spec import ModelSpec
 
-PACKAGE_DIR = Path(torchship.__file__).resolve().parent
-RUNTIME_DIR = PACKAGE_DIR / "image" / "runtime"
-TEMPLATES_DIR = PACKAGE_DIR / "templates"
-# The repository root when torchship runs from its checkout (CodeBuild, development): Dockerfile lives there.
-REPO_ROOT = PACKAGE_DIR.parent.parent
+# The image's scripts are modules of the installed package (torchship/image/runtime), read as files.
+RUNTIME_DIR = Path(str(files("torchship.image.runtime")))
 
 IMAGE_ROOT = "/opt/torchship"
 MODEL_STORE = f"{IMAGE_ROOT}/model-store"
 IMAGE_PYTHON = f"{IMAGE_ROOT}/venv/bin/python"
-UID = 10001
 WRITABLE_PATHS = ["/tmp", "/var/log/torchship"]
 # The image's scripts: name in the image -> module beside this one.
 SCRIPTS = {
@@ -44,23 +41,9 @@ class BuildContext:
     build_args: dict[str, str]
 
 
-def repo_file(relative: str) -> Path:
-    for root in (Path.cwd(), REPO_ROOT):
-        if (root / relative).is_file():
-            return root / relative
-    raise ImageBuildError(
-        f"{relative} was not found in {Path.cwd()} or {REPO_ROOT}",
-        hint="Run torchship image from the torchship checkout (the Dockerfile and requirements/ live there).",
-    )
-
-
 def render_config(spec: ModelSpec, heap: str) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    return env.get_template("image-config.properties.j2").render(
+    return render_template(
+        "image-config.properties.j2",
         name=spec.name,
         version=spec.version,
         torchship_version=torchship.__version__,
@@ -99,7 +82,7 @@ def prepare_context(
     """Fill `directory` (new, empty) with everything the Dockerfile copies."""
     directory.mkdir(parents=True)
     dockerfile = directory / "Dockerfile"
-    shutil.copy2(repo_file("Dockerfile"), dockerfile)
+    dockerfile.write_text(render_dockerfile(variant_for(spec)))
     (directory / "requirements").mkdir()
     shutil.copy2(lock_file("serve"), directory / "requirements" / "serve.txt")
     (directory / "wheels").mkdir()

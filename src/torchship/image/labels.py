@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import torchship
+from torchship.image.dockerfile import UID, variant_for
 from torchship.spec import ModelSpec
 
 
@@ -27,18 +28,18 @@ def git_commit(explicit: str | None) -> str:
 
 def image_labels(spec: ModelSpec, mar_sha256: str, verdict: str, commit: str) -> dict[str, str]:
     """The labels the Dockerfile's LABEL instruction must produce from the build arguments (checked after
-    every build, and by tests/test_image.py against the Dockerfile's text)."""
+    every build, and by tests/test_image.py against the rendered Dockerfile's text)."""
     return {
         "org.opencontainers.image.title": spec.name,
         "org.opencontainers.image.version": spec.version,
         "org.opencontainers.image.description": (
-            f"TorchServe 0.12.0 serving {spec.name} {spec.version}, built by torchship"
+            f"{variant_for(spec).serving} serving {spec.name} {spec.version}, built by torchship"
         ),
         "io.torchship.model.name": spec.name,
         "io.torchship.model.version": spec.version,
         "io.torchship.mar.sha256": mar_sha256,
         "io.torchship.gate.verdict": verdict,
         "io.torchship.version": torchship.__version__,
-        "io.torchship.uid": "10001",
+        "io.torchship.uid": str(UID),
         "org.opencontainers.image.revision": commit,
     }

@@ -12,7 +12,7 @@ Use from another test or tool (the image is built once per .mar sha256, then reu
     from torchship.image.local import LocalContainers, demo_image
     containers = LocalContainers()           # or LocalContainers(Path("/var/tmp/torchship-containers"))
     containers.require()                      # raises ContainersUnavailable(reason) if podman etc. are absent
-    record = demo_image(containers)           # ImageRecord; record.reference is the local image
+    record = demo_image(containers, Path("models/minilm-embeddings/model.yaml"))  # ImageRecord (local image)
     # run with: podman (env=containers.env()) run --network host --read-only ... record.reference
 """
 
@@ -35,7 +35,6 @@ from torchship.serving.ports import HOST, free_port
 DEFAULT_ROOT = Path(os.environ.get("TORCHSHIP_CONTAINERS_ROOT", "/var/tmp/torchship-containers"))
 BASE_IMAGE = "localhost/debian:bookworm-slim"
 TOOLS = ("podman", "buildah", "runc", "debootstrap")
-INSTALL_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "install-container-tools.sh"
 
 
 class ContainersUnavailable(RuntimeError):
@@ -91,14 +90,16 @@ class LocalContainers:
     def missing_tools(self) -> list[str]:
         return [tool for tool in TOOLS if shutil.which(tool) is None]
 
-    def require(self, install: bool = True) -> None:
-        """Tools present (installed by scripts/install-container-tools.sh when root) and podman working."""
-        if self.missing_tools() and install and os.geteuid() == 0 and INSTALL_SCRIPT.is_file():
-            subprocess.run(["sh", str(INSTALL_SCRIPT)], capture_output=True, timeout=900, check=False)
+    def require(self, installer: Path | None = None) -> None:
+        """Tools present and podman working. `installer`: a shell script run as root when tools are missing
+        (torchship's checkout has scripts/install-container-tools.sh; the package ships no installer)."""
+        if self.missing_tools() and installer is not None and os.geteuid() == 0 and installer.is_file():
+            subprocess.run(["sh", str(installer)], capture_output=True, timeout=900, check=False)
         missing = self.missing_tools()
         if missing:
             raise ContainersUnavailable(
-                f"{', '.join(missing)} not installed (scripts/install-container-tools.sh installs them as root)"
+                f"{', '.join(missing)} not installed (torchship's scripts/install-container-tools.sh installs "
+                "them as root on Debian)"
             )
         if os.geteuid() != 0:
             raise ContainersUnavailable("rootless podman with vfs is not set up here; run as root")
@@ -184,17 +185,14 @@ class LocalContainers:
             log.close()
 
 
-DEMO_SPEC = Path(__file__).resolve().parents[3] / "models" / "minilm-embeddings" / "model.yaml"
-
-
-def demo_image(containers: LocalContainers, spec_path: Path = DEMO_SPEC, outputs_dir: Path | None = None):
-    """The model's image, built by `torchship image` from the top-level Dockerfile on the local base, run
+def demo_image(containers: LocalContainers, spec_path: Path, outputs_dir: Path | None = None):
+    """The model's image, built by `torchship image` (the packaged Dockerfile) on the local base, run
     and parity-checked; reused while the .mar's sha256 and the image are unchanged. Returns its ImageRecord.
     `outputs_dir` defaults to <containers root>/outputs (stages run there first, through verify)."""
     from torchship.archiver.package import mar_path
     from torchship.hashing import sha256_file
-    from torchship.image.record import ImageRecord
-    from torchship.image.ship import IMAGE_DIR, ImageRequest, ship_image
+    from torchship.image.record import IMAGE_DIR, ImageRecord
+    from torchship.image.ship import ImageRequest, ship_image
     from torchship.pipeline import Runner, SilentReporter
     from torchship.settings import Settings
     from torchship.spec import load_spec

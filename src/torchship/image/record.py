@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+IMAGE_DIR = "image"  # outputs/<name>/<version>/image/
 IMAGE_JSON = "image.json"
 
 

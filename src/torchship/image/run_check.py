@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from torchship.image.builders import Tool
-from torchship.image.context import UID, WRITABLE_PATHS
+from torchship.image.context import WRITABLE_PATHS
+from torchship.image.dockerfile import UID
 from torchship.image.errors import ImageServeError
 from torchship.serving.ports import HOST, free_ports
 from torchship.validate.served import compare_served, query

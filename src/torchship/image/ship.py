@@ -20,10 +20,11 @@ from torchship.errors import ServedParityError
 from torchship.examples import load_examples
 from torchship.hashing import sha256_file
 from torchship.image.builders import Tool, find_builder, find_runtime
-from torchship.image.context import UID, WRITABLE_PATHS, prepare_context
+from torchship.image.context import WRITABLE_PATHS, prepare_context
+from torchship.image.dockerfile import UID, variant_for
 from torchship.image.errors import ImageBuildError
 from torchship.image.labels import git_commit, image_labels
-from torchship.image.record import ImageRecord, Ports, ServedParity
+from torchship.image.record import IMAGE_DIR, ImageRecord, Ports, ServedParity
 from torchship.image.run_check import RunningImage, check_served
 from torchship.image.settings import ImageSettings
 from torchship.image.wheelhouse import ensure_wheelhouse
@@ -35,13 +36,10 @@ from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.stages import STAGES
 
-IMAGE_DIR = "image"
-DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
-
 
 @dataclass(frozen=True)
 class ImageRequest:
-    base_image: str = DEFAULT_BASE_IMAGE
+    base_image: str | None = None  # default: the Dockerfile's (Debian bookworm-slim; AWS's for Neuron)
     tag: str | None = None  # default: <version>-<first 12 of the .mar's sha256>
     push: str | None = None  # repository to push to (registry/name), e.g. ECR's URI
 
@@ -49,6 +47,25 @@ class ImageRequest:
 def default_tag(spec: ModelSpec, mar_sha256: str) -> str:
     """Unique per artifact: an immutable ECR repository never sees the same tag for different content."""
     return f"{spec.version.replace('+', '-')}-{mar_sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """What an image is made from: the .mar that passed verify, and the labels that say so."""
+
+    mar: Path
+    mar_sha256: str
+    labels: dict[str, str]
+
+
+def verified_model(spec: ModelSpec, settings: Settings, image_settings: ImageSettings) -> VerifiedModel:
+    """The verified .mar and its labels; refused (the same check as publish) unless verify is up to date."""
+    verify = Runner(spec, settings, STAGES, SilentReporter()).require_current("verify")
+    verdict = verify.get("details", {}).get("verdict", "unknown")
+    mar = mar_path(settings.stage_root(spec.name, spec.version) / "package", spec)
+    mar_sha256 = sha256_file(mar)
+    labels = image_labels(spec, mar_sha256, verdict, git_commit(image_settings.git_commit))
+    return VerifiedModel(mar, mar_sha256, labels)
 
 
 def _write_atomically(directory: Path, record: ImageRecord, config_text: str) -> Path:
@@ -76,15 +93,13 @@ def ship_image(
 ) -> ImageRecord:
     image_settings = image_settings or ImageSettings()
     root = settings.stage_root(spec.name, spec.version)
-    verify = Runner(spec, settings, STAGES, SilentReporter()).require_current("verify")
-    verdict = verify.get("details", {}).get("verdict", "unknown")
-    mar = mar_path(root / "package", spec)
-    mar_sha256 = sha256_file(mar)
+    verified = verified_model(spec, settings, image_settings)
+    labels = verified.labels
     builder = find_builder(image_settings.builder)
     runtime = find_runtime(builder)
-    tag = request.tag or default_tag(spec, mar_sha256)
+    tag = request.tag or default_tag(spec, verified.mar_sha256)
     reference = f"localhost/torchship/{spec.name}:{tag}"
-    labels = image_labels(spec, mar_sha256, verdict, git_commit(image_settings.git_commit))
+    base_image = request.base_image or variant_for(spec).default_base_image
 
     root.mkdir(parents=True, exist_ok=True)
     work = root / f".image-build-{uuid.uuid4().hex[:8]}"
@@ -94,12 +109,14 @@ def ship_image(
         log.write_text("")
         progress("preparing the serving runtime's wheelhouse")
         wheelhouse = ensure_wheelhouse(lock_file("serve"), image_settings.wheelhouse, log)
-        context = prepare_context(work / "context", spec, mar, wheelhouse, labels, settings.torchserve_heap)
+        context = prepare_context(
+            work / "context", spec, verified.mar, wheelhouse, labels, settings.torchserve_heap
+        )
         progress(f"building {reference} with {builder.name} (log: {log})")
         started = time.perf_counter()
         builder.build(
             context.directory, context.dockerfile, reference,
-            {"BASE_IMAGE": request.base_image, **context.build_args}, log,
+            {"BASE_IMAGE": base_image, **context.build_args}, log,
         )  # fmt: skip
         build_s = time.perf_counter() - started
         facts = runtime.inspect(reference)
@@ -132,7 +149,7 @@ def ship_image(
             model_name=spec.name,
             model_version=spec.version,
             builder=builder.name,
-            base_image=request.base_image,
+            base_image=base_image,
         )
         _write_atomically(
             root / IMAGE_DIR, record, (context.directory / "model" / "config.properties").read_text()
