@@ -379,7 +379,7 @@ def test_served_checks_are_added_to_a_new_report_and_replace_earlier_ones(tmp_pa
         }
     )
     validate_dir = tmp_path / "validate"
-    write_report(validate_dir, stored)
+    write_report(validate_dir, stored, "validate")
     ctx = SimpleNamespace(
         spec=SimpleNamespace(validate=SimpleNamespace(atol=0.1, rtol=0.1)),
         input_dir=lambda stage: tmp_path / stage,
@@ -437,7 +437,7 @@ def test_torchship_report_reads_the_typed_report_and_names_an_unreadable_one(tmp
             "latency": {"in_process": {"samples_ms": [1.0], "p50": 1.0, "p95": 1.0}},
         }
     )
-    write_report(validate_dir, gate)
+    write_report(validate_dir, gate, "validate")
     result = torchship_report()
     assert result.returncode == 3, result.stderr
     assert "Verdict: FAIL" in result.stdout and "output differs by 0.5" in result.stdout

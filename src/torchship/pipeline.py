@@ -319,7 +319,7 @@ class Runner:
         return outcome
 
     def _execute(self, stage: Stage, inputs: dict[str, str], final_dir: Path) -> dict[str, Any]:
-        tmp_dir = self.root / f".{stage.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}"
+        tmp_dir = temp_dir_beside(final_dir)
         tmp_dir.mkdir(parents=True)
         try:
             started_at = datetime.now(UTC)
@@ -344,21 +344,27 @@ class Runner:
                 "details": details,
             }
             (tmp_dir / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-            self._replace(tmp_dir, final_dir)
+            replace_dir(tmp_dir, final_dir)
             return record
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
-    @staticmethod
-    def _replace(tmp_dir: Path, final_dir: Path) -> None:
-        """Swap the finished temp dir into place; the old outputs stay whole until the rename."""
-        old = None
-        if final_dir.exists():
-            old = final_dir.with_name(f".{final_dir.name}.old{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
-            final_dir.rename(old)
-        tmp_dir.rename(final_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+def temp_dir_beside(final_dir: Path) -> Path:
+    """A fresh hidden name next to `final_dir` for the temp dir that will replace it; a run killed before the
+    rename leaves it behind with its pid, and remove_abandoned_temp_dirs clears it later."""
+    return final_dir.with_name(f".{final_dir.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Swap a finished temp dir into place; the old contents stay whole until the rename."""
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".{final_dir.name}.old{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
+        final_dir.rename(old)
+    tmp_dir.rename(final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def tree_input(path: Path) -> str:
