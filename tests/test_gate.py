@@ -171,6 +171,17 @@ def test_a_served_response_that_differs_fails_verify(tiny_spec_path, settings, m
     assert report["verdict"] == "fail"
     assert {c["name"]: c["status"] for c in report["checks"]}["served_parity"] == "fail"
     assert report["latency"]["served"]["samples_ms"]
+    # CI's view: exactly the served parity test case failed, among all of validate's and verify's checks.
+    from junit_schema import check_junit
+
+    junit = check_junit((root_of(settings, spec) / "verify-failed" / "junit.xml").read_text())
+    failing = [
+        (c.get("classname"), c.get("name")) for c in junit.iter("testcase") if c.find("failure") is not None
+    ]
+    assert failing == [(f"{spec.name}.verify.served_parity", "served_parity")]
+    assert {c.get("classname").split(".")[-1] for c in junit.iter("testcase")} == {
+        c["name"] for c in report["checks"]
+    }
 
 
 def test_the_served_check_uses_only_the_shared_report_module_not_gate_internals():
