@@ -171,6 +171,17 @@ def test_a_served_response_that_differs_fails_verify(tiny_spec_path, settings, m
     assert report["verdict"] == "fail"
     assert {c["name"]: c["status"] for c in report["checks"]}["served_parity"] == "fail"
     assert report["latency"]["served"]["samples_ms"]
+    # CI's view: exactly the served parity test case failed, among all of validate's and verify's checks.
+    from junit_schema import check_junit
+
+    junit = check_junit((root_of(settings, spec) / "verify-failed" / "junit.xml").read_text())
+    failing = [
+        (c.get("classname"), c.get("name")) for c in junit.iter("testcase") if c.find("failure") is not None
+    ]
+    assert failing == [(f"{spec.name}.verify.served_parity", "served_parity")]
+    assert {c.get("classname").split(".")[-1] for c in junit.iter("testcase")} == {
+        c["name"] for c in report["checks"]
+    }
 
 
 def test_the_served_check_uses_only_the_shared_report_module_not_gate_internals():
@@ -379,7 +390,7 @@ def test_served_checks_are_added_to_a_new_report_and_replace_earlier_ones(tmp_pa
         }
     )
     validate_dir = tmp_path / "validate"
-    write_report(validate_dir, stored)
+    write_report(validate_dir, stored, "validate")
     ctx = SimpleNamespace(
         spec=SimpleNamespace(validate=SimpleNamespace(atol=0.1, rtol=0.1)),
         input_dir=lambda stage: tmp_path / stage,
@@ -437,7 +448,7 @@ def test_torchship_report_reads_the_typed_report_and_names_an_unreadable_one(tmp
             "latency": {"in_process": {"samples_ms": [1.0], "p50": 1.0, "p95": 1.0}},
         }
     )
-    write_report(validate_dir, gate)
+    write_report(validate_dir, gate, "validate")
     result = torchship_report()
     assert result.returncode == 3, result.stderr
     assert "Verdict: FAIL" in result.stdout and "output differs by 0.5" in result.stdout

@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from conftest import run_stages
+from junit_schema import check_junit
 from torchship.errors import ServingError
 from torchship.serving.torchserve import TorchServe
 from torchship.settings import Settings
@@ -131,6 +132,15 @@ def test_verify_stage_checks_served_parity(tiny_spec_path, settings):
     assert details["parity"]["ok"] and details["parity"]["compared"] == 5 + 5 + 1
     served = json.loads((settings.stage_root(spec.name, spec.version) / "verify" / "served.json").read_text())
     assert len(served["served"]) == 5 and len(served["served"][0]) == 32
+    # verify's junit.xml holds every check: validate's and the served ones, listed in the stage record.
+    verify_dir = settings.stage_root(spec.name, spec.version) / "verify"
+    assert "junit.xml" in outcomes[-1].record["outputs"]
+    suite = check_junit((verify_dir / "junit.xml").read_text()).find("testsuite")
+    assert suite.get("name") == f"{spec.name} {spec.version} verify" and suite.get("failures") == "0"
+    classnames = {case.get("classname") for case in suite.iter("testcase")}
+    checks = json.loads((verify_dir / "report.json").read_text())["checks"]
+    assert classnames == {f"{spec.name}.verify.{c['name']}" for c in checks}
+    assert {"served_parity", "served_latency", "parity", "source_model"} <= {c["name"] for c in checks}
 
 
 # --- TorchServe that cannot start ------------------------------------------------------------------

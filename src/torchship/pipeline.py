@@ -30,6 +30,7 @@ from torchship.hashing import file_table, sha256_file, sha256_json, sha256_tree
 from torchship.runstate import RunLock, RunState, check_owner
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
+from torchship.versions import made_by_another, stale_reason
 
 RECORD_NAME = "stage.json"
 _TMP_MARK = ".tmp-"
@@ -193,7 +194,14 @@ class Runner:
                     f"stage '{stage.name}' needs the outputs of stage '{dep}', which has not run",
                     hint=f"Run `{self._run_command(stage.name)}` to run every stage up to it.",
                 )
-            if record.get("inputs") != self._inputs(self._by_name[dep]):
+            if not self._is_current(record, self._by_name[dep]):
+                stale = stale_reason(record.get("torchship_version"), self._run_command(stage.name))
+                if stale is not None:
+                    raise TorchshipError(
+                        f"stage '{stage.name}' needs the outputs of stage '{dep}', which are out of date: "
+                        f"they were {stale[0]}",
+                        hint=stale[1],
+                    )
                 raise TorchshipError(
                     f"stage '{stage.name}' needs the outputs of stage '{dep}', which are out of date "
                     "(the spec, the source model or torchship changed since it ran)",
@@ -210,6 +218,15 @@ class Runner:
             self._external[stage.name] = stage.external_inputs(self.spec, self.settings)
         inputs.update(self._external[stage.name])
         return inputs
+
+    def _is_current(self, record: dict[str, Any], stage: Stage) -> bool:
+        """The record's inputs are what this spec, source and torchship give now, and this torchship version
+        wrote it (another version's code hashes differently anyway; a record edited to claim otherwise is not
+        trusted either)."""
+        return (
+            record.get("inputs") == self._inputs(stage)
+            and made_by_another(record.get("torchship_version")) is None
+        )
 
     def require_current(self, name: str) -> dict[str, Any]:
         """The record of a stage whose outputs are exactly what the current spec, source and torchship
@@ -233,12 +250,17 @@ class Runner:
                 hint=f"Fix what stage '{failed}' reported, then {fix[0].lower()}{fix[1:]}.",
             )
         try:
-            current = record.get("inputs") == self._inputs(self._by_name[name])
+            current = self._is_current(record, self._by_name[name])
         except TorchshipError as exc:
             raise TorchshipError(
                 f"{where}: the '{name}' outputs are stale: {exc.message}", hint=exc.hint
             ) from None
         if not current:
+            stale = stale_reason(record.get("torchship_version"), self._run_command(name))
+            if stale is not None:
+                raise TorchshipError(
+                    f"{where}: the '{name}' outputs are stale: they were {stale[0]}", hint=stale[1]
+                )
             raise TorchshipError(
                 f"{where}: the '{name}' outputs are stale (the spec, the source model or torchship changed "
                 "since they were made)",
@@ -292,6 +314,7 @@ class Runner:
                 and record is not None
                 and record.get("status") == "ok"
                 and record.get("inputs") == inputs
+                and made_by_another(record.get("torchship_version")) is None
                 and stage.name not in RunState.load(self.root).failed  # a failed re-run is not trusted
                 and outputs_intact(final_dir, record)
             ):
@@ -319,7 +342,7 @@ class Runner:
         return outcome
 
     def _execute(self, stage: Stage, inputs: dict[str, str], final_dir: Path) -> dict[str, Any]:
-        tmp_dir = self.root / f".{stage.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}"
+        tmp_dir = temp_dir_beside(final_dir)
         tmp_dir.mkdir(parents=True)
         try:
             started_at = datetime.now(UTC)
@@ -344,21 +367,27 @@ class Runner:
                 "details": details,
             }
             (tmp_dir / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-            self._replace(tmp_dir, final_dir)
+            replace_dir(tmp_dir, final_dir)
             return record
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
-    @staticmethod
-    def _replace(tmp_dir: Path, final_dir: Path) -> None:
-        """Swap the finished temp dir into place; the old outputs stay whole until the rename."""
-        old = None
-        if final_dir.exists():
-            old = final_dir.with_name(f".{final_dir.name}.old{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
-            final_dir.rename(old)
-        tmp_dir.rename(final_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+def temp_dir_beside(final_dir: Path) -> Path:
+    """A fresh hidden name next to `final_dir` for the temp dir that will replace it; a run killed before the
+    rename leaves it behind with its pid, and remove_abandoned_temp_dirs clears it later."""
+    return final_dir.with_name(f".{final_dir.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Swap a finished temp dir into place; the old contents stay whole until the rename."""
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".{final_dir.name}.old{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}")
+        final_dir.rename(old)
+    tmp_dir.rename(final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def tree_input(path: Path) -> str:

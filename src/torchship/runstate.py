@@ -19,8 +19,10 @@ from pathlib import Path
 
 from torchship.errors import SpecError, TorchshipError
 from torchship.spec import ModelSpec, load_spec
+from torchship.versions import check_format, this_version
 
 STATE_NAME = "state.json"
+STATE_FORMAT = 1  # the layout of state.json; raise it when a field changes meaning
 LOCK_NAME = ".lock"
 
 
@@ -43,10 +45,23 @@ class RunState:
 
     @classmethod
     def load(cls, root: Path) -> RunState:
+        """state.json as any torchship whose state format this one knows wrote it (a newer format is refused:
+        versions.check_format); an unreadable file is no state."""
+        path = root / STATE_NAME
         try:
-            data = json.loads((root / STATE_NAME).read_text())
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
             return cls()
+        if not isinstance(data, dict):
+            return cls()
+        check_format(
+            data.get("state_format"),
+            known=STATE_FORMAT,
+            field="state_format",
+            what=str(path),
+            written_by=data.get("torchship_version"),
+            otherwise=f"delete {path} (it only records failed runs and which spec owns these outputs)",
+        )
         owner = data.get("owner")
         return cls(
             failed={k: StageFailure(**v) for k, v in (data.get("failed") or {}).items()},
@@ -56,7 +71,8 @@ class RunState:
     def save(self, root: Path) -> None:
         """Written to a temp file and renamed: a reader never sees half a state."""
         tmp = root / f".{STATE_NAME}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        record = {**asdict(self), "state_format": STATE_FORMAT, "torchship_version": this_version()}
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         tmp.replace(root / STATE_NAME)
 
     def mark_failed(self, stage: str, error: BaseException | None) -> None:

@@ -12,8 +12,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from torchship.deploy.errors import DeployError
 from torchship.image.record import ImageRecord
 from torchship.settings import Settings
@@ -77,12 +75,15 @@ def _repository(reference: str) -> str:
 
 
 def read_image_record(path: Path) -> ImageRecord | None:
-    """image.json as the image stage wrote it (its own pydantic model), or None before any image build."""
+    """image.json as the image stage wrote it (its own pydantic model), or None before any image build.
+
+    It describes an image built and checked by the torchship named in it; a record of another version is read
+    as long as its format is one this torchship knows (a newer format is refused: versions.check_format)."""
     if not path.is_file():
         return None
     try:
-        return ImageRecord.model_validate_json(path.read_text())
-    except (OSError, ValidationError) as exc:
+        return ImageRecord.read_file(path)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or pydantic's ValidationError
         raise DeployError(
             f"{path} is not a valid image record ({str(exc).splitlines()[0]})",
             hint="Re-run `torchship image SPEC` to write it again.",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from torchship.versions import check_format
+
 IMAGE_DIR = "image"  # outputs/<name>/<version>/image/
 IMAGE_JSON = "image.json"
+# The layout of image.json. Raise it when a field changes meaning or a required one is added: a torchship that
+# knows only older formats then refuses the file (versions.check_format) instead of misreading it.
+IMAGE_RECORD_FORMAT = 1
 
 
 class ServedParity(BaseModel):
@@ -23,6 +30,10 @@ class Ports(BaseModel):
 
 
 class ImageRecord(BaseModel):
+    record_format: int = Field(IMAGE_RECORD_FORMAT, description="the layout of this file (1 when absent)")
+    torchship_version: str | None = Field(
+        None, description="the torchship that built and checked the image (absent in records before 0.1.0)"
+    )
     reference: str = Field(description="repo:tag of the local image")
     digest: str = Field(description="sha256:... of the local image (its config digest, the image ID)")
     pushed: str | None = Field(None, description="repository@sha256:... of the pushed manifest, if pushed")
@@ -50,4 +61,21 @@ class ImageRecord(BaseModel):
 
     @staticmethod
     def read(directory: Path) -> ImageRecord:
-        return ImageRecord.model_validate_json((directory / IMAGE_JSON).read_text())
+        return ImageRecord.read_file(directory / IMAGE_JSON)
+
+    @staticmethod
+    def read_file(path: Path) -> ImageRecord:
+        """image.json of any torchship version whose format this one knows; UnknownFormatError for a newer
+        format, ValueError (pydantic.ValidationError among them) for a file that is not an image record."""
+        data: Any = json.loads(path.read_text())
+        if isinstance(data, dict):
+            labels = data["labels"] if isinstance(data.get("labels"), dict) else {}
+            check_format(
+                data.get("record_format"),
+                known=IMAGE_RECORD_FORMAT,
+                field="record_format",
+                what=str(path),
+                written_by=data.get("torchship_version") or labels.get("io.torchship.version"),
+                otherwise="rebuild the image with this one (`torchship image SPEC`)",
+            )
+        return ImageRecord.model_validate(data)

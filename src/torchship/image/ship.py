@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torchship
 from torchship.archiver.package import mar_path
 from torchship.errors import ServedParityError
 from torchship.examples import load_examples
@@ -129,6 +130,7 @@ def ship_image(
             digest = builder.push(reference, destination, image_settings.registry_tls_verify)
             pushed = f"{request.push}@{digest}"
         record = ImageRecord(
+            torchship_version=torchship.__version__,
             reference=reference,
             digest=facts.id,
             pushed=pushed,

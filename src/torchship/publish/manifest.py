@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from torchship.publish.errors import IntegrityError
 from torchship.publish.layout import MANIFEST_FORMAT, VERSION_MANIFEST
+from torchship.versions import check_format
 
 # {stored file name: {"sha256": hex, "bytes": size}}
 FileTable = dict[str, dict[str, Any]]
@@ -83,4 +84,17 @@ def check_stored_manifest(stored: Any, name: str, version: str, uri: str) -> dic
             f"{uri}{VERSION_MANIFEST} is not a torchship manifest of {name} {version}",
             hint="Inspect the object; if it is stray, unpublish this version and publish again.",
         )
+    check_manifest_format(stored, f"{uri}{VERSION_MANIFEST}")
     return stored
+
+
+def check_manifest_format(manifest: dict[str, Any], where: str) -> int:
+    """A manifest this torchship can read: its own format or an older one, whichever version published it; a
+    newer format is refused (UnknownFormatError) before any of its fields is trusted."""
+    return check_format(
+        manifest.get("manifest_format"),
+        known=MANIFEST_FORMAT,
+        field="manifest_format",
+        what=where,
+        written_by=manifest.get("torchship_version"),
+    )

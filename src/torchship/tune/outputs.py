@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
-from torchship.pipeline import _TMP_MARK, Runner
+from torchship.pipeline import replace_dir, temp_dir_beside
 from torchship.tune.chart import render_chart
 from torchship.tune.records import TuneResult
 
@@ -17,10 +15,10 @@ def write_outputs(root: Path, result: TuneResult) -> Path:
     """Fill a temp dir beside the final one, then swap it in with the pipeline's own rename; a failed or
     interrupted tune leaves the previous tune/ as it was."""
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{TUNE_DIRNAME}{_TMP_MARK}{uuid.uuid4().hex[:8]}-{os.getpid()}"
+    final = root / TUNE_DIRNAME
+    tmp = temp_dir_beside(final)
     tmp.mkdir()
     (tmp / "tune.json").write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     (tmp / "tune.html").write_text(render_chart(result), encoding="utf-8")
-    final = root / TUNE_DIRNAME
-    Runner._replace(tmp, final)
+    replace_dir(tmp, final)
     return final

@@ -38,6 +38,7 @@ class BackendStatus(BaseModel):
 
 
 class TuneResult(BaseModel):
+    torchship_version: str | None = None  # the torchship that ran the sweep (absent in older tune.json)
     model: str
     version: str
     backend: str

@@ -25,6 +25,7 @@ from torchship.tune.choose import best_within_budget
 from torchship.tune.plan import Candidate
 from torchship.tune.records import BackendStatus, Measurement, TuneResult
 from torchship.tune.variant import write_variant
+from torchship.versions import this_version
 
 
 def measure(
@@ -114,6 +115,7 @@ def sweep(
         shutil.rmtree(workdir, ignore_errors=True)
     chosen = best_within_budget(measurements, budget_p95_ms)
     return TuneResult(
+        torchship_version=this_version(),
         model=name,
         version=version,
         backend=backend,

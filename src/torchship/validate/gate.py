@@ -1,6 +1,7 @@
 """The validate stage: the fail-closed gate between compile and package.
 
 Checks, each reported even when an earlier one fails, so the report shows everything at once:
+- source model: the checkpoint fits the task (validate/source_integrity.py; a misfit is refused outright);
 - parity: compiled vs source outputs (parity.py);
 - agreement: task-level answers identical — same top label, same entity spans, same keywords, and
   embeddings pointing the same way (cosine >= 1 - 1e-4) — on the examples and the eval set;
@@ -12,11 +13,14 @@ nothing is packaged. On success report.json and report.html are the stage's outp
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import torchship
 from torchship.errors import ValidationFailed
 from torchship.examples import examples_origin, load_examples, uses_builtin_examples
 from torchship.handler_settings import in_process_settings
@@ -41,6 +45,7 @@ from torchship.validate.records import (
     check,
     latency_failure,
     percentile,
+    replace_with_report,
     verdict_of,
     write_report,
 )
@@ -130,26 +135,41 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     definition = task_definition(spec.task)
     config = in_process_settings(spec, model_dir, compiled_dir)
     compiled = build_task(model_dir, config, compiled_dir=compiled_dir)
+    started = time.perf_counter()
+    # Loading refuses a checkpoint that does not fit the task (validate/source_integrity.py, exit 3), so
+    # reaching the next line is the check passing; it is recorded so the report and CI show it.
     source_model = load_source_model(model_dir, spec.task, spec.spec_path)
+    source_check = _timed(_source_model_check(spec, model_dir), started)
     source = build_task(model_dir, config, forward=source_model)
     texts = load_examples(spec)
     if uses_builtin_examples(spec):
         ctx.progress(f"examples: {examples_origin(spec)}")
     atol, rtol = spec.validate.atol, spec.validate.rtol
 
+    started = time.perf_counter()
     cases = build_cases(spec, compiled.encoder.tokenizer, texts)
     ctx.progress(f"parity: compiled vs source on {len(cases)} input batches")
     parity = compare(compiled.encoder, source_model, definition.output(spec, model_dir), cases, atol, rtol)
-    parity_check = check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}")
+    parity_check = _timed(
+        check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}"), started
+    )
+    started = time.perf_counter()
     metrics, eval_texts, metrics_check = _metrics(ctx, compiled)
+    metrics_check = _timed(metrics_check, started)
+    started = time.perf_counter()
     agreement, agreement_check = _agreement(ctx, definition, texts + eval_texts, compiled, source)
+    agreement_check = _timed(agreement_check, started)
+    started = time.perf_counter()
     latency, latency_check = _latency(ctx, compiled, texts)
+    latency_check = _timed(latency_check, started)
+    checks = [source_check, parity_check, agreement_check, metrics_check, latency_check]
     # parity, agreement and metrics arrive as the dicts their modules build; the model validates their shape.
     report = GateReport.model_validate(
         {
             "model": ModelRef(name=spec.name, version=spec.version, task=spec.task),
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "verdict": verdict_of(checks := [parity_check, agreement_check, metrics_check, latency_check]),
+            "torchship_version": torchship.__version__,
+            "verdict": verdict_of(checks),
             "checks": checks,
             "parity": parity,
             "agreement": agreement,
@@ -170,6 +190,24 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         },
         "latency_ms": {"p50": latency.in_process.p50, "p95": latency.in_process.p95},
     }
+
+
+def _timed(result: Check, started: float) -> Check:
+    """The check with how long it ran (the JUnit report's test case time)."""
+    return result.model_copy(update={"seconds": round(time.perf_counter() - started, 3)})
+
+
+def _source_model_check(spec: ModelSpec, model_dir: Path) -> Check:
+    try:
+        architectures = json.loads((model_dir / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        architectures = []
+    made_as = f" ({architectures[0]})" if architectures else ""
+    return check(
+        "source_model",
+        None,
+        f"the checkpoint{made_as} fits task {spec.task}: every weight it uses loads from the checkpoint",
+    )
 
 
 def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, list[str], Check]:
@@ -218,13 +256,13 @@ def _write_or_refuse(ctx: StageContext, report: GateReport) -> None:
     failed_dir = ctx.out_dir.parent / FAILED_DIR
     failing = report.first_failure()
     if failing is not None:
-        write_report(failed_dir, report)
+        replace_with_report(failed_dir, report, "validate")
         raise ValidationFailed(
             f"validation gate failed: {failing.name}: {failing.message}",
             hint=f"Nothing was packaged. The full report: {failed_dir / REPORT_HTML}",
         )
     shutil.rmtree(failed_dir, ignore_errors=True)
-    write_report(ctx.out_dir, report)
+    write_report(ctx.out_dir, report, "validate")
 
 
 def summarize_validate(details: dict[str, Any]) -> str:

@@ -10,14 +10,17 @@ other's internals.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from torchship.pipeline import replace_dir, temp_dir_beside
+from torchship.validate.junit import GateStage, render_junit
 from torchship.validate.report import render_html
 
-REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+REPORT_JSON, REPORT_HTML, REPORT_JUNIT = "report.json", "report.html", "junit.xml"
 
 
 Status = Literal["pass", "fail", "skipped"]
@@ -34,6 +37,8 @@ class Check(_Record):
     name: str
     status: Status
     message: str
+    # How long the check ran; reports written before it was kept have no such key, and keep none on rewrite.
+    seconds: float | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ModelRef(_Record):
@@ -122,6 +127,8 @@ class Latency(_Record):
 class GateReport(_Record):
     model: ModelRef
     generated_at: str
+    # The torchship that ran the gate (the JUnit report's properties show it); absent in reports written before.
+    torchship_version: str | None = Field(default=None, exclude_if=lambda value: value is None)
     verdict: Literal["pass", "fail"]
     checks: list[Check]
     parity: Parity
@@ -152,10 +159,13 @@ def latency_failure(
     return None
 
 
-def check(name: str, failure: str | None, ok: str, skipped: bool = False) -> Check:
+def check(
+    name: str, failure: str | None, ok: str, skipped: bool = False, seconds: float | None = None
+) -> Check:
+    seconds = None if seconds is None else round(seconds, 3)
     if skipped:
-        return Check(name=name, status="skipped", message=ok)
-    return Check(name=name, status="fail" if failure else "pass", message=failure or ok)
+        return Check(name=name, status="skipped", message=ok, seconds=seconds)
+    return Check(name=name, status="fail" if failure else "pass", message=failure or ok, seconds=seconds)
 
 
 def verdict_of(checks: list[Check]) -> Literal["pass", "fail"]:
@@ -167,7 +177,22 @@ def read_report(path: Path) -> GateReport:
     return GateReport.model_validate_json(path.read_text())
 
 
-def write_report(directory: Path, report: GateReport) -> None:
+def write_report(directory: Path, report: GateReport, stage: GateStage) -> None:
+    """report.json, report.html and junit.xml into `directory`: a stage's temp dir, which the runner renames
+    into place (and lists in stage.json) once the stage succeeds."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / REPORT_JSON).write_text(report.model_dump_json(indent=2) + "\n")
-    (directory / REPORT_HTML).write_text(render_html(report))
+    (directory / REPORT_JSON).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    (directory / REPORT_HTML).write_text(render_html(report), encoding="utf-8")
+    (directory / REPORT_JUNIT).write_text(render_junit(report, stage), encoding="utf-8")
+
+
+def replace_with_report(directory: Path, report: GateReport, stage: GateStage) -> None:
+    """The three report files as the whole of `directory` (validate-failed/, verify-failed/), swapped in by one
+    rename like a stage's outputs: CI never collects a half-written junit.xml, or one beside another run's."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir_beside(directory)
+    try:
+        write_report(tmp, report, stage)
+        replace_dir(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

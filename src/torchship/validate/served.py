@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
+import torchship
 from torchship.archiver.package import mar_path
 from torchship.errors import ServedParityError, ServingError, ValidationFailed
 from torchship.examples import load_examples
@@ -33,6 +34,7 @@ from torchship.validate.records import (
     latency_failure,
     percentile,
     read_report,
+    replace_with_report,
     verdict_of,
     write_report,
 )
@@ -131,8 +133,10 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
     with TorchServe({spec.name: mar}, ctx.settings) as server:
         ready_s = time.perf_counter() - started
         ctx.progress(f"TorchServe ready in {ready_s:.1f} s; sending {len(texts)} examples")
+        asked = time.perf_counter()
         served = query(server, spec.name, texts)
     parity = compare_served(served, expected, texts, spec.validate.atol, spec.validate.rtol)
+    parity_s = time.perf_counter() - asked
     preview = [
         # A vector (embeddings) is shortened to its first dims; structured results are shown whole.
         {"text": text, "result": result[:PREVIEW_DIMS], "dims": len(result)}
@@ -151,18 +155,18 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         )
         + "\n"
     )
-    report = served_report(ctx, parity, LatencyRun.model_validate(served["latency_ms"]))
+    report = served_report(ctx, parity, LatencyRun.model_validate(served["latency_ms"]), parity_s)
     failing = report.first_failure("served")
     if failing is not None:
         failed_dir = ctx.out_dir.parent / "verify-failed"
-        write_report(failed_dir, report)
+        replace_with_report(failed_dir, report, "verify")
         error = ServedParityError if failing.name == "served_parity" else ValidationFailed
         raise error(
             f"verify failed: {failing.name}: {failing.message}",
             hint=f"The full report: {failed_dir / REPORT_HTML}",
         )
     shutil.rmtree(ctx.out_dir.parent / "verify-failed", ignore_errors=True)
-    write_report(ctx.out_dir, report)
+    write_report(ctx.out_dir, report, "verify")
     return {
         "parity": parity,
         "latency_ms": {k: v for k, v in served["latency_ms"].items() if k != "samples_ms"},
@@ -172,8 +176,11 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-def served_report(ctx: StageContext, parity: dict[str, Any], latency: LatencyRun) -> GateReport:
-    """The validate stage's report with the served checks added: the gate's complete picture.
+def served_report(
+    ctx: StageContext, parity: dict[str, Any], latency: LatencyRun, parity_s: float | None = None
+) -> GateReport:
+    """The validate stage's report with the served checks added: the gate's complete picture. `parity_s`:
+    how long the served requests and their comparison took.
 
     A new report is built from the stored one (it is frozen); served checks from an earlier verify are replaced."""
     spec = ctx.spec
@@ -187,6 +194,7 @@ def served_report(ctx: StageContext, parity: dict[str, Any], latency: LatencyRun
             and f"TorchServe's result for '{failure['text'][:60]}' ({failure['mode']} request) differs from "
             f"the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
             f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})",
+            seconds=parity_s,
         )
     )
     budget = report.latency.budget_ms
@@ -204,6 +212,7 @@ def served_report(ctx: StageContext, parity: dict[str, Any], latency: LatencyRun
             "latency": report.latency.model_copy(update={"served": latency}),
             "verdict": verdict_of(checks),
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "torchship_version": torchship.__version__,
         }
     )
 

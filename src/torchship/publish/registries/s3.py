@@ -12,7 +12,7 @@ from torchship.publish.errors import (
     VersionNotFoundError,
 )
 from torchship.publish.layout import REGISTRY_DIR, check_segment
-from torchship.publish.manifest import differing_files
+from torchship.publish.manifest import check_manifest_format, differing_files
 from torchship.publish.registries.base import (
     STAGE_ALIASES,
     Registry,
@@ -22,13 +22,17 @@ from torchship.publish.registries.base import (
     version_sort_key,
 )
 from torchship.storage import s3
+from torchship.versions import this_version
 
 
 class S3Registry(Registry):
     """An index under s3://BUCKET/PREFIX/_registry/<name>/:
 
-        versions/<version>.json   {"name", "version", "location", "registered_at", "manifest"}
-        aliases/<stage>.json      {"name", "stage", "version", "previous", "set_at"}
+        versions/<version>.json   {"name", "version", "location", "registered_at", "torchship_version", "manifest"}
+        aliases/<stage>.json      {"name", "stage", "version", "previous", "set_at", "torchship_version"}
+
+    `torchship_version` is the torchship that wrote the entry. Entries of any version are read: an alias is read
+    for its `version` alone, and a version entry's manifest is held to the manifest format rule (versions.py).
 
     Each alias is its own object, written by one put_object conditioned on the ETag read just before
     (If-Match; If-None-Match: * when the alias is new): two concurrent promotions cannot both win, the loser
@@ -73,6 +77,7 @@ class S3Registry(Registry):
             "version": version,
             "location": location,
             "registered_at": now_utc(),
+            "torchship_version": this_version(),
             "manifest": manifest,
         }
         try:
@@ -104,7 +109,14 @@ class S3Registry(Registry):
                 f"{name} {version} is not registered in {s3.s3_url(self.bucket, self._root(name))}",
                 hint="Publish it first, or list the registered versions.",
             )
-        return found[0]["manifest"]
+        manifest = found[0].get("manifest")
+        where = s3.s3_url(self.bucket, self._version_key(name, version))
+        if not isinstance(manifest, dict):
+            raise IntegrityError(
+                f"{where} holds no manifest", hint="It was not written by torchship; remove or fix it."
+            )
+        check_manifest_format(manifest, f"the manifest in {where}")
+        return manifest
 
     def set_alias(self, name: str, stage: str, version: str) -> str | None:
         key = self._alias_key(name, stage)
@@ -117,7 +129,14 @@ class S3Registry(Registry):
         previous = current[0].get("version") if current else None
         if previous == version:
             return previous
-        value = {"name": name, "stage": stage, "version": version, "previous": previous, "set_at": now_utc()}
+        value = {
+            "name": name,
+            "stage": stage,
+            "version": version,
+            "previous": previous,
+            "set_at": now_utc(),
+            "torchship_version": this_version(),
+        }
         try:
             if current is None:
                 s3.put_json(self.client, self.bucket, key, value, if_none_match=True)
