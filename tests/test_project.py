@@ -364,3 +364,9 @@ def test_effective_spec_of_empty_settings_is_the_spec_itself(tmp_path):
 
     spec = load_spec(write_spec(tmp_path / "m", "./model"))
     assert effective_spec(spec, ProjectSettings(), None) is spec
+
+
+def test_a_settings_file_without_environments_says_so(tmp_path):
+    spec_path = repo(tmp_path, 'registry = "none"\n')
+    with pytest.raises(ProjectError, match="no environment 'staging'; defined environments: none"):
+        load_effective_spec(spec_path, "staging")

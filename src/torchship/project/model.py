@@ -107,12 +107,6 @@ class ProjectSettings(_Strict):
         """The named environment; an unknown name is an error listing the defined ones."""
         if name in self.environments:
             return self.environments[name]
-        if self.file is None:
-            raise ProjectError(
-                f"environment {name!r} was asked for, but there is no {PROJECT_FILE} that defines environments",
-                hint=f"Create {PROJECT_FILE} at the repository root with an [environments.{name}] table "
-                "(README: 'Repository settings and environments'), or drop --env / TORCHSHIP_ENV.",
-            )
         defined = ", ".join(sorted(self.environments)) or "none"
         raise ProjectError(
             f"{self.where}: no environment {name!r}; defined environments: {defined}",
