@@ -8,7 +8,8 @@ from pathlib import Path
 from torchship.deploy.inputs import DeployInputs, unmeasured_inputs
 from torchship.deploy.render import RenderedBase, render
 from torchship.image.record import ImageRecord
-from torchship.spec import ModelSpec, load_spec
+from torchship.project import load_effective_spec
+from torchship.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
@@ -40,7 +41,7 @@ def rendered_for(spec: ModelSpec, inputs: DeployInputs | None = None) -> Rendere
 
 
 def demo() -> tuple[ModelSpec, RenderedBase]:
-    spec = load_spec(DEMO_SPEC)
+    spec = load_effective_spec(DEMO_SPEC)  # as `torchship render` sees it: torchship.toml laid over it
     return spec, rendered_for(spec)
 
 

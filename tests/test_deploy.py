@@ -24,6 +24,8 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 runner = CliRunner()
 NAME = "minilm-embeddings"
 OLD_IMAGE = "torchship/minilm-embeddings:0.9.0"
+# The demo spec names no namespace: its objects go to the model's own, not the context's ("models").
+NAMESPACE = NAME
 
 
 @pytest.fixture
@@ -31,8 +33,9 @@ def cluster(tmp_path, monkeypatch):
     def start(scenario: str, previous: bool = False) -> FakeKubeAPI:
         api = FakeKubeAPI(scenario).__enter__()
         started.append(api)
+        api.add_namespace(NAMESPACE)
         if previous:
-            api.seed_previous_revision("models", NAME, OLD_IMAGE)
+            api.seed_previous_revision(NAMESPACE, NAME, OLD_IMAGE)
         monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "kubeconfig")))
         return api
 
@@ -56,7 +59,7 @@ def applies(api: FakeKubeAPI) -> list[str]:
 
 
 def image_of(api: FakeKubeAPI) -> str:
-    return api.objects[("deployments", "models", NAME)]["spec"]["template"]["spec"]["containers"][0]["image"]
+    return api.objects[("deployments", NAMESPACE, NAME)]["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
 def test_healthy_rollout_applies_every_object_server_side(cluster):
@@ -110,7 +113,21 @@ def test_dry_run_prints_the_server_side_diff_and_changes_nothing(cluster):
     assert result.exit_code == 0, result.output
     assert "+kind: Deployment" in result.output and "+  progressDeadlineSeconds: 335" in result.output
     assert all("dryRun=All" in p for p in applies(api)) and applies(api)
-    assert ("deployments", "models", NAME) not in api.objects
+    assert ("deployments", NAMESPACE, NAME) not in api.objects
+
+
+def test_env_deploys_into_the_environments_namespace_with_its_replica_bounds(cluster, tmp_path):
+    api = cluster("healthy")
+    api.add_namespace("ml-production")
+    (tmp_path / "torchship.toml").write_text(
+        '[environments.production]\nnamespace = "ml-production"\nreplicas = 3\nmax_replicas = 9\n'
+    )
+    result = runner.invoke(app, ["deploy", str(spec_file(tmp_path)), "--env", "production", "--no-smoke"])
+    assert result.exit_code == 0, result.output
+    assert ("deployments", "ml-production", "tiny-embeddings") in api.objects
+    hpa = api.objects[("horizontalpodautoscalers", "ml-production", "tiny-embeddings")]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
+    assert not [key for key in api.objects if key[1] == NAMESPACE]
 
 
 def test_dry_run_without_a_cluster_lists_what_would_be_applied(tmp_path, monkeypatch):

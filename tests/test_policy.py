@@ -62,6 +62,7 @@ BREAKERS = {
         d["ServiceAccount"].pop("automountServiceAccountToken"),
     ),
     "default-service-account": lambda d: _pod(d).pop("serviceAccountName"),
+    "namespace": lambda d: d["Service"]["metadata"].update(namespace="default"),
     "sensitive-env": lambda d: _c(d).update(env=[{"name": "HF_TOKEN", "value": "hf_abc"}]),
     "management-port-private": lambda d: d["Service"]["spec"]["ports"].append(
         {"name": "management", "port": 8081, "targetPort": 8081}

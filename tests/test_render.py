@@ -197,7 +197,7 @@ def test_cli_render_check_writes_and_reports(tmp_path, monkeypatch):
         app, ["render", str(spec_file(tmp_path)), "--out", str(tmp_path / "k8s"), "--check"]
     )
     assert result.exit_code == 0, result.output
-    assert "0 policy finding(s) from 25 rules" in result.output
+    assert "0 policy finding(s) from 26 rules" in result.output
     assert "against Kubernetes 1.35, 1.36, 1.37" in result.output
     deployment = yaml.safe_load((tmp_path / "k8s" / "deployment.yaml").read_text())
     assert deployment["kind"] == "Deployment"

@@ -22,8 +22,9 @@ from torchship import __version__
 from torchship.ci.commands import ci_app
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner, StageOutcome
+from torchship.project import chosen_environment, load_effective_spec
 from torchship.settings import Settings
-from torchship.spec import load_spec
+from torchship.spec import ModelSpec
 from torchship.stages import STAGE_NAMES, STAGES
 
 if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
@@ -159,7 +160,7 @@ def _print_served(record: dict[str, Any]) -> None:
 
 def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
     with _reported(on_interrupt="[red]interrupted[/]: stopped; no stage output was left half-written"):
-        spec = load_spec(spec_path)
+        spec = _load(spec_path)
         settings = Settings()
         runner = Runner(spec, settings, STAGES, RichReporter(err))
         err.print(f"[bold]{spec.name}[/] {spec.version} ({spec.task}) → {runner.root}", highlight=False)
@@ -177,6 +178,17 @@ def _run(spec_path: Path, names: list[str], force: bool) -> list[StageOutcome]:
 
 SpecArg = Annotated[Path, typer.Argument(help="model spec (models/<name>/model.yaml)", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run even if inputs are unchanged")]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env", help="environment of torchship.toml to use (default: TORCHSHIP_ENV)", show_default=False
+    ),
+]
+
+
+def _load(spec_path: Path, env: str | None = None) -> ModelSpec:
+    """The spec every command works on: the file, with torchship.toml and the environment laid over it."""
+    return load_effective_spec(spec_path, chosen_environment(env, Settings()))
 
 
 def _print_version(value: bool) -> None:
@@ -232,7 +244,7 @@ def report(spec_path: SpecArg) -> None:
     from torchship.validate.report import summary_lines
 
     with _reported():
-        spec = load_spec(spec_path)
+        spec = _load(spec_path)
         root = Settings().stage_root(spec.name, spec.version)
         # The most complete report first: verify adds the served checks to validate's.
         candidates = [root / "verify", root / "verify-failed", root / "validate", root / FAILED_DIR]
@@ -293,14 +305,14 @@ def _upload_bars() -> Iterator[Callable[[int, int, str], None]]:
 
 
 @app.command()
-def publish(spec_path: SpecArg) -> None:
+def publish(spec_path: SpecArg, env: EnvOpt = None) -> None:
     """Upload the validated .mar, its config, report and manifest to S3 and register the version."""
     from torchship.publish import publish as publish_version
     from torchship.publish import verified_files
     from torchship.storage.s3 import client_from_settings
 
     with _reported():
-        spec = load_spec(spec_path)
+        spec = _load(spec_path, env)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
         runner = Runner(spec, settings, STAGES, RichReporter(err))
@@ -327,13 +339,14 @@ def promote(
     clear: Annotated[
         bool, typer.Option("--clear", help="remove the stage alias instead of moving it")
     ] = False,
+    env: EnvOpt = None,
 ) -> None:
     """Point a stage alias (staging, production) at a complete published version, atomically."""
     from torchship.publish import read_manifest
     from torchship.storage.s3 import client_from_settings
 
     with _reported():
-        spec = load_spec(spec_path)
+        spec = _load(spec_path, env)
         settings = Settings()
         uri = _publish_uri(settings, spec.publish.uri)
         client = client_from_settings(settings)
@@ -439,7 +452,7 @@ def serve(
         if target.suffix == ".mar":
             mar, name = target, target.stem
         else:
-            spec = load_spec(target)
+            spec = _load(target)
             # Only the package the current spec makes, not one kept from before a failed or edited run.
             Runner(spec, settings, STAGES, RichReporter(err)).require_current("package")
             mar, name = mar_path(settings.stage_root(spec.name, spec.version) / "package", spec), spec.name
@@ -468,11 +481,11 @@ def serve(
 # --- Kubernetes: render, deploy, rehearse ----------------------------------------------------------
 
 
-def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False):
+def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False, env: str | None = None):
     from torchship.deploy import render as rendering
     from torchship.deploy.inputs import gather_inputs, unmeasured_inputs
 
-    spec = load_spec(spec_path)
+    spec = _load(spec_path, env)
     inputs = unmeasured_inputs(spec) if spec_only else gather_inputs(spec, settings)
     return spec, rendering.render(spec, inputs)
 
@@ -484,7 +497,8 @@ def _print_derivations(rendered) -> None:
         f"time to ready {c.time_to_ready_s:.1f} s ({c.time_to_ready_source}) → startup budget "
         f"{d.startup_budget_s} s, rollout timeout {d.rollout_timeout_s} s\n"
         f"{d.workers} worker(s) x {d.threads} thread(s) on a CPU limit of {c.cpu_limit}; "
-        f"termination grace {d.termination_grace_s} s",
+        f"termination grace {d.termination_grace_s} s\n"
+        f"namespace {c.namespace}; {c.replicas} to {d.max_replicas} replicas",
         highlight=False,
     )
 
@@ -493,7 +507,11 @@ def _print_derivations(rendered) -> None:
 def render_command(
     spec_path: SpecArg,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="directory for the kustomize base (default: outputs/…/k8s)")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="directory for the kustomize base (default: outputs/…/k8s, with --env outputs/…/k8s-ENV)",
+        ),
     ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="validate schemas and policy rules; write nothing on failure")
@@ -506,20 +524,24 @@ def render_command(
             "(how the committed k8s/ is rendered)",
         ),
     ] = False,
+    env: EnvOpt = None,
 ) -> None:
     """Render Kubernetes manifests (a kustomize base) for the model; --check validates them."""
     from torchship.deploy.check import check_base
-    from torchship.deploy.render import write_base
+    from torchship.deploy.render import default_out_dir, write_base
 
     with _reported():
         settings = Settings()
-        spec, rendered = _rendered(spec_path, settings, spec_only)
+        spec, rendered = _rendered(spec_path, settings, spec_only, env)
         report = check_base(rendered, spec) if check else None
         if report is not None:
             for line in report.lines():
                 err.print(line, highlight=False, markup=False)
             report.raise_if_failed()
-        target = write_base(rendered.files, out_dir or settings.stage_root(spec.name, spec.version) / "k8s")
+        root = settings.stage_root(spec.name, spec.version)
+        target = write_base(
+            rendered.files, out_dir or default_out_dir(root, chosen_environment(env, settings))
+        )
     out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
     _print_derivations(rendered)
     if report is not None:
@@ -534,7 +556,10 @@ def deploy_command(
     ] = None,
     namespace: Annotated[
         str | None,
-        typer.Option("--namespace", help="namespace (default: deploy.namespace, else the context's)"),
+        typer.Option(
+            "--namespace",
+            help="namespace (default: the environment's, else deploy.namespace, else the model name)",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print what would change; apply nothing")
@@ -542,14 +567,16 @@ def deploy_command(
     smoke: Annotated[
         bool, typer.Option("--smoke/--no-smoke", help="send one example through kubectl port-forward")
     ] = True,
+    env: EnvOpt = None,
 ) -> None:
     """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
     from torchship.deploy.kubectl import Kubectl
+    from torchship.deploy.render import namespace_of
     from torchship.deploy.rollout import deploy
 
     with _reported():
-        spec = load_spec(spec_path)
-        kubectl = Kubectl(context=context, namespace=namespace or spec.deploy.namespace)
+        spec = _load(spec_path, env)
+        kubectl = Kubectl(context=context, namespace=namespace or namespace_of(spec))
         result = deploy(
             spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
             progress=_progress,
@@ -568,6 +595,7 @@ def deploy_command(
 def rehearse_command(
     spec_path: SpecArg,
     keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
+    env: EnvOpt = None,
 ) -> None:
     """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
     import time
@@ -597,7 +625,7 @@ def rehearse_command(
             err.print("stopping …")
 
     with _reported(on_interrupt="[red]interrupted[/]: the rehearsal pod was torn down"):
-        spec = load_spec(spec_path)
+        spec = _load(spec_path, env)
         rehearsal = rehearse(
             spec, Settings(), on_ready=keep_serving,
             progress=_progress,
@@ -653,7 +681,7 @@ def image(
     with _reported(
         on_interrupt="[red]interrupted[/]: the build directory was removed; no image.json was written"
     ):
-        spec = load_spec(spec_path)
+        spec = _load(spec_path)
         settings = Settings()
         err.print(f"[bold]{spec.name}[/] {spec.version}: image", highlight=False)
         record = ship_image(
@@ -760,7 +788,7 @@ def tune(
     from torchship.tune.spec_edit import write_tuned
 
     with _reported(on_interrupt="[red]interrupted[/]: TorchServe stopped; tune outputs left as they were"):
-        spec = load_spec(spec_path)
+        spec = _load(spec_path)
         outcome = run_tune(
             spec,
             Settings(),

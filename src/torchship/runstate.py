@@ -94,7 +94,9 @@ def spec_identity(spec: ModelSpec) -> str:
     source = spec.source
     if "://" not in source and not source.startswith("pkg:"):
         source = str(spec.resolve(source))
-    return json.dumps({"spec": spec.fingerprint(), "source": source}, sort_keys=True)
+    # publish and deploy shape no stage output, and torchship.toml / the environment may change them.
+    shaping = spec.model_dump(mode="json", by_alias=True, exclude={"publish", "deploy"})
+    return json.dumps({"spec": shaping, "source": source}, sort_keys=True)
 
 
 def check_owner(root: Path, spec: ModelSpec) -> None:

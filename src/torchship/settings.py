@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         "a new inference token when one expires",
     )
 
+    env: str | None = Field(
+        None,
+        description="environment of torchship.toml to use, like --env (staging, production, ...); "
+        "--env wins over it",
+    )
     publish_uri: str | None = Field(
         None, description="s3://BUCKET/PREFIX to publish to (over the spec's publish.uri)"
     )

@@ -235,6 +235,15 @@ class DeploySpec(_Strict):
     # Extra node selector; with `neuron` the default selects the instance type of compile.neuron.target.
     node_selector: dict[Annotated[str, Field(pattern=_LABEL_KEY)], str] = {}
 
+    @model_validator(mode="after")
+    def _ceiling_not_below_floor(self) -> DeploySpec:
+        # The API server refuses an autoscaler whose maxReplicas is below its minReplicas.
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(
+                f"deploy.max_replicas {self.max_replicas} is below deploy.replicas {self.replicas}"
+            )
+        return self
+
 
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]

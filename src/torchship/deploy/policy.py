@@ -23,6 +23,8 @@ RESTRICTED_VOLUME_TYPES = {
 }  # fmt: skip
 MIN_UID = 10000  # checkov CKV_K8S_40, kube-score: avoid colliding with host users
 SENSITIVE_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+# Namespaces every cluster has and shares: a model's objects do not belong there.
+SHARED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
@@ -341,6 +343,29 @@ def _default_sa(inputs: PolicyInputs):
     for w in inputs.workloads():
         if (w.pod.get("serviceAccountName") or "default") == "default":
             yield w.resource, "runs as the namespace's default service account"
+
+
+@rule(
+    "namespace", "checkov CKV_K8S_21; one namespace, as selectors and service accounts only reach within it"
+)
+def _namespace(inputs: PolicyInputs):
+    namespaces = {}
+    for m in inputs.manifests:
+        namespace = (m.doc.get("metadata") or {}).get("namespace")
+        resource = f"{m.kind}/{m.name}"
+        if not namespace:
+            yield (
+                resource,
+                "no metadata.namespace: it lands in the kubectl context's namespace, often `default`",
+            )
+        elif namespace in SHARED_NAMESPACES:
+            yield resource, f"namespace {namespace!r} is shared with everything else in the cluster"
+        else:
+            namespaces[resource] = namespace
+    if len(set(namespaces.values())) > 1:
+        # A NetworkPolicy, PodDisruptionBudget or serviceAccountName only reaches objects of its own namespace.
+        spread = ", ".join(f"{r} in {n}" for r, n in sorted(namespaces.items()))
+        yield "all objects", f"split over several namespaces ({spread}); they only work together in one"
 
 
 @rule("sensitive-env", "polaris sensitiveContainerEnvVar")

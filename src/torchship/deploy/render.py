@@ -53,7 +53,7 @@ class RenderContext:
 
     name: str
     version: str
-    namespace: str | None
+    namespace: str
     image: str
     uid: int
     ports: Ports
@@ -138,13 +138,27 @@ def node_selector_of(spec: ModelSpec) -> dict[str, str]:
     return {**default, **spec.deploy.node_selector}
 
 
+def namespace_of(spec: ModelSpec) -> str:
+    """Where every object goes: deploy.namespace (an environment's namespace lands there), else the model's
+    name. Never none: objects without one land in whatever namespace the kubectl context says, usually
+    `default`, shared with everything else there (checkov CKV_K8S_21). One namespace per model keeps its
+    NetworkPolicy, PodDisruptionBudget and ServiceAccount from meeting another model's pods."""
+    return spec.deploy.namespace or spec.name
+
+
+def default_out_dir(stage_root: Path, env: str | None) -> Path:
+    """`render`'s default target: one directory per environment, so rendering production never replaces
+    the staging rendering (k8s/ without an environment)."""
+    return stage_root / (f"k8s-{env}" if env else "k8s")
+
+
 def context_of(spec: ModelSpec, inputs: DeployInputs) -> RenderContext:
     derived = derive(spec, inputs, PROBE)
     env = environment(spec, inputs, derived)
     return RenderContext(
         name=spec.name,
         version=spec.version,
-        namespace=spec.deploy.namespace,
+        namespace=namespace_of(spec),
         image=inputs.image,
         uid=inputs.uid,
         ports=inputs.ports,
