@@ -1,6 +1,7 @@
 """A small CodeBuild stand-in: runs a buildspec's phases in order, each command in bash with the documented
 environment, variables carried from one command to the next (as CodeBuild does), `on-failure: ABORT`
-stopping the build, and CODEBUILD_BUILD_SUCCEEDING set as CodeBuild sets it."""
+stopping the build, CODEBUILD_BUILD_SUCCEEDING set as CodeBuild sets it, and the buildspec's variables
+overridden by the given environment (the project's and the pipeline's, as in CodeBuild)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,9 @@ def run_buildspec(
 ) -> BuildResult:
     spec = load(path)
     assert str(spec["version"]) == "0.2", "only buildspec version 0.2"
-    env = {**env, **{k: str(v) for k, v in (spec.get("env", {}).get("variables") or {}).items()}}
+    # CodeBuild's precedence: the project's and the start-build call's variables (`env` here) win over
+    # the buildspec's own `env.variables`, which are defaults.
+    env = {**{k: str(v) for k, v in (spec.get("env", {}).get("variables") or {}).items()}, **env}
     env["CODEBUILD_BUILD_SUCCEEDING"] = "1"
     result = BuildResult()
     for name in PHASES:

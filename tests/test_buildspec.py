@@ -1,5 +1,7 @@
 """buildspec.yml's shape and behaviour that need no containers: phase order, ABORT at the first failure,
-the artifacts, and which model specs a push ships (scripts/ci/changed-specs.sh on a real git history)."""
+the artifacts and reports, and which model specs a push ships (scripts/ci/changed-specs.sh on a real git
+history). The shape is checked on torchship's own buildspec.yml and on the one `torchship init` writes
+into a user repository: both come from the same template, differing only in how torchship is installed."""
 
 from __future__ import annotations
 
@@ -11,25 +13,84 @@ import pytest
 import yaml
 
 from buildspec_runner import PHASES, load, run_buildspec
+from init_helpers import scaffold_user_repo
+from torchship import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 BUILDSPEC = REPO / "buildspec.yml"
 CHANGED_SPECS = REPO / "scripts" / "ci" / "changed-specs.sh"
+# How each repository's CodeBuild installs torchship: the checkout itself, or the pinned requirement.
+INSTALL = {
+    "checkout": ["make venv"],
+    "user-repo": ["python3 -m venv .venv", ".venv/bin/pip install --quiet -r requirements/torchship.txt"],
+}
 
 
-def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image_details():
-    spec = load(BUILDSPEC)
+@pytest.fixture(scope="module")
+def user_repo(tmp_path_factory) -> Path:
+    return scaffold_user_repo(tmp_path_factory.mktemp("init"))
+
+
+@pytest.fixture(params=sorted(INSTALL))
+def buildspec(request, user_repo) -> tuple[str, dict]:
+    path = BUILDSPEC if request.param == "checkout" else user_repo / "buildspec.yml"
+    return request.param, load(path)
+
+
+def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image_details(buildspec):
+    kind, spec = buildspec
     assert list(spec["phases"]) == list(PHASES)
     assert all(phase.get("on-failure") == "ABORT" for phase in spec["phases"].values())
-    assert spec["phases"]["install"]["runtime-versions"]["python"] == 3.11
-    assert spec["phases"]["install"]["commands"] == ["make venv"]  # the README's install, nothing ad hoc
-    assert {"imageDetail.json", "image-digests.txt"} <= set(spec["artifacts"]["files"])
+    assert spec["phases"]["install"]["runtime-versions"] == {"python": 3.11, "java": "corretto17"}
+    assert spec["phases"]["install"]["commands"] == INSTALL[kind]
+    assert {"imageDetail.json", "image-digests.txt", "changed-specs.txt"} <= set(spec["artifacts"]["files"])
     build = " ".join(spec["phases"]["build"]["commands"])
     assert "torchship run" in build and 'torchship image "$spec" --push "$ECR_REPOSITORY_URI"' in build
-    login = " ".join(spec["phases"]["pre_build"]["commands"])
-    assert "aws ecr get-login-password" in login and "docker login --username AWS --password-stdin" in login
+    pre_build = " ".join(spec["phases"]["pre_build"]["commands"])
+    assert ".venv/bin/torchship ci changed-specs > changed-specs.txt" in pre_build
+    assert (
+        "aws ecr get-login-password" in pre_build
+        and "docker login --username AWS --password-stdin" in pre_build
+    )
+    post_build = spec["phases"]["post_build"]["commands"]
     # A failed build never publishes: post_build checks CodeBuild's success flag before anything else.
-    assert "CODEBUILD_BUILD_SUCCEEDING" in spec["phases"]["post_build"]["commands"][0]
+    assert "CODEBUILD_BUILD_SUCCEEDING" in post_build[0]
+    assert 'torchship publish "$spec" --env "$TORCHSHIP_ENV"' in post_build[1]
+    assert '--env "$TORCHSHIP_ENV" --check --out "k8s-rendered/' in post_build[2]
+    assert "torchship ci image-detail changed-specs.txt" in post_build[3]
+    variables = spec["env"]["variables"]
+    assert variables["TORCHSHIP_ENV"] == "staging" and variables["TORCHSHIP_OUTPUTS_DIR"] == "outputs"
+
+
+def test_the_gate_s_junit_files_are_a_codebuild_test_report_and_artifacts(buildspec):
+    _, spec = buildspec
+    (report,) = spec["reports"].values()
+    assert report["file-format"] == "JUNITXML" and report["base-directory"] == "outputs"
+    assert sorted(report["files"]) == [
+        "*/*/validate-failed/junit.xml", "*/*/verify-failed/junit.xml", "*/*/verify/junit.xml",
+    ]  # fmt: skip
+    artifacts = spec["artifacts"]["files"]
+    for folder in ("verify", "verify-failed", "validate-failed"):
+        assert {f"outputs/*/*/{folder}/junit.xml", f"outputs/*/*/{folder}/report.html"} <= set(artifacts)
+    assert "k8s-rendered/**/*" in artifacts
+    # Every model has a report.html and a deployment.yaml: flattening the paths would lose all but one.
+    assert spec["artifacts"]["discard-paths"] is False
+
+
+def test_a_user_repository_installs_the_pinned_torchship_within_its_tested_lock(user_repo):
+    from torchship.locks import lock_file
+
+    requirement = (user_repo / "requirements" / "torchship.txt").read_text().splitlines()
+    assert [line for line in requirement if not line.startswith("#")] == [
+        f"torchship=={__version__}", "-c torchship-lock.txt",
+    ]  # fmt: skip
+    lock = (user_repo / "requirements" / "torchship-lock.txt").read_text()
+    tested = lock_file("prod").read_text()
+    assert lock.endswith(tested)
+    header = lock[: -len(tested)].splitlines()
+    # Only a comment saying which torchship the lock belongs to comes before torchship's own lock.
+    assert header and all(line.startswith("#") for line in header)
+    assert f"torchship {__version__} was tested with" in " ".join(header)
 
 
 def _fake_buildspec(tmp_path: Path, build_commands: list[str]) -> Path:
