@@ -128,8 +128,9 @@ def choose_task(checkpoint: Checkpoint, requested: str | None) -> str:
             raise TaskMismatchError(
                 f"{checkpoint.describe()}; it cannot serve --task {requested} (it can serve: "
                 f"{', '.join(servable)})",
-                hint=f"Leave --task out (init chooses {checkpoint.made_for}) or use --task "
-                f"{' / '.join(servable)}; or point --model at a checkpoint trained for {requested}.",
+                hint=f"Leave --task out (init reads {checkpoint.made_for} from config.json)"
+                + (f" or use --task {' / '.join(servable)}" if len(servable) > 1 else "")
+                + f"; to serve {requested}, point --model at a checkpoint trained for it.",
             )
         task = requested or checkpoint.made_for
     # A classifier without label names would answer LABEL_0…: the gate refuses it, so init does now.

@@ -62,7 +62,7 @@ def _refuse(conflicts: list[PlannedFile], kept: list[PlannedFile]) -> InitError:
     )
     return InitError(
         f"torchship init would overwrite {len(conflicts)} file(s): {named}; nothing was written",
-        hint=f"Move them aside or commit them first, or pass --force to overwrite them{also}.",
+        hint=f"Move them aside, or pass --force to overwrite them{also}; your version is lost unless git has it.",
     )
 
 
