@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torchship import __version__
 from torchship.examples import BUILTIN_EXAMPLES
@@ -54,7 +54,7 @@ class FileText:
     shared: bool
 
 
-def _template(template: str, **context: object) -> str:
+def _template(template: str, **context: Any) -> str:
     return render_template(f"scaffold/{template}", **context)
 
 
