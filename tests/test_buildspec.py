@@ -177,3 +177,72 @@ def test_a_removed_model_is_not_shipped(history):
     _git(history, "rm", "-rq", "models/alpha")
     _git(history, "commit", "-qm", "drop alpha")
     assert _changed(history) == []
+
+
+def _stand_in_tools(root: Path, run_fails: bool = False) -> Path:
+    """.venv/bin/torchship, aws and docker stand-ins that log their arguments (one line per call); the
+    torchship one answers `ci changed-specs` with one spec and writes image-digests.txt for `ci image-detail`."""
+    log = root / "calls.log"
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    torchship = f"""#!/bin/sh
+echo "torchship $*" >> "{log}"
+case "$1 $2" in
+  "ci changed-specs") echo models/sentiment/model.yaml ;;
+  "ci image-detail") echo "registry.example/acme@sha256:abc" > image-digests.txt ;;
+  "run "*) {"exit 3" if run_fails else "true"} ;;
+esac
+"""
+    (bin_dir / "torchship").write_text(torchship)
+    shims = root / "shims"
+    shims.mkdir()
+    for tool in ("aws", "docker"):
+        (shims / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n')
+    for tool in [*bin_dir.iterdir(), *shims.iterdir()]:
+        tool.chmod(0o755)
+    return log
+
+
+@pytest.mark.parametrize("kind", sorted(INSTALL))
+def test_the_buildspec_ships_each_changed_spec_to_the_environment_the_pipeline_chooses(
+    tmp_path, kind, user_repo
+):
+    source = BUILDSPEC if kind == "checkout" else user_repo / "buildspec.yml"
+    log = _stand_in_tools(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'shims'}{os.pathsep}{os.environ['PATH']}",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        # What infra/pipeline.yaml's Production project gives the build: it wins over the buildspec's default.
+        "TORCHSHIP_ENV": "production",
+        "ECR_REPOSITORY_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/production",
+    }
+    result = run_buildspec(source, tmp_path, env, skip=("install",))
+    assert result.succeeded, result.log()
+    spec = "models/sentiment/model.yaml"
+    calls = log.read_text().splitlines()
+    # The ECR login is one pipe: aws and docker run at the same time, in either order.
+    assert set(calls[1:3]) == {
+        "aws ecr get-login-password --region eu-west-1",
+        "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    }
+    assert calls[:1] + calls[3:] == [
+        "torchship ci changed-specs",
+        f"torchship run {spec}",
+        f"torchship image {spec} --push 123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/production",
+        f"torchship publish {spec} --env production",
+        f"torchship render {spec} --env production --check --out k8s-rendered/sentiment",
+        "torchship ci image-detail changed-specs.txt",
+    ]
+    assert result.exported["TORCHSHIP_IMAGES"].split() == ["registry.example/acme@sha256:abc"]
+
+
+def test_a_gate_that_refuses_the_model_publishes_and_renders_nothing(tmp_path, user_repo):
+    log = _stand_in_tools(tmp_path, run_fails=True)
+    env = {**os.environ, "PATH": f"{tmp_path / 'shims'}{os.pathsep}{os.environ['PATH']}",
+           "AWS_DEFAULT_REGION": "eu-west-1", "ECR_REPOSITORY_URI": "r.example/acme/staging"}  # fmt: skip
+    result = run_buildspec(user_repo / "buildspec.yml", tmp_path, env, skip=("install",))
+    assert not result.succeeded and result.phases_run() == ["pre_build", "build"]
+    calls = log.read_text()
+    assert "torchship run models/sentiment/model.yaml" in calls
+    assert "image" not in calls and "publish" not in calls and "render" not in calls
