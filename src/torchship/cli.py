@@ -228,7 +228,7 @@ def init_command(
     model: Annotated[
         Path, typer.Option("--model", help="the folder save_pretrained wrote", show_default=False)
     ],
-    directory: Annotated[Path, typer.Argument(help="the repository root (default: here)")] = Path("."),
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="the repository root")] = Path("."),
     task: Annotated[str | None, typer.Option(help="default: what the checkpoint's config.json says")] = None,
     name: Annotated[
         str | None, typer.Option(help="default: the model folder's name, made a valid one")

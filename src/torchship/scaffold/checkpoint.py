@@ -91,13 +91,19 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(config, dict):
         raise InitError(f"{path / 'config.json'} is not a JSON object")
     architectures = config.get("architectures") or []
-    architecture = str(architectures[0]) if architectures else None
+    architecture = str(architectures[0]) if isinstance(architectures, list) and architectures else None
     if architecture is not None:
         made_for = task_of_architecture(architecture)
     else:
         made_for = "embeddings" if (path / SENTENCE_TRANSFORMERS_MARKER).is_file() else None
     id2label = config.get("id2label") or {}
-    labels = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+    try:
+        labels = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+    except (TypeError, ValueError):
+        raise InitError(
+            f"{path / 'config.json'}: id2label must map label ids (0, 1, …) to names, got {id2label!r}",
+            hint="Set config.id2label to one name per output, then save_pretrained again.",
+        ) from None
     limit = token_limit(path)
     return Checkpoint(path, architecture, made_for, labels, limit, default_max_length(limit))
 
