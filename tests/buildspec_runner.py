@@ -1,6 +1,7 @@
 """A small CodeBuild stand-in: runs a buildspec's phases in order, each command in bash with the documented
 environment, variables carried from one command to the next (as CodeBuild does), `on-failure: ABORT`
-stopping the build, and CODEBUILD_BUILD_SUCCEEDING set as CodeBuild sets it."""
+stopping the build, CODEBUILD_BUILD_SUCCEEDING set as CodeBuild sets it, and the buildspec's variables
+overridden by the given environment (the project's and the pipeline's, as in CodeBuild)."""
 
 from __future__ import annotations
 

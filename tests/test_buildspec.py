@@ -1,6 +1,7 @@
 """buildspec.yml's shape and behaviour that need no containers: phase order, ABORT at the first failure,
-the artifacts, which model specs a push ships (`torchship ci changed-specs` on a real git history) and the
-pushed images' details (`torchship ci image-detail`)."""
+the artifacts and reports, which model specs a push ships (`torchship ci changed-specs` on a real git
+history) and the pushed images' details (`torchship ci image-detail`). The shape is checked on torchship's own buildspec.yml and on the one `torchship init` writes
+into a user repository: both come from the same template, differing only in how torchship is installed."""
 
 from __future__ import annotations
 
@@ -15,27 +16,86 @@ from typer.testing import CliRunner
 
 from buildspec_runner import PHASES, load, run_buildspec
 from deploy_helpers import write_image_record
+from init_helpers import scaffold_user_repo
+from torchship import __version__
 from torchship.cli import app
 from torchship.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 BUILDSPEC = REPO / "buildspec.yml"
 runner = CliRunner()
+# How each repository's CodeBuild installs torchship: the checkout itself, or the pinned requirement.
+INSTALL = {
+    "checkout": ["make venv"],
+    "user-repo": ["python3 -m venv .venv", ".venv/bin/pip install --quiet -r requirements/torchship.txt"],
+}
 
 
-def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image_details():
-    spec = load(BUILDSPEC)
+@pytest.fixture(scope="module")
+def user_repo(tmp_path_factory) -> Path:
+    return scaffold_user_repo(tmp_path_factory.mktemp("init"))
+
+
+@pytest.fixture(params=sorted(INSTALL))
+def buildspec(request, user_repo) -> tuple[str, dict]:
+    path = BUILDSPEC if request.param == "checkout" else user_repo / "buildspec.yml"
+    return request.param, load(path)
+
+
+def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image_details(buildspec):
+    kind, spec = buildspec
     assert list(spec["phases"]) == list(PHASES)
     assert all(phase.get("on-failure") == "ABORT" for phase in spec["phases"].values())
-    assert spec["phases"]["install"]["runtime-versions"]["python"] == 3.11
-    assert spec["phases"]["install"]["commands"] == ["make venv"]  # the README's install, nothing ad hoc
-    assert {"imageDetail.json", "image-digests.txt"} <= set(spec["artifacts"]["files"])
+    assert spec["phases"]["install"]["runtime-versions"] == {"python": 3.11, "java": "corretto17"}
+    assert spec["phases"]["install"]["commands"] == INSTALL[kind]
+    assert {"imageDetail.json", "image-digests.txt", "changed-specs.txt"} <= set(spec["artifacts"]["files"])
     build = " ".join(spec["phases"]["build"]["commands"])
     assert "torchship run" in build and 'torchship image "$spec" --push "$ECR_REPOSITORY_URI"' in build
-    login = " ".join(spec["phases"]["pre_build"]["commands"])
-    assert "aws ecr get-login-password" in login and "docker login --username AWS --password-stdin" in login
+    pre_build = " ".join(spec["phases"]["pre_build"]["commands"])
+    assert ".venv/bin/torchship ci changed-specs > changed-specs.txt" in pre_build
+    assert (
+        "aws ecr get-login-password" in pre_build
+        and "docker login --username AWS --password-stdin" in pre_build
+    )
+    post_build = spec["phases"]["post_build"]["commands"]
     # A failed build never publishes: post_build checks CodeBuild's success flag before anything else.
-    assert "CODEBUILD_BUILD_SUCCEEDING" in spec["phases"]["post_build"]["commands"][0]
+    assert "CODEBUILD_BUILD_SUCCEEDING" in post_build[0]
+    assert 'torchship publish "$spec" --env "$TORCHSHIP_ENV"' in post_build[1]
+    assert '--env "$TORCHSHIP_ENV" --check --out "k8s-rendered/' in post_build[2]
+    assert "torchship ci image-detail changed-specs.txt" in post_build[3]
+    variables = spec["env"]["variables"]
+    assert variables["TORCHSHIP_ENV"] == "staging" and variables["TORCHSHIP_OUTPUTS_DIR"] == "outputs"
+
+
+def test_the_gate_s_junit_files_are_a_codebuild_test_report_and_artifacts(buildspec):
+    _, spec = buildspec
+    (report,) = spec["reports"].values()
+    assert report["file-format"] == "JUNITXML" and report["base-directory"] == "outputs"
+    assert sorted(report["files"]) == [
+        "*/*/validate-failed/junit.xml", "*/*/verify-failed/junit.xml", "*/*/verify/junit.xml",
+    ]  # fmt: skip
+    artifacts = spec["artifacts"]["files"]
+    for folder in ("verify", "verify-failed", "validate-failed"):
+        assert {f"outputs/*/*/{folder}/junit.xml", f"outputs/*/*/{folder}/report.html"} <= set(artifacts)
+    assert "k8s-rendered/**/*" in artifacts
+    # Every model has a report.html and a deployment.yaml: flattening the paths would lose all but one.
+    assert spec["artifacts"]["discard-paths"] is False
+
+
+def test_a_user_repository_installs_the_pinned_torchship_within_its_tested_lock(user_repo):
+    from torchship.locks import lock_file
+
+    requirement = (user_repo / "requirements" / "torchship.txt").read_text().splitlines()
+    assert [line for line in requirement if not line.startswith("#")] == [
+        f"torchship=={__version__}", "-c torchship-lock.txt",
+    ]  # fmt: skip
+    lock = (user_repo / "requirements" / "torchship-lock.txt").read_text()
+    tested = lock_file("prod").read_text()
+    assert lock.endswith(tested)
+    header = lock[: -len(tested)].splitlines()
+    # Only a comment saying which torchship the lock belongs to comes before torchship's own lock.
+    assert header and all(line.startswith("#") for line in header)
+    assert f"torchship {__version__} was tested with" in " ".join(header)
 
 
 def _fake_buildspec(tmp_path: Path, build_commands: list[str]) -> Path:
@@ -240,3 +300,72 @@ def test_image_detail_refuses_a_model_without_a_pushed_image_and_writes_nothing(
     assert missing.exit_code == 1 and "beta 0.1.0 has no image record" in missing.stderr
     absent = runner.invoke(app, ["ci", "image-detail", "no-such-file.txt"])
     assert absent.exit_code == 1 and "the specs file no-such-file.txt does not exist" in absent.stderr
+
+
+def _stand_in_tools(root: Path, run_fails: bool = False) -> Path:
+    """.venv/bin/torchship, aws and docker stand-ins that log their arguments (one line per call); the
+    torchship one answers `ci changed-specs` with one spec and writes image-digests.txt for `ci image-detail`."""
+    log = root / "calls.log"
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    torchship = f"""#!/bin/sh
+echo "torchship $*" >> "{log}"
+case "$1 $2" in
+  "ci changed-specs") echo models/sentiment/model.yaml ;;
+  "ci image-detail") echo "registry.example/acme@sha256:abc" > image-digests.txt ;;
+  "run "*) {"exit 3" if run_fails else "true"} ;;
+esac
+"""
+    (bin_dir / "torchship").write_text(torchship)
+    shims = root / "shims"
+    shims.mkdir()
+    for tool in ("aws", "docker"):
+        (shims / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n')
+    for tool in [*bin_dir.iterdir(), *shims.iterdir()]:
+        tool.chmod(0o755)
+    return log
+
+
+@pytest.mark.parametrize("kind", sorted(INSTALL))
+def test_the_buildspec_ships_each_changed_spec_to_the_environment_the_pipeline_chooses(
+    tmp_path, kind, user_repo
+):
+    source = BUILDSPEC if kind == "checkout" else user_repo / "buildspec.yml"
+    log = _stand_in_tools(tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'shims'}{os.pathsep}{os.environ['PATH']}",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        # What infra/pipeline.yaml's Production project gives the build: it wins over the buildspec's default.
+        "TORCHSHIP_ENV": "production",
+        "ECR_REPOSITORY_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/production",
+    }
+    result = run_buildspec(source, tmp_path, env, skip=("install",))
+    assert result.succeeded, result.log()
+    spec = "models/sentiment/model.yaml"
+    calls = log.read_text().splitlines()
+    # The ECR login is one pipe: aws and docker run at the same time, in either order.
+    assert set(calls[1:3]) == {
+        "aws ecr get-login-password --region eu-west-1",
+        "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    }
+    assert calls[:1] + calls[3:] == [
+        "torchship ci changed-specs",
+        f"torchship run {spec}",
+        f"torchship image {spec} --push 123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/production",
+        f"torchship publish {spec} --env production",
+        f"torchship render {spec} --env production --check --out k8s-rendered/sentiment",
+        "torchship ci image-detail changed-specs.txt",
+    ]
+    assert result.exported["TORCHSHIP_IMAGES"].split() == ["registry.example/acme@sha256:abc"]
+
+
+def test_a_gate_that_refuses_the_model_publishes_and_renders_nothing(tmp_path, user_repo):
+    log = _stand_in_tools(tmp_path, run_fails=True)
+    env = {**os.environ, "PATH": f"{tmp_path / 'shims'}{os.pathsep}{os.environ['PATH']}",
+           "AWS_DEFAULT_REGION": "eu-west-1", "ECR_REPOSITORY_URI": "r.example/acme/staging"}  # fmt: skip
+    result = run_buildspec(user_repo / "buildspec.yml", tmp_path, env, skip=("install",))
+    assert not result.succeeded and result.phases_run() == ["pre_build", "build"]
+    calls = log.read_text()
+    assert "torchship run models/sentiment/model.yaml" in calls
+    assert "image" not in calls and "publish" not in calls and "render" not in calls

@@ -23,6 +23,7 @@ from torchship.ci.commands import ci_app
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner, StageOutcome
 from torchship.project import chosen_environment, load_effective_spec
+from torchship.scaffold.help_text import INIT_EXAMPLES
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 from torchship.stages import STAGE_NAMES, STAGES
@@ -234,6 +235,31 @@ def _stage_command(name: str, help_text: str) -> None:
 
 for _stage in STAGES:
     _stage_command(_stage.name, f"Run only the {_stage.name} stage: {_stage.description}.")
+
+
+@app.command(name="init", epilog=INIT_EXAMPLES)
+def init_command(
+    model: Annotated[
+        Path, typer.Option("--model", help="the folder save_pretrained wrote", show_default=False)
+    ],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="the repository root")] = Path("."),
+    task: Annotated[str | None, typer.Option(help="default: what the checkpoint's config.json says")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="default: the model folder's name, made a valid one")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite files you changed or torchship did not write")
+    ] = False,
+) -> None:
+    """Scaffold a repository that ships its own model: spec, settings, buildspec, pipeline."""
+    from torchship.scaffold.repository import InitRequest, init_repository
+    from torchship.scaffold.summary import file_lines, next_steps
+
+    with _reported():
+        outcome = init_repository(InitRequest(directory, model, task=task, name=name, force=force))
+    out.print(f"{outcome.name} ({outcome.task}) in {outcome.repo}:", highlight=False)
+    for line in [*file_lines(outcome), "", "next:", *next_steps(outcome, Path.cwd())]:
+        out.print(line, highlight=False, markup=False)
 
 
 @app.command()
@@ -707,7 +733,7 @@ def _write_image_context(spec_path: Path, directory: Path, tag: str | None, base
     from torchship.image.ship import default_tag
 
     with _reported():
-        spec = load_spec(spec_path)
+        spec = _load(spec_path)
         context = write_context(spec, Settings(), directory, progress=_progress)
     image_tag = tag or default_tag(spec, context.build_args["MAR_SHA256"])
     out.print(

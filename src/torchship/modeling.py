@@ -18,7 +18,14 @@ from torchship.handlers.loading import AUTO_CLASS, TensorOutput
 from torchship.spec import ModelSpec
 from torchship.validate.source_integrity import LoadingInfo, check_architecture, check_labels, check_loaded
 
-__all__ = ["TensorOutput", "fit_to_model", "load_source_model", "load_tokenizer", "token_limit"]
+__all__ = [
+    "TensorOutput",
+    "default_max_length",
+    "fit_to_model",
+    "load_source_model",
+    "load_tokenizer",
+    "token_limit",
+]
 
 # transformers' "no limit" placeholder for tokenizer.model_max_length is 1e30; anything this large is
 # not a real limit.
@@ -103,6 +110,15 @@ def token_limit(model_dir: Path) -> TokenLimit:
 FALLBACK_MAX_LENGTH = 256
 
 
+def default_max_length(limits: TokenLimit) -> int:
+    """compile.max_length when the spec leaves it out: the model's limit or, for a sentence-transformers
+    model, its max_seq_length (never beyond the limit), within the spec's allowed range."""
+    chosen = limits.preferred or limits.limit or FALLBACK_MAX_LENGTH
+    if limits.limit is not None:
+        chosen = min(chosen, limits.limit)
+    return min(max(chosen, 2), 8192)
+
+
 def fit_to_model(spec: ModelSpec, stage_dirs: dict[str, Path]) -> ModelSpec:
     """The spec with compile.max_length fitted to the fetched model: the model's limit (or, for a
     sentence-transformers model, its max_seq_length) when the spec leaves it out; a spec error (exit 2)
@@ -110,10 +126,7 @@ def fit_to_model(spec: ModelSpec, stage_dirs: dict[str, Path]) -> ModelSpec:
     limits = token_limit(stage_dirs["fetch"] / MODEL_DIRNAME)
     asked = spec.compile.max_length
     if asked is None:
-        chosen = limits.preferred or limits.limit or FALLBACK_MAX_LENGTH
-        if limits.limit is not None:
-            chosen = min(chosen, limits.limit)
-        return spec.with_max_length(min(max(chosen, 2), 8192))
+        return spec.with_max_length(default_max_length(limits))
     if limits.limit is not None and asked > limits.limit:
         raise SpecError(
             f"{spec.spec_path}: key 'compile.max_length': {asked} tokens is more than the model accepts "

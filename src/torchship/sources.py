@@ -25,7 +25,7 @@ MODEL_DIRNAME = "model"
 # Files that describe a repository, not the model; copying them would only churn hashes.
 _NOT_MODEL = frozenset({".gitattributes", ".gitignore"})
 _NOT_MODEL_DIRS = frozenset({"__pycache__", ".git"})
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
 
 
 def resolve_source(spec: ModelSpec) -> Path:
@@ -65,9 +65,9 @@ def resolve_source(spec: ModelSpec) -> Path:
             f"source directory {path} has no config.json: it is not a Hugging Face model directory",
             hint="Save the model with `model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`.",
         )
-    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise SourceError(
-            f"source directory {path} has no tokenizer files ({', '.join(_TOKENIZER_FILES)})",
+            f"source directory {path} has no tokenizer files ({', '.join(TOKENIZER_FILES)})",
             hint="Save the tokenizer beside the model with `tokenizer.save_pretrained(dir)`.",
         )
     return path

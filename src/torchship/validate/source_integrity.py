@@ -78,6 +78,16 @@ def _fits(task: str, made_for: str | None) -> bool:
     return made_for == task
 
 
+def tasks_served_by(made_for: str | None) -> tuple[str, ...]:
+    """Every task a checkpoint made for `made_for` (task_of_architecture's answer) can serve."""
+    return tuple(task for task in _NEEDS if _fits(task, made_for))
+
+
+def describe_checkpoint(architecture: str) -> str:
+    """'a BertModel checkpoint: an encoder, made for embeddings or keywords', for messages."""
+    return _made_for_phrase(architecture, task_of_architecture(architecture))
+
+
 def _made_for_phrase(architecture: str, made_for: str | None) -> str:
     if made_for is None:
         return f"a {architecture} checkpoint, which torchship has no task for"
