@@ -80,7 +80,8 @@ def test_a_new_user_ships_from_their_own_repository(wheel_env, containers, tmp_p
         user,
         base_env,
     )
-    env = {**base_env, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", **containers.env()}
+    podman_env = {k: v for k, v in containers.env().items() if k.startswith("CONTAINERS_")}
+    env = {**base_env, **podman_env, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     where = _run(
         [str(venv / "bin" / "python"), "-c", "import torchship; print(torchship.__file__)"], user, env
@@ -142,7 +143,7 @@ def test_a_new_user_ships_from_their_own_repository(wheel_env, containers, tmp_p
         s3.create_bucket(Bucket=BUCKET)
         shims, registries = _tools(tmp_path, registry)
         ci_env = {
-            **base_env, **containers.env(),
+            **base_env, **podman_env,
             "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": moto, "TORCHSHIP_AWS_ENDPOINT_URL": moto,
