@@ -13,12 +13,17 @@ from typing import Any
 from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import ParsedRequest
 from torchship.handlers.service import build_task, predict
-from torchship.modeling import load_source_model
+from torchship.modeling import default_max_length, load_source_model, token_limit
 from torchship.spec import ModelSpec
 
 
 def source_results(spec: ModelSpec, model_dir: Path, texts: list[str]) -> list[Any]:
-    """One result per text, as the handler would answer `{"text": ...}`, from the source model."""
+    """One result per text, as the handler would answer `{"text": ...}`, from the source model.
+
+    A spec that leaves compile.max_length out gets the model's own, as the stages fit it (image and rehearse
+    read the spec as written, not the fitted one the stages recorded)."""
+    if spec.compile.max_length is None:
+        spec = spec.with_max_length(default_max_length(token_limit(model_dir)))
     config = in_process_settings(spec, model_dir)
     task = build_task(model_dir, config, forward=load_source_model(model_dir, spec.task, spec.spec_path))
     return predict(task, [ParsedRequest([text], single=True) for text in texts])
