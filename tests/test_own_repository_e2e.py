@@ -19,6 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 
 from buildspec_runner import run_buildspec
 from moto_server import moto_server
@@ -130,8 +131,13 @@ def test_a_new_user_ships_from_their_own_repository(wheel_env, containers, tmp_p
         # 5. The staging manifests: their namespace and image repository from torchship.toml, checked.
         rendered = _run(["torchship", "render", SPEC, "--env", "staging", "--check"], repo, env)
         assert "checks passed" in rendered, rendered
-        deployment = (repo / "outputs" / NAME / "0.1.0" / "k8s-staging" / "deployment.yaml").read_text()
-        assert "namespace: ml-staging" in deployment and f"{registry}/acme/staging" in deployment
+        deployment = yaml.safe_load(
+            (repo / "outputs" / NAME / "0.1.0" / "k8s-staging" / "deployment.yaml").read_text()
+        )
+        assert deployment["metadata"]["namespace"] == "ml-staging"
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+            f"{registry}/acme/staging"
+        )
 
         # 6. Commit, push: CodeBuild's fresh clone runs the scaffolded buildspec, install phase included.
         _git(repo, "add", "-A")
@@ -187,5 +193,6 @@ def test_a_new_user_ships_from_their_own_repository(wheel_env, containers, tmp_p
         # The CodeBuild test report: the gate's checks as JUnit test cases, none failed.
         junit = (clone / "outputs" / NAME / "0.1.0" / "verify" / "junit.xml").read_text()
         assert 'failures="0"' in junit and "served_parity" in junit
-        staged = (clone / "k8s-rendered" / NAME / "deployment.yaml").read_text()
-        assert "namespace: ml-staging" in staged and detail["ImageURI"].split("@")[1] in staged
+        staged = yaml.safe_load((clone / "k8s-rendered" / NAME / "deployment.yaml").read_text())
+        assert staged["metadata"]["namespace"] == "ml-staging"
+        assert staged["spec"]["template"]["spec"]["containers"][0]["image"] == detail["ImageURI"]
