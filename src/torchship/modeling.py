@@ -120,10 +120,15 @@ def default_max_length(limits: TokenLimit) -> int:
 
 
 def fit_to_model(spec: ModelSpec, stage_dirs: dict[str, Path]) -> ModelSpec:
-    """The spec with compile.max_length fitted to the fetched model: the model's limit (or, for a
+    """fit_to_model_dir on the fetch stage's model (the stages' fit_spec)."""
+    return fit_to_model_dir(spec, stage_dirs["fetch"] / MODEL_DIRNAME)
+
+
+def fit_to_model_dir(spec: ModelSpec, model_dir: Path) -> ModelSpec:
+    """The spec with compile.max_length fitted to the model in `model_dir`: the model's limit (or, for a
     sentence-transformers model, its max_seq_length) when the spec leaves it out; a spec error (exit 2)
     naming the limit when the spec asks for more than the model's position table holds."""
-    limits = token_limit(stage_dirs["fetch"] / MODEL_DIRNAME)
+    limits = token_limit(model_dir)
     asked = spec.compile.max_length
     if asked is None:
         return spec.with_max_length(default_max_length(limits))

@@ -13,7 +13,7 @@ from typing import Any
 from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import ParsedRequest
 from torchship.handlers.service import build_task, predict
-from torchship.modeling import default_max_length, load_source_model, token_limit
+from torchship.modeling import fit_to_model_dir, load_source_model
 from torchship.spec import ModelSpec
 
 
@@ -22,8 +22,7 @@ def source_results(spec: ModelSpec, model_dir: Path, texts: list[str]) -> list[A
 
     A spec that leaves compile.max_length out gets the model's own, as the stages fit it (image and rehearse
     read the spec as written, not the fitted one the stages recorded)."""
-    if spec.compile.max_length is None:
-        spec = spec.with_max_length(default_max_length(token_limit(model_dir)))
+    spec = fit_to_model_dir(spec, model_dir)
     config = in_process_settings(spec, model_dir)
     task = build_task(model_dir, config, forward=load_source_model(model_dir, spec.task, spec.spec_path))
     return predict(task, [ParsedRequest([text], single=True) for text in texts])

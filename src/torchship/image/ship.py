@@ -30,7 +30,7 @@ from torchship.image.run_check import RunningImage, check_served
 from torchship.image.settings import ImageSettings
 from torchship.image.wheelhouse import ensure_wheelhouse
 from torchship.locks import lock_file
-from torchship.pipeline import Runner, SilentReporter
+from torchship.pipeline import Runner, SilentReporter, replace_dir, temp_dir_beside
 from torchship.reference import source_results
 from torchship.settings import Settings
 from torchship.sources import MODEL_DIRNAME
@@ -70,16 +70,12 @@ def verified_model(spec: ModelSpec, settings: Settings, image_settings: ImageSet
 
 
 def _write_atomically(directory: Path, record: ImageRecord, config_text: str) -> Path:
-    tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temp_dir_beside(directory)
     tmp.mkdir(parents=True)
     try:
         record.write(tmp)
         (tmp / "config.properties").write_text(config_text)  # what the image runs with, for review
-        old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-        if directory.exists():
-            directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory / "image.json"
