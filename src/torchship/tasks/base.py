@@ -28,6 +28,8 @@ class TaskDefinition:
     spec_sections: ClassVar[tuple[str, ...]] = ()
     handler_class: ClassVar[str]  # its class in handlers/tasks.py, registered there under `name`
     auto_class: ClassVar[str]  # the transformers Auto class that loads the source model
+    # The model outputs the task reads, by name (handlers/model_io.py): what every backend compiles.
+    outputs: ClassVar[tuple[str, ...]] = ("logits",)
     # The eval-set format of `validate.eval_set` (None: the task has no metrics).
     eval_set: ClassVar[EvalSetFormat | None] = None
 

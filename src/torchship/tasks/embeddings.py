@@ -28,6 +28,7 @@ class Embeddings(TaskDefinition):
     spec_sections: ClassVar[tuple[str, ...]] = ("embeddings",)
     handler_class = "EmbeddingsTask"
     auto_class = "AutoModel"
+    outputs: ClassVar[tuple[str, ...]] = ("last_hidden_state",)
 
     def handler_settings(self, spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
         pooling, normalize = embedding_settings(spec, model_dir)
