@@ -1,61 +1,80 @@
-"""The spec's example texts (`validate.examples`, JSON lines of {"text": ...}), or the built-in set.
+"""The spec's examples (`validate.examples`): JSON lines, each the body of one request the task accepts
+({"text": ...} for the text tasks, {"query": ..., "texts": [...]} for reranking, ...), or the task's
+built-in set.
 
-Without an examples file the gate and verify still need texts to compare the compiled and served model
-against the source: BUILTIN_EXAMPLES, a fixed, documented set (README: "Built-in examples") with
-sentiment, named entities and plain descriptive sentences, so every task gets meaningful answers.
+Without an examples file the gate and verify still need requests to compare the compiled and served
+model against the source: each task definition's `builtin_examples`, a fixed, documented set (README:
+"Built-in examples"); the text tasks share BUILTIN_TEXTS (tasks/base.py), with sentiment, named entities
+and plain descriptive sentences, so every text task gets meaningful answers.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from torchship.errors import SpecError
+from torchship.handlers.requests import BadRequest, Limits
 from torchship.spec import ModelSpec
+from torchship.tasks import TaskDefinition, task_definition
 
-BUILTIN_EXAMPLES = (
-    "TorchServe serves PyTorch models over HTTP.",
-    "The cat sat on the mat.",
-    "I loved this film, the acting was wonderful.",
-    "The service was slow and the food arrived cold.",
-    "John Smith moved from London to Paris to work for Google.",
-    "Marie Curie won the Nobel Prize in Physics in 1903.",
-    "ok",
-    "Transformers turn tokens into vectors; batching many short texts together keeps the CPU busy "
-    "while padding each batch only to its longest text keeps the wasted work small.",
-)
+# Examples are the user's own requests: the serving limits on their number do not apply to them.
+_EXAMPLE_LIMITS = Limits(max_texts=1_000_000, max_body_bytes=1 << 40)
 
 
 def examples_origin(spec: ModelSpec) -> str:
     """Where the examples come from, as the output says it."""
     path = spec.examples_path()
-    return str(path) if path is not None else f"built-in ({len(BUILTIN_EXAMPLES)} texts; no examples file)"
+    count = len(task_definition(spec.task).builtin_examples)
+    return str(path) if path is not None else f"built-in ({count} requests; no examples file)"
 
 
 def uses_builtin_examples(spec: ModelSpec) -> bool:
     return spec.examples_path() is None
 
 
-def load_examples(spec: ModelSpec) -> list[str]:
+def example_label(body: Any) -> str:
+    """A request body in one short line, for messages and reports."""
+    text = json.dumps(body, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_examples(spec: ModelSpec) -> list[Any]:
+    """The request bodies to check the model with: the examples file's lines, each accepted by the task's
+    request schema (a line it would refuse is an error naming the line), or the task's built-in set."""
+    definition = task_definition(spec.task)
+    example = definition.runtime.request.example
     path = spec.examples_path()
     if path is None:
-        return list(BUILTIN_EXAMPLES)
+        return [dict(body) for body in definition.builtin_examples]
     if not path.is_file():
         raise SpecError(
             f"{spec.spec_path}: key 'validate.examples': file {path} does not exist",
-            hint='Create it with one JSON object per line, e.g. {"text": "A short example."}, '
-            "or remove the key to use the built-in example texts.",
+            hint=f"Create it with one request body (JSON) per line, e.g. {example}, "
+            "or remove the key to use the built-in examples.",
         )
-    texts = []
+    bodies = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            body = json.loads(line)
         except ValueError as exc:
             raise SpecError(f"{path}:{number}: not valid JSON: {exc}") from None
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
-            raise SpecError(f'{path}:{number}: each line must be an object with a non-empty "text" string')
-        texts.append(item["text"])
-    if not texts:
-        raise SpecError(f"{path}: has no examples", hint='Add lines like {"text": "A short example."}')
-    return texts
+        check_example(definition, body, f"{path}:{number}")
+        bodies.append(body)
+    if not bodies:
+        raise SpecError(f"{path}: has no examples", hint=f"Add lines like {example}")
+    return bodies
+
+
+def check_example(definition: TaskDefinition, body: Any, where: str) -> None:
+    """A request body the task's schema refuses is a SpecError naming `where` (path:line)."""
+    runtime = definition.runtime
+    try:
+        runtime.request.parse(body, _EXAMPLE_LIMITS, runtime.options)
+    except BadRequest as exc:
+        raise SpecError(
+            f"{where}: not a request a {definition.name} model accepts: {exc.message}",
+            hint=f"Each line is the JSON body of one request, e.g. {runtime.request.example}",
+        ) from None

@@ -43,7 +43,7 @@ def handler_settings(spec: ModelSpec, model_dir: Path, compiled_dir: Path | None
         max_tokens_per_request=spec.serve.max_tokens_per_request,
         # The handler answers 413 for a larger response; TorchServe's max_response_size is the same key.
         max_response_bytes=spec.serve.max_response_bytes,
-        **task_definition(spec.task).handler_settings(spec, model_dir),
+        settings=task_definition(spec.task).settings(spec, model_dir).to_dict(),
     )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -103,13 +104,13 @@ class LoadResult:
         return dict(self.__dict__)
 
 
-def load_test(url: str, token: str, texts: list[str], concurrency: int, warmup: bool = True) -> LoadResult:
-    """POST every text once as {"text": ...} with `concurrency` requests in flight (after a warm-up round
+def load_test(url: str, token: str, bodies: list[Any], concurrency: int, warmup: bool = True) -> LoadResult:
+    """POST every request body once as JSON with `concurrency` requests in flight (after a warm-up round
     of `concurrency` requests that is not measured)."""
-    return asyncio.run(_load_test(url, token, texts, concurrency, warmup))
+    return asyncio.run(_load_test(url, token, bodies, concurrency, warmup))
 
 
-async def _load_test(url: str, token: str, texts: list[str], concurrency: int, warmup: bool) -> LoadResult:
+async def _load_test(url: str, token: str, bodies: list[Any], concurrency: int, warmup: bool) -> LoadResult:
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -118,12 +119,12 @@ async def _load_test(url: str, token: str, texts: list[str], concurrency: int, w
     ) as client:
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(text: str) -> None:
+        async def one(body: Any) -> None:
             nonlocal failures
             async with gate:
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, json={"text": text})
+                    response = await client.post(url, json=body)
                     failed = response.status_code != 200
                 except httpx.HTTPError:
                     failed = True
@@ -131,17 +132,17 @@ async def _load_test(url: str, token: str, texts: list[str], concurrency: int, w
                 failures += failed
 
         if warmup:  # connections and the worker's first batches are not what a steady client sees
-            await asyncio.gather(*(one(texts[i % len(texts)]) for i in range(concurrency)))
+            await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(concurrency)))
             latencies.clear()
             failures = 0
         cpu, started = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one(t) for t in texts))
+        await asyncio.gather(*(one(b) for b in bodies))
         wall = time.perf_counter() - started
         client_cpu = time.process_time() - cpu
     return LoadResult(
-        requests=len(texts),
+        requests=len(bodies),
         failures=failures,
-        throughput_rps=len(texts) / wall,
+        throughput_rps=len(bodies) / wall,
         client_cpu_cores=client_cpu / wall,
         **percentiles(latencies),
     )

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchship.errors import CompileError, SpecError
-from torchship.handlers.loading import AUTO_CLASS, TensorOutput
+from torchship.handlers.model_io import ModelIO, NamedIO, model_inputs
 from torchship.spec import ModelSpec
 from torchship.validate.source_integrity import LoadingInfo, check_architecture, check_labels, check_loaded
 
 __all__ = [
-    "TensorOutput",
     "default_max_length",
     "fit_to_model",
     "load_source_model",
@@ -40,31 +39,35 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def load_source_model(model_dir: Path, task: str, spec_path: Path | str | None = None) -> TensorOutput:
-    """The eager source model in eval mode, returning its first output as a tensor; refused (exit 3)
-    when the checkpoint does not fit the task."""
+def load_source_model(model_dir: Path, task: str, spec_path: Path | str | None = None) -> NamedIO:
+    """The eager source model in eval mode, taking the inputs its tokenizer and forward share and
+    returning the task's outputs by name; refused (exit 3) when the checkpoint does not fit the task."""
     import transformers
 
+    from torchship.tasks import task_definition
+
+    definition = task_definition(task)
     transformers.utils.logging.disable_progress_bar()  # a bar per load would drown the stage output
     where = str(spec_path or "the spec")
     config = _read_json(model_dir / "config.json")
     architectures = config.get("architectures")
     check_architecture(model_dir, task, architectures, where)
-    auto_class = getattr(transformers, AUTO_CLASS[task])
+    auto_class = getattr(transformers, definition.auto_class)
     try:
         model, info = auto_class.from_pretrained(
             str(model_dir), attn_implementation="eager", output_loading_info=True
         )
     except (OSError, ValueError, KeyError) as exc:
         raise CompileError(
-            f"cannot load {model_dir} as a {task} model ({AUTO_CLASS[task]}): {exc}",
+            f"cannot load {model_dir} as a {task} model ({definition.auto_class}): {exc}",
             hint="Check that the source directory holds the model saved by save_pretrained for this task.",
         ) from None
     check_loaded(
         model_dir, task, type(model).__name__, architectures, LoadingInfo.from_transformers(info), where
     )
     check_labels(model_dir, task, dict(model.config.id2label or {}), int(model.config.num_labels), where)
-    return TensorOutput(model.eval()).eval()
+    io = ModelIO(model_inputs(load_tokenizer(model_dir), model), definition.outputs)
+    return NamedIO(model.eval(), io).eval()
 
 
 def load_tokenizer(model_dir: Path):

@@ -16,9 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from torchship.errors import SpecError
-
-TASKS = ("embeddings", "text-classification", "token-classification", "keywords")
-Task = Literal["embeddings", "text-classification", "token-classification", "keywords"]
+from torchship.handlers.tasks import TASKS  # the task registry: tasks are declared there, not here
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 # Semantic version 2.0.0 (major.minor.patch with optional pre-release and build metadata).
@@ -248,7 +246,7 @@ class DeploySpec(_Strict):
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
-    task: Task
+    task: str  # a name in the task registry (handlers/tasks/): checked below, declared once there
     source: Annotated[str, Field(min_length=1)]
     description: str = ""
     compile: CompileSpec = CompileSpec()
@@ -264,6 +262,13 @@ class ModelSpec(_Strict):
     spec_path: Path = Field(default=Path("model.yaml"), exclude=True)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
+        return task
 
     @field_validator("source")
     @classmethod

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from torchship.errors import CompileError
-from torchship.handlers.encoder import pad_id_of, pad_rows
+from torchship.handlers.encoder import pad_id_of
 from torchship.handlers.loading import COMPILED_MANIFEST
+from torchship.handlers.model_io import pad_features
 from torchship.synthetic import token_rows
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -22,7 +23,9 @@ def example_batch(tokenizer, batch: int, length: int, seed: int = 0) -> tuple[to
     """A (batch x length) input of real token ids; rows after the first are shorter, so the padding path
     (attention mask zeros) is part of what gets traced or checked."""
     lengths = [length] + [max(2, length // (k + 2)) for k in range(batch - 1)]
-    return pad_rows(token_rows(tokenizer, lengths, seed=seed), pad_id_of(tokenizer), width=length)
+    rows = [{"input_ids": row} for row in token_rows(tokenizer, lengths, seed=seed)]
+    features = pad_features(rows, ("input_ids", "attention_mask"), pad_id_of(tokenizer), width=length)
+    return features["input_ids"], features["attention_mask"]
 
 
 def compare_at(

@@ -173,6 +173,7 @@ def check_parity(rehearsal: Rehearsal, spec: ModelSpec, settings: Settings) -> d
     from torchship.examples import load_examples
     from torchship.reference import source_results
     from torchship.sources import MODEL_DIRNAME
+    from torchship.tasks import task_definition
     from torchship.validate.served import compare_served, query
 
     model_dir = settings.stage_root(spec.name, spec.version) / "fetch" / MODEL_DIRNAME
@@ -181,14 +182,14 @@ def check_parity(rehearsal: Rehearsal, spec: ModelSpec, settings: Settings) -> d
             f"the source model is not fetched ({model_dir} does not exist), so there is nothing to compare with",
             hint=f"Run `torchship run {spec.spec_path}` first.",
         )
-    texts = load_examples(spec)
-    if not texts:
+    bodies = load_examples(spec)
+    if not bodies:
         raise RehearsalFailed(
             f"{spec.spec_path}: no examples to check served parity with (validate.examples)"
         )
-    served = query(rehearsal, spec.name, texts)
-    expected = source_results(spec, model_dir, texts)
-    return compare_served(served, expected, texts, spec.validate.atol, spec.validate.rtol)
+    served = query(rehearsal, spec.name, bodies, task_definition(spec.task).runtime.request)
+    expected = source_results(spec, model_dir, bodies)
+    return compare_served(served, expected, bodies, spec.validate.atol, spec.validate.rtol)
 
 
 def play(documents: list[dict], directory: Path, model: str, ports: dict[str, int]) -> Rehearsal:
@@ -260,7 +261,7 @@ def rehearse(
             if not rehearsal.parity["ok"]:
                 failure = rehearsal.parity["failure"]
                 raise ServedParityError(
-                    f"served parity failed: '{failure['text'][:60]}' ({failure['mode']}) differs from the source "
+                    f"served parity failed: {failure['request']} ({failure['mode']}) differs from the source "
                     f"model at {failure['mismatch']}",
                     hint="The image serves different answers than the verified package: rebuild it with torchship image.",
                 )

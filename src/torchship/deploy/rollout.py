@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -84,11 +85,11 @@ def current_revision(kubectl: Kubectl, name: str) -> str | None:
     return json.loads(result.stdout).get("metadata", {}).get("annotations", {}).get(REVISION)
 
 
-def smoke_request(url: str, model: str, text: str) -> str:
+def smoke_request(url: str, model: str, body: Any) -> str:
     """One prediction through the forwarded port: a 200 with a JSON answer, or the reason it failed."""
     try:
         response = httpx.post(
-            f"{url}/predictions/{model}", json={"text": text}, timeout=SMOKE_TIMEOUT_S,
+            f"{url}/predictions/{model}", json=body, timeout=SMOKE_TIMEOUT_S,
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
     except httpx.HTTPError as exc:
@@ -102,7 +103,7 @@ def smoke_request(url: str, model: str, text: str) -> str:
     return f"POST /predictions/{model} → 200 ({len(response.content)} bytes)"
 
 
-def port_forward_smoke(kubectl: Kubectl, name: str, port: int, text: str) -> str:
+def port_forward_smoke(kubectl: Kubectl, name: str, port: int, body: Any) -> str:
     cmd = kubectl.command("port-forward", f"service/{name}", f":{port}", "--address=127.0.0.1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -127,7 +128,7 @@ def port_forward_smoke(kubectl: Kubectl, name: str, port: int, text: str) -> str
                 raise DeployError(f"kubectl port-forward failed: {last_line(stderr) or 'it exited'}")
             match = _FORWARDING.search(line)
             if match:
-                return smoke_request(f"http://127.0.0.1:{match.group(1)}", name, text)
+                return smoke_request(f"http://127.0.0.1:{match.group(1)}", name, body)
     finally:
         stop_process(proc)
 
@@ -175,12 +176,10 @@ def deploy(
             else f"rollout did not complete: {last_line(status.stderr or status.stdout)}"
         )
         if failure is None and smoke:
-            texts = load_examples(spec)
+            bodies = load_examples(spec)
             try:
                 progress("smoke request through kubectl port-forward")
-                result.smoke = port_forward_smoke(
-                    kubectl, name, rendered.context.ports.inference, texts[0] if texts else "hello"
-                )
+                result.smoke = port_forward_smoke(kubectl, name, rendered.context.ports.inference, bodies[0])
             except DeployError as exc:
                 failure = f"smoke request failed: {exc.message}"
         if failure is not None:

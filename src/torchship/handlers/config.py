@@ -1,6 +1,7 @@
 """The handler's settings: the `handler:` section of a .mar's model-config.yaml, typed.
 
-Every key and the value the handler uses when a config lacks it are declared here and nowhere else. The
+Every shared key and the value the handler uses when a config lacks it are declared here and nowhere
+else; a task's own keys sit under `settings:` and are declared by its runtime module (handlers/tasks/). The
 packager writes this section (torchship/handler_settings.py builds it from the spec, whose own defaults
 stay in spec.py); the handler reads it back with `from_dict`. Like the rest of handlers/, this module
 depends on the standard library only: it is shipped inside the .mar.
@@ -25,15 +26,6 @@ def _optional_ints(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(int(v) for v in value)
 
 
-def _strings(value: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in value)
-
-
-def _int_pair(value: Any) -> tuple[int, int]:
-    low, high = value
-    return int(low), int(high)
-
-
 @dataclass(frozen=True)
 class HandlerConfig:
     """What the handler needs besides the model, the tokenizer and the model's config.json."""
@@ -53,21 +45,8 @@ class HandlerConfig:
     max_body_bytes: int = 1024 * 1024
     max_tokens_per_request: int | None = None
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    # embeddings, keywords
-    pooling: str = "mean"
-    normalize: bool = True
-    # token-classification
-    aggregation_strategy: str = "simple"
-    ignore_labels: tuple[str, ...] = ("O",)
-    # keywords
-    ngram_range: tuple[int, int] = (1, 1)
-    stop_words: tuple[str, ...] = ()
-    top_n: int = 5
-    use_mmr: bool = False
-    diversity: float = 0.5
-    max_candidates: int = 1000
-    max_candidates_per_request: int = 2000
-    max_candidate_tokens_per_request: int | None = None
+    # The task's own settings (handlers/tasks/<task>.py: its Settings class reads them).
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> HandlerConfig:
@@ -92,12 +71,16 @@ class HandlerConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON values (lists, not tuples), every key written, so a .mar states all it uses."""
         return {
-            key: list(value) if isinstance(value, tuple) else value
+            key: list(value)
+            if isinstance(value, tuple)
+            else dict(value)
+            if isinstance(value, Mapping)
+            else value
             for key, value in dataclasses.asdict(self).items()
         }
 
 
-_NULLABLE = {"buckets", "threads", "max_tokens_per_request", "max_candidate_tokens_per_request"}
+_NULLABLE = {"buckets", "threads", "max_tokens_per_request"}
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "max_length": int,
     "task": str,
@@ -112,16 +95,5 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "max_body_bytes": int,
     "max_tokens_per_request": _optional_int,
     "max_response_bytes": int,
-    "pooling": str,
-    "normalize": bool,
-    "aggregation_strategy": str,
-    "ignore_labels": _strings,
-    "ngram_range": _int_pair,
-    "stop_words": _strings,
-    "top_n": int,
-    "use_mmr": bool,
-    "diversity": float,
-    "max_candidates": int,
-    "max_candidates_per_request": int,
-    "max_candidate_tokens_per_request": _optional_int,
+    "settings": dict,
 }

@@ -14,20 +14,45 @@ from typing import Any
 
 import torch
 
+from .model_io import ATTENTION_MASK, INPUT_IDS, Features, Forward, Outputs, Row, pad_features
 from .requests import BadRequest
-
-# (input_ids, attention_mask) -> the model's first output, e.g. last_hidden_state or logits.
-Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class Tokenized:
-    encoding: Any  # the tokenizer's BatchEncoding: input_ids, and offsets/word ids when asked for
-    too_long: dict[int, int]  # index -> token count, for texts over max_length when truncation is off
+    """A server-side batch tokenized at once. An item (a text, a query/text pair, a question/context pair)
+    has one row, or several where a long context is split into windows (`item_rows`)."""
+
+    encoding: Any  # the tokenizer's BatchEncoding: input_ids, token types, offsets when asked for
+    inputs: tuple[str, ...]  # the model's inputs (rows carry all but the attention mask)
+    item_rows: list[list[int]]  # item index -> its rows in `encoding`
+    too_long: dict[int, int]  # item index -> token count, for items over max_length when truncation is off
 
     @property
     def ids(self) -> list[list[int]]:
         return self.encoding["input_ids"]
+
+    def row(self, index: int) -> dict[str, list[int]]:
+        """One row's model inputs by name (the attention mask is made by padding)."""
+        return {
+            name: self.encoding[name][index]
+            for name in self.inputs
+            if name != ATTENTION_MASK and name in self.encoding
+        }
+
+    def rows(self, indices: Sequence[int]) -> list[dict[str, list[int]]]:
+        return [self.row(i) for i in indices]
+
+    def one_row(self, items: Sequence[int]) -> list[int]:
+        """The row of each item, for tasks whose items are never split into windows."""
+        return [self.item_rows[i][0] for i in items]
+
+    def tokens(self, item: int) -> int:
+        return sum(len(self.ids[r]) for r in self.item_rows[item])
+
+
+def one_row_per_item(encoding: Any) -> list[list[int]]:
+    return [[i] for i in range(len(encoding["input_ids"]))]
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:
@@ -61,17 +86,9 @@ def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def pad_rows(
-    rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) with every row padded to `width` (default: the longest row)."""
-    width = width or max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids, mask
+def pad_type_id_of(tokenizer) -> int:
+    """The token type of padding positions (0 unless the tokenizer says otherwise)."""
+    return int(getattr(tokenizer, "pad_token_type_id", 0) or 0)
 
 
 class Encoder:
@@ -79,6 +96,7 @@ class Encoder:
         self,
         forward: Forward,
         tokenizer,
+        inputs: tuple[str, ...],
         max_length: int,
         truncation: bool = True,
         max_batch: int = 8,
@@ -86,50 +104,60 @@ class Encoder:
     ):
         self.forward = forward
         self.tokenizer = tokenizer
+        self.inputs = inputs
         self.max_length = max_length
         self.truncation = truncation
         self.max_batch = max_batch
         self.buckets = sorted(buckets) if buckets else None
         self.pad_id = pad_id_of(tokenizer)
+        self.pad_type_id = pad_type_id_of(tokenizer)
 
-    def tokenize(self, texts: Sequence[str], offsets: bool = False) -> Tokenized:
-        # One tokenizer call for the whole server-side batch: the fast tokenizer parallelizes it.
+    def tokenize(
+        self, texts: Sequence[str], offsets: bool = False, pairs: Sequence[str] | None = None
+    ) -> Tokenized:
+        """One tokenizer call for the whole server-side batch (the fast tokenizer parallelizes it); with
+        `pairs`, each text is the first and pairs[i] the second segment (a query and a passage), truncated
+        longest-first as sentence-transformers' CrossEncoder does."""
         encoded = self.tokenizer(
             list(texts),
+            list(pairs) if pairs is not None else None,
             add_special_tokens=True,
             truncation=self.truncation,
             max_length=self.max_length,
             return_offsets_mapping=offsets,
             return_special_tokens_mask=offsets,
         )
-        too_long = {i: len(row) for i, row in enumerate(encoded["input_ids"]) if len(row) > self.max_length}
-        return Tokenized(encoded, too_long)
+        too_long = {i: len(row) for i, row in enumerate(encoded[INPUT_IDS]) if len(row) > self.max_length}
+        return Tokenized(encoded, self.inputs, one_row_per_item(encoded), too_long)
 
-    def check_length(self, tokenized: Tokenized, index: int) -> None:
-        if index in tokenized.too_long:
+    def check_length(self, tokenized: Tokenized, item: int, what: str = "text") -> None:
+        if item in tokenized.too_long:
             raise BadRequest(
-                f"text has {tokenized.too_long[index]} tokens, over this model's max_length of "
+                f"{what} has {tokenized.too_long[item]} tokens, over this model's max_length of "
                 f"{self.max_length} (truncation is off for this model)"
             )
 
-    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        longest = max(len(r) for r in rows)
-        return pad_rows(rows, self.pad_id, bucket_for(longest, self.buckets) if self.buckets else longest)
+    def pad(self, rows: Sequence[Row]) -> Features:
+        """The rows' model inputs, padded to the longest row (or the smallest bucket that holds it)."""
+        longest = max(len(r[INPUT_IDS]) for r in rows)
+        width = bucket_for(longest, self.buckets) if self.buckets else longest
+        return pad_features(rows, self.inputs, self.pad_id, width, self.pad_type_id)
 
     def run(
         self,
-        rows: Sequence[Sequence[int]],
-        reduce: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        rows: Sequence[Row],
+        reduce: Callable[[Outputs, torch.Tensor], torch.Tensor],
     ) -> list[torch.Tensor]:
-        """Per row, `reduce(model_output, attention_mask)[i]`, computed in sorted padded sub-batches."""
+        """Per row, `reduce(model_outputs, attention_mask)[i]`, computed in sorted padded sub-batches."""
         results: list[torch.Tensor | None] = [None] * len(rows)
         with torch.inference_mode():
             # Fixed-shape models accept only their compiled batch sizes; dynamic ones take any, so a
             # sub-batch holds up to max_batch x max_length tokens, the most a full batch of long texts has.
             max_tokens = None if self.buckets else self.max_batch * self.max_length
-            for chunk in length_sorted_chunks([len(r) for r in rows], self.max_batch, max_tokens):
-                ids, mask = self.pad([rows[i] for i in chunk])
-                reduced = reduce(self.forward(ids, mask), mask)
+            lengths = [len(r[INPUT_IDS]) for r in rows]
+            for chunk in length_sorted_chunks(lengths, self.max_batch, max_tokens):
+                features = self.pad([rows[i] for i in chunk])
+                reduced = reduce(self.forward(features), features[ATTENTION_MASK])
                 for pos, i in enumerate(chunk):
                     results[i] = reduced[pos]
         return results  # type: ignore[return-value]  # every row is in exactly one chunk: none is left None

@@ -23,37 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .model_io import CompiledModel, ModelIO, NamedIO, positional_forward
+
 COMPILED_MANIFEST = "compiled.json"
 INPUT_NAMES = ("input_ids", "attention_mask")  # the ONNX graph's inputs, in forward()'s order
-
-# AutoModel class per task; classification heads come with their id2label in the config.
-AUTO_CLASS = {
-    "embeddings": "AutoModel",
-    "keywords": "AutoModel",
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-}
-
-
-class TensorOutput(torch.nn.Module):
-    """(input_ids, attention_mask) -> the model's first output as a plain tensor (last_hidden_state or
-    logits): traced modules cannot return the dict-like ModelOutput transformers builds by default."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
-
-
-def load_hf_model(model_dir: Path, task: str) -> TensorOutput:
-    """The eager Hugging Face model in eval mode, with attention that traces to plain tensor ops."""
-    import transformers
-
-    auto_class = getattr(transformers, AUTO_CLASS[task])
-    model = auto_class.from_pretrained(str(model_dir), attn_implementation="eager")
-    return TensorOutput(model.eval()).eval()
 
 
 class FixedShapeForward:
@@ -142,11 +115,11 @@ def read_manifest(compiled_dir: Path) -> dict[str, Any]:
     return json.loads((compiled_dir / COMPILED_MANIFEST).read_text())
 
 
-def _load_torchscript(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+def _load_torchscript(compiled_dir: Path, manifest: dict[str, Any], io: ModelIO, pad_id: int):
     return torch.jit.load(str(compiled_dir / manifest["file"]), map_location="cpu").eval()
 
 
-def _load_fixed_shape(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+def _load_fixed_shape(compiled_dir: Path, manifest: dict[str, Any], io: ModelIO, pad_id: int):
     _import_neuron_runtime(manifest.get("runtime"))
     modules = {
         (shape["batch"], shape["length"]): torch.jit.load(str(compiled_dir / shape["file"])).eval()
@@ -155,15 +128,19 @@ def _load_fixed_shape(compiled_dir: Path, manifest: dict[str, Any], task: str, p
     return FixedShapeForward(modules, pad_id)
 
 
-def _load_eager(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
-    return load_hf_model(compiled_dir / manifest["dir"], task)
+def _load_eager(compiled_dir: Path, manifest: dict[str, Any], io: ModelIO, pad_id: int):
+    import transformers
+
+    auto_class = getattr(transformers, manifest["auto_class"])
+    model = auto_class.from_pretrained(str(compiled_dir / manifest["dir"]), attn_implementation="eager")
+    return NamedIO(model.eval(), io).eval()
 
 
-def _load_onnx(compiled_dir: Path, manifest: dict[str, Any], task: str, pad_id: int):
+def _load_onnx(compiled_dir: Path, manifest: dict[str, Any], io: ModelIO, pad_id: int):
     return OnnxForward(compiled_dir / manifest["file"], threads=torch.get_num_threads())
 
 
-Loader = Callable[[Path, dict[str, Any], str, int], Any]
+Loader = Callable[[Path, dict[str, Any], ModelIO, int], Any]
 # compiled.json "format" -> the loader that turns the compile stage's files into forward(ids, mask).
 LOADERS: dict[str, Loader] = {
     "torchscript": _load_torchscript,
@@ -173,14 +150,15 @@ LOADERS: dict[str, Loader] = {
 }
 
 
-def load_forward(compiled_dir: Path, task: str, pad_id: int = 0):
+def load_compiled(compiled_dir: Path, pad_id: int = 0, pad_type_id: int = 0) -> CompiledModel:
     manifest = read_manifest(compiled_dir)
     loader = LOADERS.get(manifest["format"])
     if loader is None:
         raise ValueError(
             f"unknown compiled format {manifest['format']!r} in {compiled_dir / COMPILED_MANIFEST}"
         )
-    return loader(compiled_dir, manifest, task, pad_id)
+    io = ModelIO.from_manifest(manifest)
+    return CompiledModel(positional_forward(loader(compiled_dir, manifest, io, pad_id), io), io)
 
 
 def compiled_lengths(compiled_dir: Path) -> list[int] | None:

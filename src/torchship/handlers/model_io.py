@@ -60,6 +60,14 @@ class ModelIO:
         return TOKEN_TYPE_IDS in self.inputs
 
 
+@dataclass(frozen=True)
+class CompiledModel:
+    """A model ready to run: its Forward and the names it takes and returns."""
+
+    forward: Forward
+    io: ModelIO
+
+
 def model_inputs(tokenizer: Any, model: torch.nn.Module) -> tuple[str, ...]:
     """The inputs to feed: ids and mask always; token types when the tokenizer produces them and the
     model's forward takes them (DistilBERT's and RoBERTa's tokenizers produce none, BERT's and ELECTRA's do)."""
@@ -88,6 +96,9 @@ class NamedIO(torch.nn.Module):
     def named(self, features: Features) -> Outputs:
         """The same model called with features by name (the eager Forward)."""
         return positional_forward(self, self.io)(features)
+
+    def as_model(self) -> CompiledModel:
+        return CompiledModel(self.named, self.io)
 
 
 def positional_forward(module: Callable[..., Any], io: ModelIO) -> Forward:

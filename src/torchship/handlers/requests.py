@@ -1,13 +1,16 @@
-"""The request contract, the same for every task.
+"""Reading a request: the body (bytes, text or JSON), its options, and the text contract.
 
-`{"text": "..."}` -> one result; `{"texts": [...]}` -> a list of results in order; a text/plain body
--> one result. Anything else is a `BadRequest` naming the problem; it becomes this request's own HTTP 400
-(413 for a request over a work or size budget).
+Every task reads the body the same way (`decode_body`: size limit, UTF-8, JSON) and checks its options
+the same way (`check_options`); what the body must hold is the task's request schema, a parse function.
+The text tasks share `parse_texts`: `{"text": "..."}` -> one result; `{"texts": [...]}` -> a list of
+results in order; a text/plain body -> one result. Anything else is a `BadRequest` naming the problem; it
+becomes this request's own HTTP 400 (413 for a request over a work or size budget).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +48,15 @@ class Limits:
 
 @dataclass
 class ParsedRequest:
-    texts: list[str]
+    """A request's items (texts; (query, text) or (question, context) pairs), in order."""
+
+    items: list[Any]
     single: bool  # answer one result (text / plain body) rather than a list
     options: dict[str, Any] = field(default_factory=dict)
+
+
+# (decoded body, limits, the task's allowed options) -> the request's items and options.
+ParseFunction = Callable[[Any, Limits, dict[str, type]], ParsedRequest]
 
 
 def _content_type(headers: dict[str, Any]) -> str:
@@ -61,7 +70,7 @@ def _content_type(headers: dict[str, Any]) -> str:
     return ""
 
 
-def _check_text(value: Any, where: str) -> str:
+def check_text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{where} must be a string, got {type(value).__name__}")
     if not value.strip():
@@ -118,21 +127,8 @@ def decode_body(body: Any, headers: dict[str, Any], limits: Limits) -> Any:
     return body
 
 
-def parse_request(
-    body: Any, headers: dict[str, Any], limits: Limits, allowed_options: dict[str, type] | None = None
-) -> ParsedRequest:
-    value = decode_body(body, headers, limits)
-    allowed_options = allowed_options or {}
-    if isinstance(value, str):
-        return ParsedRequest([_check_text(value, "the text/plain body")], single=True)
-    if not isinstance(value, dict):
-        raise BadRequest(f'JSON body must be an object like {{"text": "..."}}, got {type(value).__name__}')
-    has_text, has_texts = "text" in value, "texts" in value
-    if has_text == has_texts:
-        raise BadRequest(
-            'JSON body must have exactly one of "text" (a string) or "texts" (a list of strings)'
-        )
-    options = {k: v for k, v in value.items() if k not in ("text", "texts")}
+def check_options(options: dict[str, Any], allowed_options: dict[str, type]) -> dict[str, Any]:
+    """The request's options, each known and of its type."""
     unknown = sorted(set(options) - set(allowed_options))
     if unknown:
         allowed = ", ".join(sorted(allowed_options)) or "none for this model"
@@ -144,15 +140,49 @@ def parse_request(
         accepted = (int, float) if kind is float else kind
         if not isinstance(option, accepted) or (isinstance(option, bool) and kind is not bool):
             raise BadRequest(f"option '{name}' must be {kind.__name__}, got {type(option).__name__}")
+    return options
+
+
+def check_count(count: int, what: str, limits: Limits) -> None:
+    """At least one item and at most the per-request limit."""
+    if not count:
+        raise BadRequest(f"{what} is an empty list; send at least one item")
+    if count > limits.max_texts:
+        raise BadRequest(
+            f"{what} has {count} items, over the limit of {limits.max_texts} per request "
+            "(serve.max_texts_per_request); split it into several requests"
+        )
+
+
+def parse_texts(value: Any, limits: Limits, allowed_options: dict[str, type]) -> ParsedRequest:
+    """The text tasks' request schema: a text/plain body, {"text": ...} or {"texts": [...]}."""
+    if isinstance(value, str):
+        return ParsedRequest([check_text(value, "the text/plain body")], single=True)
+    if not isinstance(value, dict):
+        raise BadRequest(f'JSON body must be an object like {{"text": "..."}}, got {type(value).__name__}')
+    has_text, has_texts = "text" in value, "texts" in value
+    if has_text == has_texts:
+        raise BadRequest(
+            'JSON body must have exactly one of "text" (a string) or "texts" (a list of strings)'
+        )
+    options = check_options({k: v for k, v in value.items() if k not in ("text", "texts")}, allowed_options)
     if has_text:
-        return ParsedRequest([_check_text(value["text"], '"text"')], single=True, options=options)
+        return ParsedRequest([check_text(value["text"], '"text"')], single=True, options=options)
     texts = value["texts"]
     if not isinstance(texts, list):
         raise BadRequest(f'"texts" must be a list of strings, got {type(texts).__name__}')
-    if not texts:
-        raise BadRequest('"texts" is an empty list; send at least one text')
-    if len(texts) > limits.max_texts:
-        raise BadRequest(f'"texts" has {len(texts)} items, over the limit of {limits.max_texts} per request')
+    check_count(len(texts), '"texts"', limits)
     return ParsedRequest(
-        [_check_text(t, f'"texts"[{i}]') for i, t in enumerate(texts)], single=False, options=options
+        [check_text(t, f'"texts"[{i}]') for i, t in enumerate(texts)], single=False, options=options
     )
+
+
+def parse_request(
+    body: Any,
+    headers: dict[str, Any],
+    limits: Limits,
+    allowed_options: dict[str, type] | None = None,
+    parse: ParseFunction = parse_texts,
+) -> ParsedRequest:
+    """A raw request (TorchServe's body and headers) read by a task's request schema."""
+    return parse(decode_body(body, headers, limits), limits, allowed_options or {})

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from .config import HandlerConfig
-from .encoder import Encoder, Forward, pad_id_of
-from .loading import load_forward
+from .encoder import Encoder, pad_id_of, pad_type_id_of
+from .loading import load_compiled
+from .model_io import CompiledModel
 from .requests import NESTED_TOO_DEEPLY, BadRequest, Limits, ParsedRequest, over_budget, parse_request
 from .tasks import TASKS, Task, read_model_config
 
@@ -40,11 +41,11 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 def build_task(
     model_dir: Path,
     config: HandlerConfig | Mapping[str, Any],
-    forward: Forward | None = None,
+    model: CompiledModel | None = None,
     compiled_dir: Path | None = None,
 ) -> Task:
     """The task runner for a model dir: the extracted .mar; or, in-process, a Hugging Face model dir with
-    the compiled model in `compiled_dir` or any `forward` (e.g. the eager source model). Shared by
+    the compiled model in `compiled_dir` or any `model` (e.g. the eager source model). Shared by
     TorchServe and torchship's own checks, so both run the same code. `config` as written into the .mar
     (a mapping) or already typed."""
     from transformers import AutoTokenizer
@@ -56,12 +57,13 @@ def build_task(
             f"task {config.task!r} is not supported by this handler; supported: {', '.join(TASKS)}"
         )
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / config.tokenizer_dir))
-    if forward is None:
+    if model is None:
         compiled = compiled_dir or model_dir / config.compiled_dir
-        forward = load_forward(compiled, config.task, pad_id_of(tokenizer))
+        model = load_compiled(compiled, pad_id_of(tokenizer), pad_type_id_of(tokenizer))
     encoder = Encoder(
-        forward=forward,
+        forward=model.forward,
         tokenizer=tokenizer,
+        inputs=model.io.inputs,
         max_length=config.max_length,
         truncation=config.truncation,
         max_batch=config.compute_batch_size,
@@ -83,22 +85,26 @@ def _guarded(outcomes: list[Any], position: int, step: Callable[[], Any]) -> Any
 
 
 def _tokenize_isolated(task: Task, requests: list[ParsedRequest], outcomes: list[Any]) -> Any:
-    """Tokenize the texts of the requests still alive at once. If that raises (a text the tokenizer
+    """Tokenize the items of the requests still alive at once. If that raises (an item the tokenizer
     chokes on that the checks let through), find the culprits by tokenizing each request alone, fail
     them with a 400, and tokenize the innocent ones again together."""
     live = [pos for pos, outcome in enumerate(outcomes) if outcome is None]
-    flat = [text for pos in live for text in requests[pos].texts]
+    flat = [item for pos in live for item in requests[pos].items]
     try:
-        return task.encoder.tokenize(flat, offsets=task.needs_offsets) if flat else None
+        return task.tokenize(flat) if flat else None
+    except BadRequest:
+        pass  # a task's own check on an item (a question too long for any context): found below
     except Exception:
         logger.warning("batch tokenization failed; tokenizing each request alone", exc_info=True)
     for pos in live:
         try:
-            task.encoder.tokenize(requests[pos].texts, offsets=task.needs_offsets)
+            task.tokenize(requests[pos].items)
+        except BadRequest as exc:
+            outcomes[pos] = exc
         except Exception as exc:
-            outcomes[pos] = BadRequest(f"text could not be tokenized ({type(exc).__name__})")
-    flat = [text for pos, outcome in enumerate(outcomes) if outcome is None for text in requests[pos].texts]
-    return task.encoder.tokenize(flat, offsets=task.needs_offsets) if flat else None
+            outcomes[pos] = BadRequest(f"{task.item_name} could not be tokenized ({type(exc).__name__})")
+    flat = [item for pos, outcome in enumerate(outcomes) if outcome is None for item in requests[pos].items]
+    return task.tokenize(flat) if flat else None
 
 
 def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
@@ -114,34 +120,55 @@ def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
 
         def check(request=request):
             task.check_options(request.options)
-            return task.prepare(request.texts)
+            return task.prepare(request.items)
 
         value = _guarded(outcomes, pos, check)
         if outcomes[pos] is None:
             prepared[pos] = value
     tokenized = _tokenize_isolated(task, requests, outcomes)
-    texts: list[str] = []
-    rows: list[int] = []
+    items: list[Any] = []
+    indices: list[int] = []
     options: list[dict[str, Any]] = []
     extras: list[Any] = []
     spans: dict[int, tuple[int, int]] = {}
-    start = 0  # row of the request's first text in `tokenized` (only live requests were tokenized)
+    start = 0  # index of the request's first item in `tokenized` (only live requests were tokenized)
     for pos, request in enumerate(requests):
         if outcomes[pos] is not None:
             continue
-        end = start + len(request.texts)
-        _guarded(outcomes, pos, functools.partial(task.check_tokens, tokenized, start, end))
+        end = start + len(request.items)
+        _guarded(outcomes, pos, functools.partial(task.check_tokens, tokenized, range(start, end)))
         if outcomes[pos] is None:
-            spans[pos] = (len(texts), len(texts) + end - start)
-            texts.extend(request.texts)
-            rows.extend(range(start, end))
+            spans[pos] = (len(items), len(items) + end - start)
+            items.extend(request.items)
+            indices.extend(range(start, end))
             options.extend([request.options] * (end - start))
             extras.extend(prepared[pos])
         start = end
-    results = task.run(texts, tokenized.encoding, rows, options, extras) if texts else []
+    results = task.run(items, tokenized, indices, options, extras) if items else []
     for pos, (first, last) in spans.items():
-        values = results[first:last]
-        outcomes[pos] = values[0] if requests[pos].single else values
+        answer = _guarded(outcomes, pos, functools.partial(task.respond, requests[pos], results[first:last]))
+        if outcomes[pos] is None:
+            outcomes[pos] = answer
+    return outcomes
+
+
+def limits_of(config: HandlerConfig) -> Limits:
+    return Limits(max_texts=config.max_texts_per_request, max_body_bytes=config.max_body_bytes)
+
+
+def answer_bodies(task: Task, bodies: list[Any]) -> list[Any]:
+    """The handler's answer to each JSON body sent as its own request (a BadRequest where it would answer
+    4xx): torchship's in-process checks ask the handler code exactly what clients ask TorchServe."""
+    outcomes: list[Any] = [None] * len(bodies)
+    parsed: dict[int, ParsedRequest] = {}
+    limits = limits_of(task.config)
+    for pos, body in enumerate(bodies):
+        try:
+            parsed[pos] = task.request.parse(body, limits, task.options)
+        except BadRequest as exc:
+            outcomes[pos] = exc
+    for pos, outcome in zip(parsed, predict(task, list(parsed.values())), strict=True):
+        outcomes[pos] = outcome
     return outcomes
 
 
@@ -164,15 +191,15 @@ class TextHandler:
         )
         torch.set_num_threads(threads)
         self.task = build_task(model_dir, config)
-        self.limits = Limits(
-            max_texts=config.max_texts_per_request,
-            max_body_bytes=config.max_body_bytes,
-        )
+        self.limits = limits_of(config)
         # TorchServe drops a worker whose answer exceeds its max_response_size (set from the same spec
         # key): a larger answer must be this request's 413 instead.
         self.max_response_bytes = config.max_response_bytes
-        # One warm-up batch so the first real request does not pay for the JIT's profiling runs.
-        predict(self.task, [ParsedRequest(["warm up", "a warm-up text"], single=False)])
+        # One warm-up request so the first real one does not pay for the JIT's profiling runs.
+        warm_up = self.task.request.parse(
+            json.loads(self.task.request.example), self.limits, self.task.options
+        )
+        predict(self.task, [warm_up])
         self.initialized = True
         logger.info("torchship handler ready: task=%s threads=%d", config.task, threads)
 
@@ -185,7 +212,9 @@ class TextHandler:
         for idx, item in enumerate(data):
             try:
                 body = item.get("body") if item.get("body") is not None else item.get("data")
-                parsed[idx] = parse_request(body, _headers(context, idx), self.limits, self.task.options)
+                parsed[idx] = parse_request(
+                    body, _headers(context, idx), self.limits, self.task.options, self.task.request.parse
+                )
             except BadRequest as exc:
                 responses[idx] = self._fail(context, idx, exc.status, exc.message)
             except RecursionError:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from torchship.handlers.tasks import RequestSchema
 from torchship.image.builders import Tool
 from torchship.image.context import WRITABLE_PATHS
 from torchship.image.dockerfile import UID
@@ -152,18 +153,23 @@ class RunningImage:
 
 
 def check_served(
-    container: RunningImage, texts: list[str], expected: list[Any], atol: float, rtol: float
+    container: RunningImage,
+    bodies: list[Any],
+    schema: RequestSchema,
+    expected: list[Any],
+    atol: float,
+    rtol: float,
 ) -> ServedCheck:
     """Query the running image the way verify queries TorchServe, and compare with the source model."""
     endpoint = _Endpoint(container.url)
     with endpoint.client() as client:
-        first = client.post(f"/predictions/{container.model_name}", json={"text": texts[0]})
+        first = client.post(f"/predictions/{container.model_name}", json=bodies[0])
     time_to_first_200 = time.perf_counter() - container.started_at
     if first.status_code != 200:
         raise ImageServeError(
             f"the image answered {first.status_code} to a valid request: {first.text[:300]}",
             details=container.runtime.logs(container.name),
         )
-    served = query(endpoint, container.model_name, texts)
-    parity = compare_served(served, expected, texts, atol, rtol)
+    served = query(endpoint, container.model_name, bodies, schema)
+    parity = compare_served(served, expected, bodies, atol, rtol)
     return ServedCheck(parity, served, container.time_to_ready_s, time_to_first_200, None, None)

@@ -36,6 +36,7 @@ from torchship.settings import Settings
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.stages import STAGES
+from torchship.tasks import task_definition
 
 
 @dataclass(frozen=True)
@@ -173,21 +174,22 @@ def _check_facts(reference: str, actual: dict[str, str], expected: dict[str, str
 
 def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, image_settings: ImageSettings,
                    progress: Callable[[str], None]):  # fmt: skip
-    texts = load_examples(spec)
+    bodies = load_examples(spec)
     progress("computing source-model outputs in-process")
-    expected = source_results(spec, root / "fetch" / MODEL_DIRNAME, texts)
+    expected = source_results(spec, root / "fetch" / MODEL_DIRNAME, bodies)
     progress(f"running {reference} (read-only, UID {UID}, loopback ports) until its probe says READY")
     container = RunningImage(runtime, reference, spec.name, image_settings.image_ready_timeout_s)
     with container:
         progress(
-            f"READY in {container.time_to_ready_s:.1f} s; checking served parity on {len(texts)} examples"
+            f"READY in {container.time_to_ready_s:.1f} s; checking served parity on {len(bodies)} examples"
         )
-        checked = check_served(container, texts, expected, spec.validate.atol, spec.validate.rtol)
+        schema = task_definition(spec.task).runtime.request
+        checked = check_served(container, bodies, schema, expected, spec.validate.atol, spec.validate.rtol)
         container.stop()
     if not checked.parity["ok"]:
         failure = checked.parity["failure"]
         raise ServedParityError(
-            f"the image's answer for '{failure['text'][:60]}' ({failure['mode']} request) differs from the source "
+            f"the image's answer for {failure['request']} ({failure['mode']} request) differs from the source "
             f"model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
             hint="verify passed for the .mar, so the image's runtime differs: compare the serve lock (torchship/locks/serve.txt) "
             "with the toolchain's pins.",

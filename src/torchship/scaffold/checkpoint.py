@@ -11,7 +11,7 @@ from pathlib import Path
 from torchship.modeling import TokenLimit, default_max_length, token_limit
 from torchship.scaffold.errors import InitError, TaskMismatchError
 from torchship.sources import TOKENIZER_FILES
-from torchship.spec import TASKS
+from torchship.tasks import TASKS
 from torchship.validate.source_integrity import (
     check_labels,
     describe_checkpoint,

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from torchship import __version__
-from torchship.examples import BUILTIN_EXAMPLES
 from torchship.locks import lock_file
 from torchship.rendering import render_template
 from torchship.scaffold.checkpoint import Checkpoint
+from torchship.tasks import task_definition
 
 # How CodeBuild installs torchship: the pinned requirement (a user repository) or `make venv` (torchship's
 # own checkout, which is torchship).
@@ -115,7 +115,8 @@ def model_files(repo: Path, name: str, task: str, checkpoint: Checkpoint) -> lis
         max_length=checkpoint.max_length,
         max_length_why=checkpoint.max_length_reason(),
     )
-    examples = _template("examples.jsonl.j2", lines=[json.dumps({"text": t}) for t in BUILTIN_EXAMPLES])
+    bodies = task_definition(task).builtin_examples
+    examples = _template("examples.jsonl.j2", lines=[json.dumps(body, ensure_ascii=False) for body in bodies])
     return [
         FileText(f"models/{name}/model.yaml", spec, shared=False),
         FileText(f"models/{name}/examples.jsonl", examples, shared=False),

@@ -1,44 +1,72 @@
 """What a task is to the toolchain: one registered definition per task (see CONTRIBUTING.md).
 
-The runtime half of a task, the class that answers requests inside TorchServe, lives in
-handlers/tasks.py under the same name: the handler package is shipped inside the .mar and cannot import
-torchship, so a definition names its handler class instead of importing it.
+The runtime half of a task, the class that answers requests inside TorchServe, is its module in
+handlers/tasks/; the definition points at that class (`runtime`) and takes the task's name, Auto class,
+model outputs and request schema from it, so each is declared once. The handler package is shipped inside
+the .mar and cannot import torchship; the toolchain imports the handler package freely.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
+from torchship.handlers.model_io import Reduce
+from torchship.handlers.tasks import Task, TaskSettings
 from torchship.spec import ModelSpec
 from torchship.validate.eval_set import EvalSetFormat
 
-# (model output, attention mask) -> the tensor the task's answer is computed from.
-Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["BUILTIN_TEXTS", "Reduce", "TaskDefinition", "text_bodies"]
+
+BUILTIN_TEXTS = (
+    "TorchServe serves PyTorch models over HTTP.",
+    "The cat sat on the mat.",
+    "I loved this film, the acting was wonderful.",
+    "The service was slow and the food arrived cold.",
+    "John Smith moved from London to Paris to work for Google.",
+    "Marie Curie won the Nobel Prize in Physics in 1903.",
+    "ok",
+    "Transformers turn tokens into vectors; batching many short texts together keeps the CPU busy "
+    "while padding each batch only to its longest text keeps the wasted work small.",
+)
+
+
+def text_bodies(texts: Sequence[str]) -> list[dict[str, Any]]:
+    """Request bodies of the text tasks, one per text."""
+    return [{"text": text} for text in texts]
 
 
 class TaskDefinition:
     """One task: its spec sections, handler settings, gate output, agreement rule and metrics."""
 
-    name: ClassVar[str]  # the spec's `task:` value
+    runtime: ClassVar[type[Task]]  # its class in handlers/tasks/, registered there under the same name
     # ModelSpec sections the task's settings come from: the stages that read them re-run when they change.
     spec_sections: ClassVar[tuple[str, ...]] = ()
-    handler_class: ClassVar[str]  # its class in handlers/tasks.py, registered there under `name`
-    auto_class: ClassVar[str]  # the transformers Auto class that loads the source model
-    # The model outputs the task reads, by name (handlers/model_io.py): what every backend compiles.
-    outputs: ClassVar[tuple[str, ...]] = ("logits",)
     # The eval-set format of `validate.eval_set` (None: the task has no metrics).
     eval_set: ClassVar[EvalSetFormat | None] = None
+    # Request bodies the gate and verify send when the spec names no examples file.
+    builtin_examples: ClassVar[tuple[dict[str, Any], ...]] = ()
 
-    def handler_settings(self, spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
-        """The task's own keys of the handler config (handlers/config.py: HandlerConfig fields)."""
-        return {}
+    @property
+    def name(self) -> str:  # the spec's `task:` value
+        return self.runtime.name
+
+    @property
+    def auto_class(self) -> str:  # the transformers Auto class that loads the source model
+        return self.runtime.auto_class
+
+    @property
+    def outputs(self) -> tuple[str, ...]:  # the model outputs the task reads: what every backend compiles
+        return self.runtime.outputs
+
+    def settings(self, spec: ModelSpec, model_dir: Path) -> TaskSettings:
+        """The task's own handler settings (its runtime class's Settings), from the spec and the model."""
+        return self.runtime.Settings()
 
     def output(self, spec: ModelSpec, model_dir: Path) -> Reduce:
-        """The gate's task output for parity: the tensor the served answer is computed from."""
+        """The gate's task output for parity: (model outputs, mask) -> the tensor the served answer is
+        computed from."""
         raise NotImplementedError
 
     def agreement_key(self, answer: Any) -> Any:
@@ -48,3 +76,7 @@ class TaskDefinition:
     def agrees(self, compiled: Any, source: Any) -> bool:
         """Whether the compiled model gives the source model's answer, as a client would judge it."""
         return self.agreement_key(compiled) == self.agreement_key(source)
+
+    def prediction(self, answer: Any) -> Any:
+        """What the eval-set format scores of a served answer (validate/eval_set.py)."""
+        return self.agreement_key(answer)

@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import torch
 
 from torchship.handlers.pooling import embed, sentence_transformers_pooling
+from torchship.handlers.tasks.embeddings import EmbeddingSettings, EmbeddingsTask
 from torchship.spec import ModelSpec
-from torchship.tasks.base import Reduce, TaskDefinition
+from torchship.tasks.base import BUILTIN_TEXTS, Reduce, TaskDefinition, text_bodies
 
 # 1 - cosine similarity allowed between a compiled and a source embedding.
 EMBEDDING_AGREEMENT = 1e-4
@@ -24,19 +25,17 @@ def embedding_settings(spec: ModelSpec, model_dir: Path) -> tuple[str, bool]:
 
 
 class Embeddings(TaskDefinition):
-    name = "embeddings"
+    runtime = EmbeddingsTask
     spec_sections: ClassVar[tuple[str, ...]] = ("embeddings",)
-    handler_class = "EmbeddingsTask"
-    auto_class = "AutoModel"
-    outputs: ClassVar[tuple[str, ...]] = ("last_hidden_state",)
+    builtin_examples = tuple(text_bodies(BUILTIN_TEXTS))
 
-    def handler_settings(self, spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
+    def settings(self, spec: ModelSpec, model_dir: Path) -> EmbeddingSettings:
         pooling, normalize = embedding_settings(spec, model_dir)
-        return {"pooling": pooling, "normalize": normalize}
+        return EmbeddingSettings(pooling=pooling, normalize=normalize)
 
     def output(self, spec: ModelSpec, model_dir: Path) -> Reduce:
         mode, normalize = embedding_settings(spec, model_dir)
-        return lambda output, mask: embed(output, mask, mode, normalize)
+        return lambda outputs, mask: embed(outputs["last_hidden_state"], mask, mode, normalize)
 
     def agreement_key(self, answer: Any) -> Any:
         return None  # a vector has no discrete answer: agrees() compares directions

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torchship.handlers.tasks.keywords import KeywordSettings, KeywordsTask
 from torchship.spec import ModelSpec
-from torchship.tasks.embeddings import Embeddings
+from torchship.tasks.embeddings import Embeddings, embedding_settings
 
 
 def stop_word_list(choice: str | list[str]) -> list[str]:
@@ -23,24 +24,24 @@ def stop_word_list(choice: str | list[str]) -> list[str]:
 class Keywords(Embeddings):
     """The gate's output is the embedding the phrases are ranked by (pooled as for embeddings)."""
 
-    name = "keywords"
+    runtime = KeywordsTask
     spec_sections = ("embeddings", "keywords")
-    handler_class = "KeywordsTask"
-    auto_class = "AutoModel"
 
-    def handler_settings(self, spec: ModelSpec, model_dir: Path) -> dict[str, Any]:
+    def settings(self, spec: ModelSpec, model_dir: Path) -> KeywordSettings:
         keywords = spec.keywords
-        return {
-            **super().handler_settings(spec, model_dir),
-            "ngram_range": tuple(keywords.ngram_range),
-            "stop_words": tuple(stop_word_list(keywords.stop_words)),
-            "top_n": keywords.top_n,
-            "use_mmr": keywords.use_mmr,
-            "diversity": keywords.diversity,
-            "max_candidates": keywords.max_candidates,
-            "max_candidates_per_request": keywords.max_candidates_per_request,
-            "max_candidate_tokens_per_request": keywords.max_candidate_tokens_per_request,
-        }
+        pooling, normalize = embedding_settings(spec, model_dir)
+        return KeywordSettings(
+            pooling=pooling,
+            normalize=normalize,
+            ngram_range=(keywords.ngram_range[0], keywords.ngram_range[1]),
+            stop_words=tuple(stop_word_list(keywords.stop_words)),
+            top_n=keywords.top_n,
+            use_mmr=keywords.use_mmr,
+            diversity=keywords.diversity,
+            max_candidates=keywords.max_candidates,
+            max_candidates_per_request=keywords.max_candidates_per_request,
+            max_candidate_tokens_per_request=keywords.max_candidate_tokens_per_request,
+        )
 
     def agreement_key(self, answer: Any) -> Any:
         return [k["keyword"] for k in answer]

@@ -5,22 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torchship.handlers.tasks import class_scores, read_model_config, score_function
+from torchship.handlers.tasks import read_model_config
+from torchship.handlers.tasks.text_classification import TextClassificationTask, class_scores, score_function
 from torchship.spec import ModelSpec
-from torchship.tasks.base import Reduce, TaskDefinition
+from torchship.tasks.base import BUILTIN_TEXTS, Reduce, TaskDefinition, text_bodies
 from torchship.validate.eval_set import LABELLED_TEXTS
 
 
 class TextClassification(TaskDefinition):
-    name = "text-classification"
-    handler_class = "TextClassificationTask"
-    auto_class = "AutoModelForSequenceClassification"
+    runtime = TextClassificationTask
     eval_set = LABELLED_TEXTS
+    builtin_examples = tuple(text_bodies(BUILTIN_TEXTS))
 
     def output(self, spec: ModelSpec, model_dir: Path) -> Reduce:
         # The handler's own rule (softmax, sigmoid or raw), so the gate checks the scores clients get.
         function = score_function(read_model_config(model_dir))
-        return lambda logits, mask: class_scores(logits, function)
+        return lambda outputs, mask: class_scores(outputs["logits"], function)
 
     def agreement_key(self, answer: Any) -> Any:
         return answer[0]["label"]

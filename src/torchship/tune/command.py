@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from torchship.archiver.package import mar_path
 from torchship.errors import SpecError
-from torchship.examples import examples_origin, load_examples
+from torchship.examples import check_example, examples_origin, load_examples
 from torchship.pipeline import Runner, SilentReporter
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 from torchship.stages import STAGES
+from torchship.tasks import TaskDefinition, task_definition
+from torchship.tasks.base import text_bodies
 from torchship.tune.backends import backends_to_sweep, package_backend, with_backend
 from torchship.tune.outputs import write_outputs
 from torchship.tune.plan import ServeConfig, candidates, sweep_grid
@@ -34,29 +38,34 @@ class TuneOutcome:
     compile_line: str  # the chosen backend's compile: line (the spec's when nothing met the budget)
 
 
-def read_texts(path: Path) -> list[str]:
-    """A text file: one text per line (blank lines skipped), or JSON lines of {"text": ...}."""
+def read_requests(path: Path, definition: TaskDefinition) -> list[Any]:
+    """The requests to load the server with: JSON lines, each a request body the task accepts; for the
+    text tasks a line not starting with "{" is one plain text (sent as {"text": ...})."""
+    example = definition.runtime.request.example
+    hint = f"Give a file with one request body (JSON) per line, e.g. {example}" + (
+        ", or one plain text per line" if definition.runtime.request.plain(text_bodies(["x"])[0]) else ""
+    )
     if not path.is_file():
-        raise SpecError(f"--texts {path}: file does not exist", hint="Give a file with one text per line.")
-    texts = []
+        raise SpecError(f"--texts {path}: file does not exist", hint=hint)
+    bodies: list[Any] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        if line.lstrip().startswith("{"):
+        where = f"--texts {path}:{number}"
+        if line.lstrip().startswith(("{", "[")):
             try:
-                item = yaml.safe_load(line)
-            except yaml.YAMLError:
-                item = None
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise SpecError(
-                    f'--texts {path}:{number}: a line starting with "{{" must be a JSON object with a "text" string',
-                    hint='Use one plain text per line, or JSON lines of {"text": "..."}.',
-                )
-            line = item["text"]
-        texts.append(line)
-    if not texts:
-        raise SpecError(f"--texts {path}: has no texts", hint="Give a file with one text per line.")
-    return texts
+                body = json.loads(line)
+            except ValueError as exc:
+                raise SpecError(f"{where}: not valid JSON ({exc})", hint=hint) from None
+        elif definition.runtime.request.plain(text_bodies([line])[0]) is not None:
+            body = text_bodies([line])[0]
+        else:
+            raise SpecError(f"{where}: a {definition.name} request must be a JSON object", hint=hint)
+        check_example(definition, body, where)
+        bodies.append(body)
+    if not bodies:
+        raise SpecError(f"--texts {path}: has no requests", hint=hint)
+    return bodies
 
 
 def compile_line(spec: ModelSpec) -> str:
@@ -104,7 +113,7 @@ def run_tune(
     runner.require_current("package")  # never tune (or write serve: for) a package the spec no longer makes
     if budget_p95_ms is None and spec.validate.latency_ms is not None:
         budget_p95_ms = spec.validate.latency_ms.p95
-    texts = read_texts(texts_file) if texts_file else load_examples(spec)
+    bodies = read_requests(texts_file, task_definition(spec.task)) if texts_file else load_examples(spec)
     origin = str(texts_file) if texts_file else examples_origin(spec)
     cores = os.cpu_count() or 1
     configs = configs or sweep_grid(spec.serve, cores)
@@ -122,7 +131,7 @@ def run_tune(
         refused=refused,
         candidates=planned,
         settings=settings,
-        texts=texts,
+        bodies=bodies,
         texts_origin=origin,
         requests=requests,
         concurrency=CONCURRENCY,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from torchship.loadgen import load_test
 from torchship.serving.torchserve import TorchServe
@@ -33,7 +34,7 @@ def measure(
     mar: Path,
     candidate: Candidate,
     settings: Settings,
-    texts: list[str],
+    bodies: list[Any],
     concurrency: int,
     workdir: Path,
 ) -> Measurement:
@@ -43,7 +44,7 @@ def measure(
         with TorchServe({name: variant}, settings) as server:
             start_s = time.perf_counter() - started
             result = load_test(
-                f"{server.inference_url}/predictions/{name}", server.inference_token, texts, concurrency
+                f"{server.inference_url}/predictions/{name}", server.inference_token, bodies, concurrency
             )
     finally:
         shutil.rmtree(variant.parent, ignore_errors=True)
@@ -70,7 +71,7 @@ def sweep(
     refused: dict[str, str],
     candidates: list[Candidate],
     settings: Settings,
-    texts: list[str],
+    bodies: list[Any],
     texts_origin: str,
     requests: int,
     concurrency: int,
@@ -81,7 +82,7 @@ def sweep(
     """Measure `candidates` in order until done or until the next one would overrun `time_bound_s` (judged
     by the slowest so far); the first is always measured. `mars`: the .mar per backend that passed the gate;
     `refused`: why each other backend was not measured (kept in the result)."""
-    load = [texts[i % len(texts)] for i in range(requests)]
+    load = [bodies[i % len(bodies)] for i in range(requests)]
     began, stamp = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     measurements: list[Measurement] = []
     slowest = 0.0
@@ -122,7 +123,7 @@ def sweep(
         budget_p95_ms=budget_p95_ms,
         concurrency=concurrency,
         texts_origin=texts_origin,
-        texts=len(texts),
+        texts=len(bodies),
         machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
         load_average=os.getloadavg(),
         started=stamp,

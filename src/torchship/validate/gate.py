@@ -22,10 +22,10 @@ from typing import Any
 
 import torchship
 from torchship.errors import ValidationFailed
-from torchship.examples import examples_origin, load_examples, uses_builtin_examples
+from torchship.examples import example_label, examples_origin, load_examples, uses_builtin_examples
 from torchship.handler_settings import in_process_settings
-from torchship.handlers.requests import BadRequest, ParsedRequest
-from torchship.handlers.service import build_task, predict
+from torchship.handlers.requests import BadRequest
+from torchship.handlers.service import answer_bodies, build_task, limits_of
 from torchship.handlers.tasks import Task
 from torchship.modeling import load_source_model
 from torchship.pipeline import StageContext
@@ -54,22 +54,34 @@ FAILED_DIR = "validate-failed"
 LATENCY_ROUNDS = 3
 
 
-def answers(task: Task, texts: list[str]) -> list[Any]:
-    """The handler's answer for each text sent alone (a BadRequest where it would answer 400)."""
-    return predict(task, [ParsedRequest([t], single=True) for t in texts])
+def example_rows(task: Task, bodies: list[Any]) -> list[dict[str, list[int]]]:
+    """The model-input rows of the requests the task accepts, tokenized as the handler tokenizes them
+    (pairs with their token types, long contexts in windows): the parity check's real inputs."""
+    items = []
+    for body in bodies:
+        try:
+            items.extend(task.request.parse(body, limits_of(task.config), task.options).items)
+        except BadRequest:
+            continue  # a request the handler refuses has no model input
+    if not items:
+        return []
+    tokenized = task.tokenize(items)
+    return tokenized.rows(range(len(tokenized.ids)))
 
 
 def check_agreement(
-    definition: TaskDefinition, texts: list[str], compiled: Task, source: Task
+    definition: TaskDefinition, bodies: list[Any], compiled: Task, source: Task
 ) -> dict[str, Any]:
     pairs = [
-        (t, c, s)
-        for t, c, s in zip(texts, answers(compiled, texts), answers(source, texts), strict=True)
+        (b, c, s)
+        for b, c, s in zip(
+            bodies, answer_bodies(compiled, bodies), answer_bodies(source, bodies), strict=True
+        )
         if not isinstance(s, BadRequest)
     ]
     disagreements = [
-        {"text": t, "source": s, "compiled": c}
-        for t, c, s in pairs
+        {"request": example_label(b), "source": s, "compiled": c}
+        for b, c, s in pairs
         if isinstance(c, BadRequest) or not definition.agrees(c, s)
     ]
     compared = len(pairs)
@@ -93,7 +105,7 @@ def evaluate_metrics(
     eval_format: EvalSetFormat | None = definition.eval_set
     if eval_format is None:  # load_eval_set already refused the eval set of such a task
         raise ValueError(f"task {spec.task} has no metrics")
-    results = answers(compiled, [e.text for e in examples])
+    results = answer_bodies(compiled, [{"text": e.text} for e in examples])
     # A served answer's agreement key is what the metric compares: the top label, the entity spans.
     values = eval_format.score(
         [eval_format.gold(e) for e in examples],
@@ -114,14 +126,14 @@ def evaluate_metrics(
     return metrics, miss.describe() if miss else None
 
 
-def measure_latency(task: Task, texts: list[str]) -> LatencyRun:
-    """Milliseconds per text, each sent alone through the handler code (tokenize, run, post-process)."""
-    answers(task, texts[:2])  # warm-up: the JIT's first runs are not what a client sees
+def measure_latency(task: Task, bodies: list[Any]) -> LatencyRun:
+    """Milliseconds per request, each sent alone through the handler code (tokenize, run, post-process)."""
+    answer_bodies(task, bodies[:2])  # warm-up: the JIT's first runs are not what a client sees
     samples = []
     for _ in range(LATENCY_ROUNDS):
-        for text in texts:
+        for body in bodies:
             started = time.perf_counter()
-            answers(task, [text])
+            answer_bodies(task, [body])
             samples.append((time.perf_counter() - started) * 1000)
     return LatencyRun(samples_ms=samples, p50=percentile(samples, 0.5), p95=percentile(samples, 0.95))
 
@@ -140,27 +152,27 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     # reaching the next line is the check passing; it is recorded so the report and CI show it.
     source_model = load_source_model(model_dir, spec.task, spec.spec_path)
     source_check = _timed(_source_model_check(spec, model_dir), started)
-    source = build_task(model_dir, config, forward=source_model)
-    texts = load_examples(spec)
+    source = build_task(model_dir, config, model=source_model.as_model())
+    bodies = load_examples(spec)
     if uses_builtin_examples(spec):
         ctx.progress(f"examples: {examples_origin(spec)}")
     atol, rtol = spec.validate.atol, spec.validate.rtol
 
     started = time.perf_counter()
-    cases = build_cases(spec, compiled.encoder.tokenizer, texts)
+    cases = build_cases(spec, compiled.encoder.tokenizer, example_rows(compiled, bodies))
     ctx.progress(f"parity: compiled vs source on {len(cases)} input batches")
     parity = compare(compiled.encoder, source_model, definition.output(spec, model_dir), cases, atol, rtol)
     parity_check = _timed(
         check("parity", parity_failure(parity), f"all outputs within atol {atol} + rtol {rtol}"), started
     )
     started = time.perf_counter()
-    metrics, eval_texts, metrics_check = _metrics(ctx, compiled)
+    metrics, eval_bodies, metrics_check = _metrics(ctx, compiled)
     metrics_check = _timed(metrics_check, started)
     started = time.perf_counter()
-    agreement, agreement_check = _agreement(ctx, definition, texts + eval_texts, compiled, source)
+    agreement, agreement_check = _agreement(ctx, definition, bodies + eval_bodies, compiled, source)
     agreement_check = _timed(agreement_check, started)
     started = time.perf_counter()
-    latency, latency_check = _latency(ctx, compiled, texts)
+    latency, latency_check = _latency(ctx, compiled, bodies)
     latency_check = _timed(latency_check, started)
     checks = [source_check, parity_check, agreement_check, metrics_check, latency_check]
     # parity, agreement and metrics arrive as the dicts their modules build; the model validates their shape.
@@ -184,7 +196,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         "outputs": {k: {"max_abs": v.max_abs, "ok": v.ok} for k, v in report.parity.outputs.items()},
         "cases": len(cases),
         "examples": {
-            "count": len(texts),
+            "count": len(bodies),
             "from": examples_origin(spec),
             "builtin": uses_builtin_examples(spec),
         },
@@ -211,7 +223,7 @@ def _source_model_check(spec: ModelSpec, model_dir: Path) -> Check:
 
 
 def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, list[str], Check]:
-    """(scores, the eval set's texts, the check); skipped without validate.eval_set."""
+    """(scores, the eval set's request bodies, the check); skipped without validate.eval_set."""
     spec = ctx.spec
     if not spec.validate.eval_set:
         return None, [], check("metrics", None, "no validate.eval_set", skipped=True)
@@ -219,28 +231,28 @@ def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, 
     examples = load_eval_set(spec.resolve(spec.validate.eval_set), spec.task)
     metrics, miss = evaluate_metrics(spec, compiled, examples)
     passed = f"{len(metrics['thresholds'])} thresholds met on {len(examples)} examples"
-    return metrics, [e.text for e in examples], check("metrics", miss, passed)
+    return metrics, [{"text": e.text} for e in examples], check("metrics", miss, passed)
 
 
 def _agreement(
-    ctx: StageContext, definition: TaskDefinition, texts: list[str], compiled: Task, source: Task
+    ctx: StageContext, definition: TaskDefinition, bodies: list[Any], compiled: Task, source: Task
 ) -> tuple[dict[str, Any], Check]:
-    ctx.progress(f"task-level agreement on {len(texts)} texts")
-    agreement = check_agreement(definition, texts, compiled, source)
+    ctx.progress(f"task-level agreement on {len(bodies)} requests")
+    agreement = check_agreement(definition, bodies, compiled, source)
     first = agreement["disagreements"][0] if agreement["disagreements"] else None
     failure = first and (
-        f"{agreement['compared'] - agreement['agreed']} of {agreement['compared']} texts get a different "
-        f"answer from the compiled model, e.g. '{first['text'][:60]}'"
+        f"{agreement['compared'] - agreement['agreed']} of {agreement['compared']} requests get a different "
+        f"answer from the compiled model, e.g. {first['request']}"
     )
-    passed = f"{agreement['agreed']} of {agreement['compared']} texts answered the same"
+    passed = f"{agreement['agreed']} of {agreement['compared']} requests answered the same"
     return agreement, check("agreement", failure, passed)
 
 
-def _latency(ctx: StageContext, compiled: Task, texts: list[str]) -> tuple[Latency, Check]:
+def _latency(ctx: StageContext, compiled: Task, bodies: list[Any]) -> tuple[Latency, Check]:
     spec = ctx.spec
     ctx.progress("in-process latency")
     budget = spec.validate.latency_ms.model_dump(exclude_none=True) if spec.validate.latency_ms else None
-    latency = Latency(in_process=measure_latency(compiled, texts or ["a short text"]), budget_ms=budget)
+    latency = Latency(in_process=measure_latency(compiled, bodies), budget_ms=budget)
     run = latency.in_process
     return latency, check(
         "latency",

@@ -196,10 +196,10 @@ def _metric_cases(report: GateReport, check: Check, classname: str) -> list[JUni
 def _agreement_details(report: GateReport) -> str:
     agreement = report.agreement
     lines = [
-        f"{agreement.agreed} of {agreement.compared} texts answered the same (rate {agreement.rate:.4f})"
+        f"{agreement.agreed} of {agreement.compared} requests answered the same (rate {agreement.rate:.4f})"
     ]
     for d in agreement.disagreements:
-        lines.append(f"text {_quote(d.text)}: source {_json(d.source)}, compiled {_json(d.compiled)}")
+        lines.append(f"request {d.request}: source {_json(d.source)}, compiled {_json(d.compiled)}")
     return "\n".join(lines)
 
 

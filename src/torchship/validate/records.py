@@ -82,7 +82,7 @@ class Parity(_Record):
 
 
 class Disagreement(_Record):
-    text: str
+    request: str  # the request body, one line (shortened)
     source: Any  # the handler's answer (task-shaped JSON)
     compiled: Any  # the handler's answer, or the text of its 400 error
 

@@ -1,8 +1,9 @@
 """The verify stage: the .mar in a real local TorchServe answers like the source model in-process.
 
-The examples go one request each, concurrently (so TorchServe batches them server-side), then all of
-them in one `{"texts": [...]}` request, then the first as a text/plain body. Every served result must
-equal the source model's result within the spec's tolerance.
+The examples (request bodies) go one request each, concurrently (so TorchServe batches them
+server-side), then, where the task's request schema has such forms, all of them in one request (text
+tasks: `{"texts": [...]}`) and the first as a text/plain body. Every served result must equal the source
+model's result within the spec's tolerance.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import httpx
 import torchship
 from torchship.archiver.package import mar_path
 from torchship.errors import ServedParityError, ServingError, ValidationFailed
-from torchship.examples import load_examples
+from torchship.examples import example_label, load_examples
+from torchship.handlers.tasks import RequestSchema
 from torchship.pipeline import StageContext
 from torchship.reference import source_results
 from torchship.serving.torchserve import TorchServe
 from torchship.sources import MODEL_DIRNAME
+from torchship.tasks import task_definition
 from torchship.validate.jsondiff import compare_json
 from torchship.validate.records import (
     REPORT_HTML,
@@ -58,22 +61,25 @@ def _post(client: httpx.Client, name: str, content: str | bytes, content_type: s
     return response.json()
 
 
-def query(server: InferenceServer, name: str, texts: list[str]) -> dict[str, Any]:
-    """Served results for each text, three ways; with the latency of the single-text requests."""
+def query(server: InferenceServer, name: str, bodies: list[Any], schema: RequestSchema) -> dict[str, Any]:
+    """Served answers for each request body, and in the schema's combined and text/plain forms (None
+    where it has none); with the latency of the single requests."""
     latencies: list[float] = []
 
     with server.client() as client:
 
-        def one(text: str) -> Any:
+        def one(body: Any) -> Any:
             started = time.perf_counter()
-            result = _post(client, name, json.dumps({"text": text}), "application/json")
+            result = _post(client, name, json.dumps(body), "application/json")
             latencies.append((time.perf_counter() - started) * 1000)
             return result
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            singles = list(pool.map(one, texts))
-        batch = _post(client, name, json.dumps({"texts": texts}), "application/json")
-        plain = _post(client, name, texts[0].encode("utf-8"), "text/plain; charset=utf-8")
+            singles = list(pool.map(one, bodies))
+        combined = schema.combine(bodies)
+        batch = _post(client, name, json.dumps(combined), "application/json") if combined else None
+        text = schema.plain(bodies[0])
+        plain = _post(client, name, text.encode("utf-8"), "text/plain; charset=utf-8") if text else None
     return {
         "singles": singles,
         "batch": batch,
@@ -87,21 +93,25 @@ def query(server: InferenceServer, name: str, texts: list[str]) -> dict[str, Any
 
 
 def compare_served(
-    served: dict[str, Any], expected: list[Any], texts: list[str], atol: float, rtol: float
+    served: dict[str, Any], expected: list[Any], bodies: list[Any], atol: float, rtol: float
 ) -> dict[str, Any]:
-    """Every served result (single requests, the `texts` request, the text/plain one) vs the source's."""
-    views = [("single", served["singles"]), ("texts", served["batch"]), ("text/plain", [served["plain"]])]
+    """Every served result (single requests, the combined request, the text/plain one) vs the source's."""
+    views = [("single", served["singles"])]
+    if served.get("batch") is not None:
+        views.append(("combined", served["batch"]))
+    if served.get("plain") is not None:
+        views.append(("text/plain", [served["plain"]]))
     max_abs, failure = 0.0, None
     for mode, results in views:
         if len(results) > len(expected):
             raise ServedParityError(
-                f"TorchServe returned {len(results)} results for {len(expected)} texts ({mode})"
+                f"TorchServe returned {len(results)} results for {len(expected)} requests ({mode})"
             )
         for i, result in enumerate(results):
             diff = compare_json(result, expected[i], atol, rtol)
             max_abs = max(max_abs, diff.max_abs)
             if not diff.ok and failure is None:
-                failure = {"text": texts[i], "mode": mode, "mismatch": diff.mismatch}
+                failure = {"request": example_label(bodies[i]), "mode": mode, "mismatch": diff.mismatch}
     compared = sum(len(r) for _, r in views)
     return {
         "ok": failure is None,
@@ -119,37 +129,38 @@ def _is_vector(result: Any) -> bool:
 
 def run_verify(ctx: StageContext) -> dict[str, Any]:
     spec = ctx.spec
-    texts = load_examples(ctx.spec)
-    if not texts:
+    bodies = load_examples(ctx.spec)
+    schema = task_definition(spec.task).runtime.request
+    if not bodies:
         raise ServingError(
             f"{spec.spec_path}: verify needs examples to send (validate.examples)",
-            hint='Add an examples.jsonl with lines like {"text": "..."} and set validate.examples.',
+            hint=f"Add an examples.jsonl with lines like {schema.example} and set validate.examples.",
         )
     mar = mar_path(ctx.input_dir("package"), spec)
     ctx.progress("computing source-model outputs in-process")
-    expected = source_results(spec, ctx.input_dir("fetch") / MODEL_DIRNAME, texts)
+    expected = source_results(spec, ctx.input_dir("fetch") / MODEL_DIRNAME, bodies)
     ctx.progress("starting TorchServe 0.12.0 on 127.0.0.1")
     started = time.perf_counter()
     with TorchServe({spec.name: mar}, ctx.settings) as server:
         ready_s = time.perf_counter() - started
-        ctx.progress(f"TorchServe ready in {ready_s:.1f} s; sending {len(texts)} examples")
+        ctx.progress(f"TorchServe ready in {ready_s:.1f} s; sending {len(bodies)} examples")
         asked = time.perf_counter()
-        served = query(server, spec.name, texts)
-    parity = compare_served(served, expected, texts, spec.validate.atol, spec.validate.rtol)
+        served = query(server, spec.name, bodies, schema)
+    parity = compare_served(served, expected, bodies, spec.validate.atol, spec.validate.rtol)
     parity_s = time.perf_counter() - asked
     preview = [
         # A vector (embeddings) is shortened to its first dims; structured results are shown whole.
-        {"text": text, "result": result[:PREVIEW_DIMS], "dims": len(result)}
+        {"request": body, "result": result[:PREVIEW_DIMS], "dims": len(result)}
         if _is_vector(result)
-        else {"text": text, "result": result, "dims": None}
-        for text, result in zip(texts[:3], served["singles"][:3], strict=True)
+        else {"request": body, "result": result, "dims": None}
+        for body, result in zip(bodies[:3], served["singles"][:3], strict=True)
     ]
     (ctx.out_dir / SERVED_FILE).write_text(
         json.dumps(
             {
                 "parity": parity,
                 "latency_ms": served["latency_ms"],
-                "texts": texts,
+                "requests": bodies,
                 "served": served["singles"],
             }
         )
@@ -191,7 +202,7 @@ def served_report(
         check(
             "served_parity",
             failure
-            and f"TorchServe's result for '{failure['text'][:60]}' ({failure['mode']} request) differs from "
+            and f"TorchServe's result for {failure['request']} ({failure['mode']} request) differs from "
             f"the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
             f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})",
             seconds=parity_s,
