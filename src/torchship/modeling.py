@@ -16,7 +16,7 @@ from pathlib import Path
 from torchship.errors import CompileError, SpecError
 from torchship.handlers.model_io import ModelIO, NamedIO, model_inputs
 from torchship.spec import ModelSpec
-from torchship.validate.source_integrity import LoadingInfo, check_architecture, check_labels, check_loaded
+from torchship.validate.source_integrity import LoadingInfo, check_architecture, check_head, check_loaded
 
 __all__ = [
     "default_max_length",
@@ -51,7 +51,7 @@ def load_source_model(model_dir: Path, task: str, spec_path: Path | str | None =
     where = str(spec_path or "the spec")
     config = _read_json(model_dir / "config.json")
     architectures = config.get("architectures")
-    check_architecture(model_dir, task, architectures, where)
+    check_architecture(model_dir, task, architectures, where, config)
     auto_class = getattr(transformers, definition.auto_class)
     try:
         model, info = auto_class.from_pretrained(
@@ -65,7 +65,7 @@ def load_source_model(model_dir: Path, task: str, spec_path: Path | str | None =
     check_loaded(
         model_dir, task, type(model).__name__, architectures, LoadingInfo.from_transformers(info), where
     )
-    check_labels(model_dir, task, dict(model.config.id2label or {}), int(model.config.num_labels), where)
+    check_head(model_dir, task, dict(model.config.id2label or {}), int(model.config.num_labels), where)
     io = ModelIO(model_inputs(load_tokenizer(model_dir), model), definition.outputs)
     return NamedIO(model.eval(), io).eval()
 

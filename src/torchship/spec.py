@@ -149,6 +149,12 @@ class TokenClassificationSpec(_Strict):
     ignore_labels: list[str] = ["O"]
 
 
+class RerankingSpec(_Strict):
+    # sigmoid: a relevance probability, as sentence-transformers' CrossEncoder.predict gives by default;
+    # raw: the cross-encoder's logit.
+    score: Literal["sigmoid", "raw"] = "sigmoid"
+
+
 class KeywordsSpec(_Strict):
     """KeyBERT-style extraction; per-request `top_n`, `use_mmr`, `diversity` override these defaults."""
 
@@ -255,6 +261,7 @@ class ModelSpec(_Strict):
     embeddings: EmbeddingsSpec = EmbeddingsSpec()
     token_classification: TokenClassificationSpec = TokenClassificationSpec()
     keywords: KeywordsSpec = KeywordsSpec()
+    reranking: RerankingSpec = RerankingSpec()
     publish: PublishSpec = PublishSpec()
     deploy: DeploySpec = DeploySpec()
 

@@ -5,7 +5,7 @@ sources.py), so init never proposes a spec the gate would refuse for the same re
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchship.modeling import TokenLimit, default_max_length, token_limit
@@ -13,7 +13,7 @@ from torchship.scaffold.errors import InitError, TaskMismatchError
 from torchship.sources import TOKENIZER_FILES
 from torchship.tasks import TASKS
 from torchship.validate.source_integrity import (
-    check_labels,
+    check_head,
     describe_checkpoint,
     task_of_architecture,
     tasks_served_by,
@@ -36,16 +36,17 @@ class Checkpoint:
 
     path: Path
     architecture: str | None  # config.json architectures[0]
-    made_for: str | None  # the task its head serves ("embeddings" for an encoder); None: unknown
+    made_for: str | None  # the task its head looks made for ("embeddings" for an encoder); None: unknown
     labels: tuple[str, ...]  # id2label in id order
     limit: TokenLimit
     max_length: int  # what compile.max_length becomes when the spec leaves it out
+    config: dict = field(default_factory=dict)  # config.json
 
     def describe(self, subject: str | None = None) -> str:
         """'<subject> is a BertModel checkpoint: an encoder, made for embeddings or keywords'."""
         subject = subject or str(self.path)
         if self.architecture:
-            return f"{subject} is {describe_checkpoint(self.architecture)}"
+            return f"{subject} is {describe_checkpoint(self.architecture, self.config)}"
         if self.made_for == "embeddings":
             return f"{subject} is a sentence-transformers folder: an encoder, made for embeddings or keywords"
         return f"{subject} does not say what it is made for (config.json has no architectures)"
@@ -93,7 +94,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     architectures = config.get("architectures") or []
     architecture = str(architectures[0]) if isinstance(architectures, list) and architectures else None
     if architecture is not None:
-        made_for = task_of_architecture(architecture)
+        made_for = task_of_architecture(architecture, config)
     else:
         made_for = "embeddings" if (path / SENTENCE_TRANSFORMERS_MARKER).is_file() else None
     id2label = config.get("id2label") or {}
@@ -105,7 +106,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             hint="Set config.id2label to one name per output, then save_pretrained again.",
         ) from None
     limit = token_limit(path)
-    return Checkpoint(path, architecture, made_for, labels, limit, default_max_length(limit))
+    return Checkpoint(path, architecture, made_for, labels, limit, default_max_length(limit), config)
 
 
 def choose_task(checkpoint: Checkpoint, requested: str | None) -> str:
@@ -118,8 +119,9 @@ def choose_task(checkpoint: Checkpoint, requested: str | None) -> str:
     if checkpoint.architecture is not None and checkpoint.made_for is None:
         raise TaskMismatchError(
             checkpoint.describe(),
-            hint="torchship serves encoders (…Model, …ForMaskedLM) and …ForSequenceClassification / "
-            "…ForTokenClassification heads; save one of those with save_pretrained.",
+            hint="torchship serves "
+            + "; ".join(dict.fromkeys(d.checkpoint.phrase for d in TASKS.values()))
+            + " checkpoints; save one of those with save_pretrained.",
         )
     if checkpoint.made_for is None:
         if requested is None:
@@ -139,8 +141,8 @@ def choose_task(checkpoint: Checkpoint, requested: str | None) -> str:
                 + f"; to serve {requested}, point --model at a checkpoint trained for it.",
             )
         task = requested or checkpoint.made_for
-    # A classifier without label names would answer LABEL_0…: the gate refuses it, so init does now.
-    check_labels(
-        checkpoint.path, task, dict(enumerate(checkpoint.labels)), len(checkpoint.labels), "config.json"
-    )
+    # A head that cannot give the task's answers (a classifier without label names would answer
+    # LABEL_0…): the gate refuses it, so init does now.
+    num_labels = int(checkpoint.config.get("num_labels") or len(checkpoint.labels))
+    check_head(checkpoint.path, task, dict(enumerate(checkpoint.labels)), num_labels, "config.json")
     return task

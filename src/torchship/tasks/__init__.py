@@ -13,6 +13,7 @@ from torchship.spec import ModelSpec
 from torchship.tasks.base import Reduce, TaskDefinition
 from torchship.tasks.embeddings import Embeddings, embedding_settings
 from torchship.tasks.keywords import Keywords
+from torchship.tasks.reranking import Reranking
 from torchship.tasks.text_classification import TextClassification
 from torchship.tasks.token_classification import TokenClassification
 
@@ -28,7 +29,8 @@ __all__ = [
 
 TASKS: dict[str, TaskDefinition] = {
     definition.name: definition
-    for definition in (Embeddings(), Keywords(), TextClassification(), TokenClassification())
+    # Registry order matters where checkpoints are shared: a one-logit sequence head suits reranking first.
+    for definition in (Embeddings(), Keywords(), Reranking(), TextClassification(), TokenClassification())
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from torchship.handlers.model_io import Reduce
 from torchship.handlers.tasks import Task, TaskSettings
 from torchship.spec import ModelSpec
+from torchship.tasks.checkpoints import CheckpointKind
 from torchship.validate.eval_set import EvalSetFormat
 
 __all__ = ["BUILTIN_TEXTS", "Reduce", "TaskDefinition", "text_bodies"]
@@ -47,6 +48,8 @@ class TaskDefinition:
     eval_set: ClassVar[EvalSetFormat | None] = None
     # Request bodies the gate and verify send when the spec names no examples file.
     builtin_examples: ClassVar[tuple[dict[str, Any], ...]] = ()
+    # The checkpoints it serves (tasks/checkpoints.py): read by the gate's source check and by init.
+    checkpoint: ClassVar[CheckpointKind]
 
     @property
     def name(self) -> str:  # the spec's `task:` value
@@ -59,6 +62,14 @@ class TaskDefinition:
     @property
     def outputs(self) -> tuple[str, ...]:  # the model outputs the task reads: what every backend compiles
         return self.runtime.outputs
+
+    def suits(self, architecture: str, config: dict[str, Any]) -> bool:
+        """Whether a checkpoint of `architecture` (with its config.json) looks made for this task: init's
+        choice and the gate's "looks made for" (the first task in registry order that it suits)."""
+        return self.checkpoint.accepts(architecture)
+
+    def check_head(self, source: Path, id2label: dict[Any, str], num_labels: int) -> None:
+        """Raise SourceIntegrityError when the head cannot give this task's answers (labels, outputs)."""
 
     def settings(self, spec: ModelSpec, model_dir: Path) -> TaskSettings:
         """The task's own handler settings (its runtime class's Settings), from the spec and the model."""

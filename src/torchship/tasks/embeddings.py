@@ -11,6 +11,7 @@ from torchship.handlers.pooling import embed, sentence_transformers_pooling
 from torchship.handlers.tasks.embeddings import EmbeddingSettings, EmbeddingsTask
 from torchship.spec import ModelSpec
 from torchship.tasks.base import BUILTIN_TEXTS, Reduce, TaskDefinition, text_bodies
+from torchship.tasks.checkpoints import ENCODER
 
 # 1 - cosine similarity allowed between a compiled and a source embedding.
 EMBEDDING_AGREEMENT = 1e-4
@@ -26,6 +27,7 @@ def embedding_settings(spec: ModelSpec, model_dir: Path) -> tuple[str, bool]:
 
 class Embeddings(TaskDefinition):
     runtime = EmbeddingsTask
+    checkpoint = ENCODER
     spec_sections: ClassVar[tuple[str, ...]] = ("embeddings",)
     builtin_examples = tuple(text_bodies(BUILTIN_TEXTS))
 

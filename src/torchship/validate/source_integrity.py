@@ -13,33 +13,23 @@ A failure says which task the checkpoint looks made for. Exit code 3: the gate r
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from torchship.errors import ValidationFailed
+from torchship.tasks import TASKS, TaskDefinition, task_definition
+from torchship.tasks.checkpoints import SourceIntegrityError
 
-ENCODER_TASKS = ("embeddings", "keywords")
-# Architecture-name suffix -> the task that head serves (the first match wins).
-_HEADS = (
-    ("ForSequenceClassification", "text-classification"),
-    ("ForTokenClassification", "token-classification"),
-)
-# Encoder checkpoints: a bare encoder, or one saved with a pre-training head (the head is unused).
-_ENCODER_SUFFIXES = ("Model", "ForMaskedLM", "ForPreTraining")
-_NEEDS = {
-    "text-classification": "a sequence-classification (…ForSequenceClassification)",
-    "token-classification": "a token-classification (…ForTokenClassification)",
-    "embeddings": "an encoder (…Model, e.g. BertModel)",
-    "keywords": "an encoder (…Model, e.g. BertModel)",
-}
-_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
-# Weights the task's output never uses: AutoModel's pooler, when the task reads last_hidden_state.
-_UNUSED_BY_ENCODER_TASKS = re.compile(r"(^|\.)pooler\.")
-
-
-class SourceIntegrityError(ValidationFailed):
-    """The source checkpoint does not fit the spec's task, or would load with random weights."""
+__all__ = [
+    "LoadingInfo",
+    "SourceIntegrityError",
+    "check_architecture",
+    "check_head",
+    "check_loaded",
+    "describe_checkpoint",
+    "task_of_architecture",
+    "tasks_served_by",
+]
 
 
 @dataclass(frozen=True)
@@ -62,52 +52,57 @@ class LoadingInfo:
         )
 
 
-def task_of_architecture(architecture: str) -> str | None:
-    """The task a checkpoint class serves: a head's task, "embeddings" for an encoder, None otherwise."""
-    for suffix, task in _HEADS:
-        if architecture.endswith(suffix):
-            return task
-    if architecture.endswith(_ENCODER_SUFFIXES):
-        return "embeddings"
-    return None
+def tasks_accepting(architecture: str) -> tuple[str, ...]:
+    """Every task whose checkpoint kind accepts `architecture`, in registry order."""
+    return tuple(name for name, d in TASKS.items() if d.checkpoint.accepts(architecture))
 
 
-def _fits(task: str, made_for: str | None) -> bool:
-    if task in ENCODER_TASKS:
-        return made_for == "embeddings"
-    return made_for == task
+def task_of_architecture(architecture: str, config: dict[str, Any] | None = None) -> str | None:
+    """The task a checkpoint looks made for: the first definition it suits (a one-logit sequence head
+    without label names is a cross-encoder: reranking), None when no task serves it."""
+    return next((name for name, d in TASKS.items() if d.suits(architecture, config or {})), None)
 
 
 def tasks_served_by(made_for: str | None) -> tuple[str, ...]:
     """Every task a checkpoint made for `made_for` (task_of_architecture's answer) can serve."""
-    return tuple(task for task in _NEEDS if _fits(task, made_for))
+    if made_for is None:
+        return ()
+    kind = TASKS[made_for].checkpoint
+    return tuple(name for name, d in TASKS.items() if set(d.checkpoint.suffixes) & set(kind.suffixes))
 
 
-def describe_checkpoint(architecture: str) -> str:
+def describe_checkpoint(architecture: str, config: dict[str, Any] | None = None) -> str:
     """'a BertModel checkpoint: an encoder, made for embeddings or keywords', for messages."""
-    return _made_for_phrase(architecture, task_of_architecture(architecture))
+    return _made_for_phrase(architecture, task_of_architecture(architecture, config))
 
 
 def _made_for_phrase(architecture: str, made_for: str | None) -> str:
     if made_for is None:
         return f"a {architecture} checkpoint, which torchship has no task for"
-    if made_for == "embeddings":
-        return f"a {architecture} checkpoint: an encoder, made for embeddings or keywords"
-    return f"a {architecture} checkpoint, made for {made_for}"
+    served = " or ".join(tasks_served_by(made_for))
+    noun = TASKS[made_for].checkpoint.noun
+    return (
+        f"a {architecture} checkpoint: {noun}, made for {served}"
+        if noun
+        else f"a {architecture} checkpoint, made for {served}"
+    )
 
 
-def check_architecture(source: Path, task: str, architectures: list[str] | None, where: str) -> None:
+def check_architecture(
+    source: Path, task: str, architectures: list[str] | None, where: str, config: dict[str, Any] | None = None
+) -> None:
     """config.architectures against the task, before loading anything."""
     if not architectures:
         return  # nothing declared: the loading check below still catches random weights
     architecture = architectures[0]
-    made_for = task_of_architecture(architecture)
-    if _fits(task, made_for):
+    definition = task_definition(task)
+    if definition.checkpoint.accepts(architecture):
         return
+    made_for = task_of_architecture(architecture, config)
     fix = f"set `task: {made_for}` in {where}" if made_for else f"change `task` in {where}"
     raise SourceIntegrityError(
         f"source model check failed: {source} is {_made_for_phrase(architecture, made_for)}; the spec's "
-        f"task is {task}, which needs {_NEEDS[task]} checkpoint",
+        f"task is {task}, which needs {definition.checkpoint.phrase} checkpoint",
         hint=f"If the checkpoint is right, {fix}; otherwise point `source` at a checkpoint saved for {task}.",
     )
 
@@ -116,9 +111,10 @@ def check_loaded(
     source: Path, task: str, loaded_class: str, architectures: list[str] | None, info: LoadingInfo, where: str
 ) -> None:
     """Weights the task's class initialised instead of loading, and the loaded class vs the config."""
+    kind = task_definition(task).checkpoint
     initialised = [*info.missing, *info.mismatched]
-    if task in ENCODER_TASKS:
-        initialised = [k for k in initialised if not _UNUSED_BY_ENCODER_TASKS.search(k)]
+    if kind.unused_weights is not None:
+        initialised = [k for k in initialised if not kind.unused_weights.search(k)]
     if initialised:
         shown = ", ".join(initialised[:6]) + (
             f" and {len(initialised) - 6} more" if len(initialised) > 6 else ""
@@ -136,7 +132,7 @@ def check_loaded(
             hint=f"Save the model trained for {task} with save_pretrained (its config.json and weights "
             f"together), or set `task` in {where} to what the checkpoint was trained for.",
         )
-    if architectures and task not in ENCODER_TASKS and loaded_class != architectures[0]:
+    if architectures and kind.exact_class and loaded_class != architectures[0]:
         raise SourceIntegrityError(
             f"source model check failed: {source}'s config.json says {architectures[0]}, but loading it "
             f"for {task} gives {loaded_class}",
@@ -144,20 +140,7 @@ def check_loaded(
         )
 
 
-def check_labels(source: Path, task: str, id2label: dict, num_labels: int, where: str) -> None:
-    """Classification answers are label names: a checkpoint without them would serve LABEL_0…"""
-    if task in ENCODER_TASKS:
-        return
-    labels = [str(id2label[k]) for k in sorted(id2label, key=int)] if id2label else []
-    if len(labels) != num_labels:
-        raise SourceIntegrityError(
-            f"source model check failed: {source} has {len(labels)} label name(s) in id2label for a head "
-            f"with {num_labels} outputs",
-            hint="Set config.id2label (and label2id) to one name per output, then save_pretrained again.",
-        )
-    if all(_GENERIC_LABEL.match(label) for label in labels):
-        raise SourceIntegrityError(
-            f"source model check failed: {source} has no label names (id2label is {', '.join(labels[:4])}"
-            f"{'…' if len(labels) > 4 else ''}): {task} would answer with placeholders",
-            hint='Set config.id2label, e.g. {0: "negative", 1: "positive"}, when training, then save_pretrained again.',
-        )
+def check_head(source: Path, task: str, id2label: dict, num_labels: int, where: str) -> None:
+    """The head can give the task's answers: label names for classification, one logit for reranking."""
+    definition: TaskDefinition = task_definition(task)
+    definition.check_head(source, id2label, num_labels)

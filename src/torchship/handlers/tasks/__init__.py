@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import RequestSchema, Task, TaskSettings, read_model_config
 from .embeddings import EmbeddingsTask
 from .keywords import KeywordsTask
+from .reranking import RerankingTask
 from .text_classification import TextClassificationTask, class_scores, score_function
 from .token_classification import TokenClassificationTask
 
@@ -20,5 +21,11 @@ __all__ = [
 
 TASKS: dict[str, type[Task]] = {
     task.name: task
-    for task in (EmbeddingsTask, KeywordsTask, TextClassificationTask, TokenClassificationTask)
+    for task in (
+        EmbeddingsTask,
+        KeywordsTask,
+        TextClassificationTask,
+        TokenClassificationTask,
+        RerankingTask,
+    )
 }
