@@ -221,6 +221,6 @@ def test_a_yaml_float_version_gets_a_hint_to_quote_it(tmp_path):
 def test_a_json_body_without_content_type_is_json():
     """Before: the JSON text itself was embedded as if it were plain text."""
     parsed = parse_request(b'{"text": "hello world"}', {}, Limits())
-    assert parsed.texts == ["hello world"] and parsed.single
+    assert parsed.items == ["hello world"] and parsed.single
     plain = parse_request(b"hello {world}", {}, Limits())
-    assert plain.texts == ["hello {world}"]
+    assert plain.items == ["hello {world}"]

@@ -88,9 +88,9 @@ def test_parser_returns_a_request_or_a_4xx(body, content_type, allowed):
     except BadRequest as exc:
         assert 400 <= exc.status < 500 and exc.message
     else:
-        assert isinstance(parsed, ParsedRequest) and parsed.texts
-        assert all(isinstance(t, str) and t.strip() for t in parsed.texts)
-        for t in parsed.texts:
+        assert isinstance(parsed, ParsedRequest) and parsed.items
+        assert all(isinstance(t, str) and t.strip() for t in parsed.items)
+        for t in parsed.items:
             t.encode("utf-8")  # only well-formed Unicode reaches the tokenizer
 
 

@@ -75,10 +75,10 @@ def call(handler, extracted, bodies, headers=None):
 def test_contract_shapes():
     assert parse_request({"text": "hi"}, {}, LIMITS).single
     many = parse_request({"texts": ["a", "b"]}, {}, LIMITS)
-    assert many.texts == ["a", "b"] and not many.single
-    assert parse_request("plain text", {}, LIMITS).texts == ["plain text"]
-    assert parse_request(b'{"text": "raw json"}', JSON_HEADERS, LIMITS).texts == ["raw json"]
-    assert parse_request("caf\u00e9".encode(), {"Content-Type": "text/plain"}, LIMITS).texts == ["caf\u00e9"]
+    assert many.items == ["a", "b"] and not many.single
+    assert parse_request("plain text", {}, LIMITS).items == ["plain text"]
+    assert parse_request(b'{"text": "raw json"}', JSON_HEADERS, LIMITS).items == ["raw json"]
+    assert parse_request("caf\u00e9".encode(), {"Content-Type": "text/plain"}, LIMITS).items == ["caf\u00e9"]
 
 
 @pytest.mark.parametrize(

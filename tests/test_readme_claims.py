@@ -154,7 +154,7 @@ TEXTS = ["the cat sat on the mat", "hello", "a great movie , i love it and the d
 def embeddings_task(model_dir: Path, spec_dir: Path, embeddings: str):
     spec = load_spec(write_spec(spec_dir, str(model_dir), extra=f"embeddings: {embeddings}\n"))
     config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
-    return config, build_task(model_dir, config, forward=load_source_model(model_dir, "embeddings"))
+    return config, build_task(model_dir, config, model=load_source_model(model_dir, "embeddings").as_model())
 
 
 def by_hand(model_dir: Path, mode: str) -> torch.Tensor:
@@ -229,7 +229,7 @@ def keywords_task(model_dir: Path, spec_dir: Path, max_candidates: int):
     spec = load_spec(write_spec(spec_dir, str(model_dir), task="keywords", extra=extra))
     config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
     assert config["max_candidates"] == max_candidates
-    return build_task(model_dir, config, forward=load_source_model(model_dir, "embeddings"))
+    return build_task(model_dir, config, model=load_source_model(model_dir, "embeddings").as_model())
 
 
 def test_max_candidates_is_a_413_for_that_text_only(tiny_model_dir, tmp_path):

@@ -193,7 +193,7 @@ def test_every_definitions_gate_output_is_what_the_handler_serves(name, tmp_path
         write_spec(tmp_path / "spec", str(model_dir), task=name, extra="keywords: {stop_words: none}\n")
     )
     source = load_source_model(model_dir, name, spec.spec_path)
-    task = build_task(model_dir, in_process_settings(spec, model_dir), forward=source)
+    task = build_task(model_dir, in_process_settings(spec, model_dir), model=source.as_model())
     labels = {
         int(k): v for k, v in json.loads((model_dir / "config.json").read_text()).get("id2label", {}).items()
     }

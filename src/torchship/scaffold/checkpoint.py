@@ -131,7 +131,7 @@ def choose_task(checkpoint: Checkpoint, requested: str | None) -> str:
             )
         task = requested
     else:
-        servable = tasks_served_by(checkpoint.made_for)
+        servable = tasks_served_by(checkpoint.made_for, checkpoint.architecture, checkpoint.config)
         if requested is not None and requested not in servable:
             raise TaskMismatchError(
                 f"{checkpoint.describe()}; it cannot serve --task {requested} (it can serve: "

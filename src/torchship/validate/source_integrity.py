@@ -52,39 +52,48 @@ class LoadingInfo:
         )
 
 
-def tasks_accepting(architecture: str) -> tuple[str, ...]:
-    """Every task whose checkpoint kind accepts `architecture`, in registry order."""
-    return tuple(name for name, d in TASKS.items() if d.checkpoint.accepts(architecture))
-
-
 def task_of_architecture(architecture: str, config: dict[str, Any] | None = None) -> str | None:
     """The task a checkpoint looks made for: the first definition it suits (a one-logit sequence head
     without label names is a cross-encoder: reranking), None when no task serves it."""
     return next((name for name, d in TASKS.items() if d.suits(architecture, config or {})), None)
 
 
-def tasks_served_by(made_for: str | None) -> tuple[str, ...]:
-    """Every task a checkpoint made for `made_for` (task_of_architecture's answer) can serve."""
+def _head_fits(definition: TaskDefinition, config: dict[str, Any]) -> bool:
+    id2label = config.get("id2label") or {}
+    try:
+        definition.check_head(Path("."), id2label, len(id2label))
+    except SourceIntegrityError:
+        return False
+    return True
+
+
+def tasks_served_by(
+    made_for: str | None, architecture: str | None = None, config: dict[str, Any] | None = None
+) -> tuple[str, ...]:
+    """Every task a checkpoint can serve: those accepting its architecture whose head checks pass on its
+    config.json; without an architecture, those sharing the checkpoint kind of `made_for`."""
+    if architecture is not None:
+        return tuple(
+            name
+            for name, d in TASKS.items()
+            if d.checkpoint.accepts(architecture) and _head_fits(d, config or {})
+        )
     if made_for is None:
         return ()
-    kind = TASKS[made_for].checkpoint
-    return tuple(name for name, d in TASKS.items() if set(d.checkpoint.suffixes) & set(kind.suffixes))
+    return tuple(name for name, d in TASKS.items() if d.checkpoint == TASKS[made_for].checkpoint)
 
 
 def describe_checkpoint(architecture: str, config: dict[str, Any] | None = None) -> str:
     """'a BertModel checkpoint: an encoder, made for embeddings or keywords', for messages."""
-    return _made_for_phrase(architecture, task_of_architecture(architecture, config))
-
-
-def _made_for_phrase(architecture: str, made_for: str | None) -> str:
-    if made_for is None:
+    served = tasks_served_by(None, architecture, config)
+    if not served:
         return f"a {architecture} checkpoint, which torchship has no task for"
-    served = " or ".join(tasks_served_by(made_for))
-    noun = TASKS[made_for].checkpoint.noun
+    noun = TASKS[served[0]].checkpoint.noun
+    made_for = " or ".join(served)
     return (
-        f"a {architecture} checkpoint: {noun}, made for {served}"
+        f"a {architecture} checkpoint: {noun}, made for {made_for}"
         if noun
-        else f"a {architecture} checkpoint, made for {served}"
+        else f"a {architecture} checkpoint, made for {made_for}"
     )
 
 
@@ -101,7 +110,7 @@ def check_architecture(
     made_for = task_of_architecture(architecture, config)
     fix = f"set `task: {made_for}` in {where}" if made_for else f"change `task` in {where}"
     raise SourceIntegrityError(
-        f"source model check failed: {source} is {_made_for_phrase(architecture, made_for)}; the spec's "
+        f"source model check failed: {source} is {describe_checkpoint(architecture, config)}; the spec's "
         f"task is {task}, which needs {definition.checkpoint.phrase} checkpoint",
         hint=f"If the checkpoint is right, {fix}; otherwise point `source` at a checkpoint saved for {task}.",
     )
