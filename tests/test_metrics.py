@@ -221,8 +221,8 @@ def test_load_text_classification(tmp_path):
         tmp_path, {"text": "I loved it.", "label": "positive"}, "", {"text": "Meh.", "label": "negative"}
     )
     assert load_eval_set(path, "text-classification") == [
-        EvalExample("I loved it.", label="positive"),
-        EvalExample("Meh.", label="negative"),
+        EvalExample({"text": "I loved it."}, "positive"),
+        EvalExample({"text": "Meh."}, "negative"),
     ]
 
 
@@ -239,8 +239,8 @@ def test_load_token_classification(tmp_path):
         {"text": "Nothing here.", "entities": []},
     )
     assert load_eval_set(path, "token-classification") == [
-        EvalExample("Anna lives in Oslo.", entities=(("PER", 0, 4), ("LOC", 14, 18))),
-        EvalExample("Nothing here.", entities=()),
+        EvalExample({"text": "Anna lives in Oslo."}, (("PER", 0, 4), ("LOC", 14, 18))),
+        EvalExample({"text": "Nothing here."}, ()),
     ]
 
 
@@ -248,7 +248,7 @@ def test_load_keeps_unicode_line_separators_in_text(tmp_path):
     path = tmp_path / "eval.jsonl"
     line = json.dumps({"text": "a\u2028b\x85c", "label": "x"}, ensure_ascii=False)
     path.write_text("\ufeff" + line + "\r\n", encoding="utf-8")
-    assert load_eval_set(path, "text-classification") == [EvalExample("a\u2028b\x85c", label="x")]
+    assert load_eval_set(path, "text-classification") == [EvalExample({"text": "a\u2028b\x85c"}, "x")]
 
 
 def test_load_other_task(tmp_path):

@@ -61,7 +61,7 @@ def test_metrics_apply_to_the_tasks_whose_definition_has_an_eval_format(tmp_path
     for name in set(TASKS) - set(tasks_with_metrics()):
         with pytest.raises(SpecError, match=f"not {name}"):
             load_eval_set(path, name)
-    assert load_eval_set(path, "text-classification")[0].label == "y"
+    assert load_eval_set(path, "text-classification")[0].gold == "y"
 
 
 def test_an_unknown_task_is_a_spec_error_naming_the_tasks():

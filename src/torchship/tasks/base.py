@@ -84,10 +84,12 @@ class TaskDefinition:
         """What must be equal in a compiled and a source answer (a served result, JSON-like)."""
         raise NotImplementedError
 
+    def prediction(self, answer: Any) -> Any:
+        """A served answer as the eval-set format scores it (eval_set.py: the label, the entity tuples, the
+        ranked indices, the answer string); the agreement key unless the task says otherwise."""
+        return self.agreement_key(answer)
+
     def agrees(self, compiled: Any, source: Any) -> bool:
         """Whether the compiled model gives the source model's answer, as a client would judge it."""
         return self.agreement_key(compiled) == self.agreement_key(source)
 
-    def prediction(self, answer: Any) -> Any:
-        """What the eval-set format scores of a served answer (validate/eval_set.py)."""
-        return self.agreement_key(answer)

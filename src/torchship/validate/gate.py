@@ -105,14 +105,11 @@ def evaluate_metrics(
     eval_format: EvalSetFormat | None = definition.eval_set
     if eval_format is None:  # load_eval_set already refused the eval set of such a task
         raise ValueError(f"task {spec.task} has no metrics")
-    results = answer_bodies(compiled, [{"text": e.text} for e in examples])
-    # A served answer's agreement key is what the metric compares: the top label, the entity spans.
+    results = answer_bodies(compiled, [e.request for e in examples])
+    # The task definition turns a served answer into what its eval-set format scores (eval_set.py).
     values = eval_format.score(
-        [eval_format.gold(e) for e in examples],
-        [
-            eval_format.no_answer if isinstance(r, BadRequest) else definition.agreement_key(r)
-            for r in results
-        ],
+        [e.gold for e in examples],
+        [eval_format.no_answer if isinstance(r, BadRequest) else definition.prediction(r) for r in results],
     )
     where = f"{spec.spec_path}: validate.thresholds"
     rows = check_thresholds(values, spec.validate.thresholds, where=where)
@@ -231,7 +228,7 @@ def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, 
     examples = load_eval_set(spec.resolve(spec.validate.eval_set), spec.task)
     metrics, miss = evaluate_metrics(spec, compiled, examples)
     passed = f"{len(metrics['thresholds'])} thresholds met on {len(examples)} examples"
-    return metrics, [{"text": e.text} for e in examples], check("metrics", miss, passed)
+    return metrics, [e.request for e in examples], check("metrics", miss, passed)
 
 
 def _agreement(

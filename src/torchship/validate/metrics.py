@@ -1,26 +1,32 @@
 """Task metrics on a labelled evaluation set (`validate.eval_set`) and their thresholds (`validate.thresholds`).
 
 The tasks whose definition (torchship/tasks/) names an eval-set format (eval_set.py) have metrics; the
-metric functions themselves (scores.py) use the standard library only. Today two tasks:
+metric functions themselves (scores.py) use the standard library only. By eval-set format:
 
-* text-classification: accuracy, and precision / recall / f1 per label (one-vs-rest, 0.0 where undefined,
+* labelled texts (text-classification): accuracy, and precision / recall / f1 per label (one-vs-rest, 0.0 where undefined,
   like scikit-learn's ``zero_division=0``); "overall" is the *macro* average over the labels that occur in
   the gold labels or the predictions (scikit-learn's ``average="macro"``).
-* token-classification: strict entity-level precision / recall / f1: a predicted entity counts only if its
+* entity spans (token-classification): strict entity-level precision / recall / f1: a predicted entity counts only if its
   label, start and end all equal those of a gold entity of the same example. "overall" is the *micro*
   average over all entities, the usual seqeval-style entity F1. seqeval itself could not be installed here,
   and it works on tag sequences rather than character spans, so this is an exact-span re-implementation of
   its default (non-strict-scheme) counting: like seqeval, the entities of one example are a set, so a
   duplicated span counts once.
 
-Both metric functions return the same shape::
+* ranked texts (reranking): NDCG@10 with exponential gain and MRR over the queries (ranking_metrics).
+* answered questions (extractive question answering): SQuAD's exact match and token F1 (answer_metrics).
+
+The two per-label metric functions return the same shape::
 
     {"accuracy": float,                      # text-classification only
      "precision": {"overall": float, LABEL: float, ...},
      "recall": {...}, "f1": {...},
      "support": {LABEL: int, ...}}          # gold count per label (distinct entities for token-classification)
 
-A label literally named "overall" is shadowed by the average (its support is still reported).
+A label literally named "overall" is shadowed by the average (its support is still reported). The others
+return numbers and a count: {"ndcg@10": float, "mrr": float, "queries": int} and
+{"exact_match": float, "f1": float, "examples": int}. A threshold names a metric of these values; a number
+takes one threshold, a per-label mapping one overall or one per label.
 """
 
 from __future__ import annotations
@@ -33,15 +39,23 @@ from typing import Any
 from torchship.errors import SpecError
 from torchship.tasks import TASKS, task_definition
 from torchship.validate.eval_set import EvalExample, read_eval_set
-from torchship.validate.scores import PER_LABEL_METRICS, classification_metrics, entity_metrics
+from torchship.validate.scores import (
+    COUNTS,
+    answer_metrics,
+    classification_metrics,
+    entity_metrics,
+    ranking_metrics,
+)
 
 __all__ = [
     "EvalExample",
     "ThresholdResult",
+    "answer_metrics",
     "check_thresholds",
     "classification_metrics",
     "entity_metrics",
     "load_eval_set",
+    "ranking_metrics",
     "tasks_with_metrics",
     "worst",
 ]
@@ -96,13 +110,15 @@ class ThresholdResult:
 def check_thresholds(
     values: dict, thresholds: dict[str, float | dict[str, float]], *, where: str = "validate.thresholds"
 ) -> list[ThresholdResult]:
-    """Compare metric `values` (from classification_metrics / entity_metrics) with the spec's thresholds.
+    """Compare metric `values` (from a scores.py metric function) with the spec's thresholds.
 
-    ``{metric: float}`` checks the overall value; ``{metric: {LABEL: float}}`` checks each label. `where` names
-    the spec key (and, if the caller likes, the spec file) in error messages.
+    A metric whose value is a number (accuracy, ndcg@10, mrr, exact_match, f1 of answers) takes one
+    threshold. A per-label metric (a mapping with "overall") takes ``{metric: float}`` for its overall value
+    or ``{metric: {LABEL: float}}`` per label. The metrics a spec may name are those in `values`, less the
+    counts (scores.COUNTS). `where` names the spec key (and, if the caller likes, the spec file) in errors.
     """
-    allowed = [m for m in ("accuracy", *PER_LABEL_METRICS) if m in values]
-    example = "{f1: 0.8}" if "accuracy" not in values else "{accuracy: 0.9, f1: {positive: 0.8}}"
+    allowed = [m for m in values if m not in COUNTS]
+    example = _example(values, allowed)
     if not isinstance(thresholds, dict):
         raise SpecError(f"{where}: must be a mapping of metric to threshold, e.g. {example}")
     results = []
@@ -113,10 +129,11 @@ def check_thresholds(
                 f"{key}: unknown metric {metric!r}; the metrics for this task are {', '.join(allowed)}",
                 hint=f"Use one of {', '.join(allowed)}, e.g. {example}",
             )
+        per_label = isinstance(values[metric], dict)
         if isinstance(spec, dict):
-            if metric == "accuracy":
+            if not per_label:
                 raise SpecError(
-                    f"{key}: accuracy has no per-label values; give a single number, e.g. accuracy: 0.9"
+                    f"{key}: {metric} has no per-label values; give a single number, e.g. {metric}: 0.9"
                 )
             for label, threshold in spec.items():
                 _check_threshold(f"{key}.{label}", threshold)
@@ -128,9 +145,18 @@ def check_thresholds(
                 )
         else:
             _check_threshold(key, spec)
-            value = values[metric] if metric == "accuracy" else values[metric]["overall"]
+            value = values[metric]["overall"] if per_label else values[metric]
             results.append(ThresholdResult(metric, None, float(spec), float(value), value >= spec))
     return results
+
+
+def _example(values: dict, allowed: list[str]) -> str:
+    """A thresholds mapping for these metrics, for error messages."""
+    if "accuracy" in values:
+        return "{accuracy: 0.9, f1: {positive: 0.8}}"
+    if any(isinstance(values[m], dict) for m in allowed):
+        return "{f1: 0.8}"
+    return "{" + ", ".join(f"{m}: 0.8" for m in allowed) + "}"
 
 
 def _check_threshold(key: str, threshold: Any) -> None:
