@@ -244,7 +244,9 @@ def keywords_task(tiny_model_dir):
         "max_candidates": 30,
         "max_candidates_per_request": 50,
     }
-    return build_task(tiny_model_dir, config, model=load_source_model(tiny_model_dir, "embeddings").as_model())
+    return build_task(
+        tiny_model_dir, config, model=load_source_model(tiny_model_dir, "embeddings").as_model()
+    )
 
 
 def words(start, count):

@@ -70,7 +70,11 @@ def test_raw_scores_are_the_logits(cross_encoder, tmp_path):
 
 def test_top_n_and_return_texts(task):
     [full, top] = answer_bodies(
-        task, [{"query": QUERY, "texts": TEXTS}, {"query": QUERY, "texts": TEXTS, "top_n": 2, "return_texts": True}]
+        task,
+        [
+            {"query": QUERY, "texts": TEXTS},
+            {"query": QUERY, "texts": TEXTS, "top_n": 2, "return_texts": True},
+        ],
     )
     assert top == [{**entry, "text": TEXTS[entry["index"]]} for entry in full[:2]]
 
@@ -85,7 +89,9 @@ def test_token_types_change_the_scores(cross_encoder):
     assert int(features["token_type_ids"].max()) == 1, "the texts' tokens must be segment 1"
     with torch.inference_mode():
         typed = model.named(features)["logits"]
-        untyped = model.named({**features, "token_type_ids": torch.zeros_like(features["token_type_ids"])})["logits"]
+        untyped = model.named({**features, "token_type_ids": torch.zeros_like(features["token_type_ids"])})[
+            "logits"
+        ]
     assert (typed - untyped).abs().max().item() > 1e-3
 
 
@@ -139,6 +145,12 @@ def test_a_pair_over_max_length_is_a_4xx_naming_the_limit_when_truncation_is_off
     (tmp_path / "examples.jsonl").write_text((spec_path.parent / "examples.jsonl").read_text())
     strict, _ = make_task(model_dir, copy)
     long_text = " ".join(["cat"] * 80)
-    ok, over = answer_bodies(strict, [{"query": QUERY, "texts": ["mat"]}, {"query": QUERY, "texts": ["mat", long_text]}])
+    ok, over = answer_bodies(
+        strict, [{"query": QUERY, "texts": ["mat"]}, {"query": QUERY, "texts": ["mat", long_text]}]
+    )
     assert isinstance(ok, list)
-    assert isinstance(over, BadRequest) and "query/text pair has" in over.message and "max_length of 64" in over.message
+    assert (
+        isinstance(over, BadRequest)
+        and "query/text pair has" in over.message
+        and "max_length of 64" in over.message
+    )

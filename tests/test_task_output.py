@@ -53,7 +53,9 @@ def pipeline_scores(model_dir, texts):
 def test_gate_task_output_is_the_served_score(head):
     name, model_dir, spec = head
     source = load_source_model(model_dir, spec.task, spec.spec_path)
-    task = build_task(model_dir, {**handler_config(spec, model_dir), "tokenizer_dir": "."}, model=source.as_model())
+    task = build_task(
+        model_dir, {**handler_config(spec, model_dir), "tokenizer_dir": "."}, model=source.as_model()
+    )
     reduce = task_output(spec, model_dir)
     expected = pipeline_scores(model_dir, EXAMPLES)
     served = predict(task, [ParsedRequest([t], single=True) for t in EXAMPLES])

@@ -214,17 +214,18 @@ def roberta_tokenizer(workdir: Path):
 
 def tiny_tokenizer(arch: str, directory: Path):
     """The tokenizer of a tiny model: word-piece for BERT/DistilBERT, byte-level BPE for RoBERTa."""
-    from transformers import BertTokenizer, DistilBertTokenizer
+    from transformers import BertTokenizer, DistilBertTokenizer, ElectraTokenizer
 
     if arch == "roberta":
         return roberta_tokenizer(directory / "bpe")
     vocab = {token: i for i, token in enumerate(write_vocab(directory).read_text().split())}
-    return (DistilBertTokenizer if arch == "distilbert" else BertTokenizer)(vocab=vocab, do_lower_case=True)
+    tokenizer_class = {"distilbert": DistilBertTokenizer, "electra": ElectraTokenizer}.get(arch, BertTokenizer)
+    return tokenizer_class(vocab=vocab, do_lower_case=True)
 
 
 def tiny_config(arch: str, tokenizer, labels: dict[int, str]):
     """A 2-layer, 32-wide config of the architecture, with the labels in id2label."""
-    from transformers import BertConfig, DistilBertConfig, RobertaConfig
+    from transformers import BertConfig, DistilBertConfig, ElectraConfig, RobertaConfig
 
     common = {"vocab_size": len(tokenizer), "id2label": labels, "label2id": {v: k for k, v in labels.items()}}
     if arch == "bert":
@@ -252,6 +253,16 @@ def tiny_config(arch: str, tokenizer, labels: dict[int, str]):
             eos_token_id=tokenizer.eos_token_id,
             **common,
         )
+    if arch == "electra":
+        return ElectraConfig(
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=128,
+            **common,
+        )
     raise ValueError(f"unknown tiny architecture {arch!r}")
 
 
@@ -260,11 +271,19 @@ def save_tiny_labelled(
 ) -> Path:
     """A tiny sequence- or token-classification model saved with save_pretrained, with its tokenizer.
     `shape_head(model)` makes the random classifier decisive, so tests compare meaningful answers."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = tiny_tokenizer(arch, directory)
-    auto = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}[head]
+    auto = {
+        "sequence": AutoModelForSequenceClassification,
+        "token": AutoModelForTokenClassification,
+        "span": AutoModelForQuestionAnswering,
+    }[head]
     torch.manual_seed(seed)
     model = auto.from_config(tiny_config(arch, tokenizer, labels)).eval()
     shape_head(model)
@@ -311,3 +330,14 @@ def save_tiny_cross_encoder(directory: Path, arch: str = "bert", *, seed: int = 
     token types matter (BERT-family)."""
     shape = _amplify_token_types if arch == "bert" else _amplify_head
     return save_tiny_labelled(directory, arch, "sequence", {0: "LABEL_0"}, seed, shape)
+
+
+def _decisive_spans(model) -> None:
+    # Random span heads give flat logits; scaled up, one span clearly wins, so answers are comparable.
+    with torch.no_grad():
+        model.qa_outputs.weight.mul_(30)
+
+
+def save_tiny_qa(directory: Path, arch: str = "roberta", *, seed: int = 0) -> Path:
+    """A tiny extractive question-answering model (start and end logits per token) and its tokenizer."""
+    return save_tiny_labelled(directory, arch, "span", {0: "LABEL_0", 1: "LABEL_1"}, seed, _decisive_spans)

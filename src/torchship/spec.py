@@ -155,6 +155,14 @@ class RerankingSpec(_Strict):
     score: Literal["sigmoid", "raw"] = "sigmoid"
 
 
+class QuestionAnsweringSpec(_Strict):
+    max_answer_tokens: Annotated[int, Field(ge=1, le=512)] = 30  # the longest answer, in tokens
+    # Tokens shared by neighbouring windows of a long context (None: a quarter of compile.max_length, at most 128).
+    doc_stride: Annotated[int, Field(ge=0)] | None = None
+    # A context needing more windows is refused per request (413): each window is one model row.
+    max_windows_per_context: Annotated[int, Field(ge=1, le=1024)] = 16
+
+
 class KeywordsSpec(_Strict):
     """KeyBERT-style extraction; per-request `top_n`, `use_mmr`, `diversity` override these defaults."""
 
@@ -262,6 +270,7 @@ class ModelSpec(_Strict):
     token_classification: TokenClassificationSpec = TokenClassificationSpec()
     keywords: KeywordsSpec = KeywordsSpec()
     reranking: RerankingSpec = RerankingSpec()
+    question_answering: QuestionAnsweringSpec = QuestionAnsweringSpec()
     publish: PublishSpec = PublishSpec()
     deploy: DeploySpec = DeploySpec()
 

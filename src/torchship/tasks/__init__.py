@@ -13,6 +13,7 @@ from torchship.spec import ModelSpec
 from torchship.tasks.base import Reduce, TaskDefinition
 from torchship.tasks.embeddings import Embeddings, embedding_settings
 from torchship.tasks.keywords import Keywords
+from torchship.tasks.question_answering import QuestionAnswering
 from torchship.tasks.reranking import Reranking
 from torchship.tasks.text_classification import TextClassification
 from torchship.tasks.token_classification import TokenClassification
@@ -30,7 +31,14 @@ __all__ = [
 TASKS: dict[str, TaskDefinition] = {
     definition.name: definition
     # Registry order matters where checkpoints are shared: a one-logit sequence head suits reranking first.
-    for definition in (Embeddings(), Keywords(), Reranking(), TextClassification(), TokenClassification())
+    for definition in (
+        Embeddings(),
+        Keywords(),
+        Reranking(),
+        TextClassification(),
+        TokenClassification(),
+        QuestionAnswering(),
+    )
 }
 
 

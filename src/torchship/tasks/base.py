@@ -92,4 +92,3 @@ class TaskDefinition:
     def agrees(self, compiled: Any, source: Any) -> bool:
         """Whether the compiled model gives the source model's answer, as a client would judge it."""
         return self.agreement_key(compiled) == self.agreement_key(source)
-

@@ -9,6 +9,7 @@ from torchship.handlers.tasks.reranking import RerankingSettings, RerankingTask,
 from torchship.spec import ModelSpec
 from torchship.tasks.base import Reduce, TaskDefinition
 from torchship.tasks.checkpoints import SEQUENCE_HEAD, has_generic_labels, require_one_logit
+from torchship.validate.eval_set import RANKED_TEXTS
 
 # What the gate and verify send without an examples file: queries with texts of clearly different relevance.
 BUILTIN_RANKINGS = (
@@ -36,6 +37,7 @@ class Reranking(TaskDefinition):
     runtime = RerankingTask
     checkpoint = SEQUENCE_HEAD
     spec_sections = ("reranking",)
+    eval_set = RANKED_TEXTS
     builtin_examples = BUILTIN_RANKINGS
 
     def suits(self, architecture: str, config: dict[str, Any]) -> bool:

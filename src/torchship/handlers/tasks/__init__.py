@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import RequestSchema, Task, TaskSettings, read_model_config
 from .embeddings import EmbeddingsTask
 from .keywords import KeywordsTask
+from .question_answering import QuestionAnsweringTask
 from .reranking import RerankingTask
 from .text_classification import TextClassificationTask, class_scores, score_function
 from .token_classification import TokenClassificationTask
@@ -27,5 +28,6 @@ TASKS: dict[str, type[Task]] = {
         TextClassificationTask,
         TokenClassificationTask,
         RerankingTask,
+        QuestionAnsweringTask,
     )
 }

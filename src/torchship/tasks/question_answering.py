@@ -1,0 +1,78 @@
+"""question-answering: the answer span of a context, with character offsets (extractive, SQuAD-style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchship.errors import SpecError
+from torchship.handlers.tasks.question_answering import AnswerSettings, QuestionAnsweringTask
+from torchship.spec import ModelSpec
+from torchship.tasks.base import Reduce, TaskDefinition
+from torchship.tasks.checkpoints import SPAN_HEAD
+from torchship.validate.eval_set import ANSWERED_QUESTIONS
+
+BUILTIN_QUESTIONS = (
+    {
+        "question": "Where did the cat sit?",
+        "context": "The cat sat on the mat while the dog slept by the door.",
+    },
+    {
+        "question": "Who won the Nobel Prize in Physics in 1903?",
+        "context": "Marie Curie won the Nobel Prize in Physics in 1903, together with Pierre Curie and "
+        "Henri Becquerel. She won a second Nobel Prize, in Chemistry, in 1911.",
+    },
+    {
+        "question": "What does TorchServe serve?",
+        "context": "TorchServe serves PyTorch models over HTTP. It batches requests and scales workers.",
+    },
+)
+# Tokens shared by neighbouring windows when the spec leaves doc_stride out: transformers' old pipeline
+# default (128), or a quarter of a short window.
+MAX_DEFAULT_STRIDE = 128
+
+
+def doc_stride(spec: ModelSpec) -> int:
+    """The spec's doc_stride, or the default for its window length; a stride that leaves a window no
+    room to advance is a spec error."""
+    max_length = spec.compile.known_max_length()
+    stride = spec.question_answering.doc_stride
+    if stride is None:
+        return min(MAX_DEFAULT_STRIDE, max_length // 4)
+    if stride >= max_length // 2:
+        raise SpecError(
+            f"{spec.spec_path}: key 'question_answering.doc_stride': {stride} tokens shared by neighbouring "
+            f"windows of {max_length} tokens leave too little of each window to advance",
+            hint=f"Set it below {max_length // 2} (a quarter of compile.max_length is usual), or leave it out.",
+        )
+    return stride
+
+
+class QuestionAnswering(TaskDefinition):
+    runtime = QuestionAnsweringTask
+    checkpoint = SPAN_HEAD
+    spec_sections = ("question_answering",)
+    eval_set = ANSWERED_QUESTIONS
+    builtin_examples = BUILTIN_QUESTIONS
+
+    def settings(self, spec: ModelSpec, model_dir: Path) -> AnswerSettings:
+        section = spec.question_answering
+        return AnswerSettings(
+            max_answer_tokens=section.max_answer_tokens,
+            doc_stride=doc_stride(spec),
+            max_windows_per_context=section.max_windows_per_context,
+        )
+
+    def output(self, spec: ModelSpec, model_dir: Path) -> Reduce:
+        # Start and end logits at the real tokens: what the span search reads.
+        return lambda outputs, mask: (
+            torch.stack([outputs["start_logits"], outputs["end_logits"]], dim=1).float() * mask[:, None, :]
+        )
+
+    def agreement_key(self, answer: Any) -> Any:
+        return (answer["start"], answer["end"])  # the same span of the context
+
+    def prediction(self, answer: Any) -> Any:
+        return answer["answer"]  # exact match and F1 compare answer texts
