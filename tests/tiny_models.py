@@ -219,7 +219,9 @@ def tiny_tokenizer(arch: str, directory: Path):
     if arch == "roberta":
         return roberta_tokenizer(directory / "bpe")
     vocab = {token: i for i, token in enumerate(write_vocab(directory).read_text().split())}
-    tokenizer_class = {"distilbert": DistilBertTokenizer, "electra": ElectraTokenizer}.get(arch, BertTokenizer)
+    tokenizer_class = {"distilbert": DistilBertTokenizer, "electra": ElectraTokenizer}.get(
+        arch, BertTokenizer
+    )
     return tokenizer_class(vocab=vocab, do_lower_case=True)
 
 
