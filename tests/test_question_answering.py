@@ -82,7 +82,7 @@ def test_answers_equal_a_brute_force_search_over_every_window(qa, question, cont
 
 
 def test_a_list_of_questions_answers_each_and_runs_every_window_together(qa):
-    model_dir, task = qa
+    _, task = qa
     calls = []
     forward = task.encoder.forward
 
