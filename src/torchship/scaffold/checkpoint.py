@@ -12,6 +12,7 @@ from torchship.modeling import TokenLimit, default_max_length, token_limit
 from torchship.scaffold.errors import InitError, TaskMismatchError
 from torchship.sources import TOKENIZER_FILES
 from torchship.tasks import TASKS
+from torchship.tasks.checkpoints import ENCODER
 from torchship.validate.source_integrity import (
     check_head,
     describe_checkpoint,
@@ -47,8 +48,9 @@ class Checkpoint:
         subject = subject or str(self.path)
         if self.architecture:
             return f"{subject} is {describe_checkpoint(self.architecture, self.config)}"
-        if self.made_for == "embeddings":
-            return f"{subject} is a sentence-transformers folder: an encoder, made for embeddings or keywords"
+        if self.made_for is not None:  # a sentence-transformers folder (read_checkpoint says so)
+            served = " or ".join(tasks_served_by(self.made_for))
+            return f"{subject} is a sentence-transformers folder: {ENCODER.noun}, made for {served}"
         return f"{subject} does not say what it is made for (config.json has no architectures)"
 
     def max_length_reason(self) -> str:
@@ -96,7 +98,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if architecture is not None:
         made_for = task_of_architecture(architecture, config)
     else:
-        made_for = "embeddings" if (path / SENTENCE_TRANSFORMERS_MARKER).is_file() else None
+        encoder_task = next(name for name, d in TASKS.items() if d.checkpoint is ENCODER)
+        made_for = encoder_task if (path / SENTENCE_TRANSFORMERS_MARKER).is_file() else None
     id2label = config.get("id2label") or {}
     try:
         labels = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
