@@ -22,6 +22,7 @@ commands = typer.Typer()
 
 
 def publish_uri(settings: Settings, spec_uri: str | None, flag: str | None = None) -> str:
+    """Where versions are published: --uri, else TORCHSHIP_PUBLISH_URI, else the spec's publish.uri."""
     uri = flag or settings.publish_uri or spec_uri
     if not uri:
         raise TorchshipError(
