@@ -222,12 +222,12 @@ def test_a_combination_that_breaks_the_replica_bounds_names_where_each_value_cam
 
 
 def test_torchship_publish_uri_beats_every_layer(tmp_path, monkeypatch):
-    from torchship.cli import _publish_uri
+    from torchship.cli.publishing import publish_uri
 
     spec = load_effective_spec(repo(tmp_path), "staging")
-    assert _publish_uri(Settings(), spec.publish.uri) == "s3://acme-models/staging"
+    assert publish_uri(Settings(), spec.publish.uri) == "s3://acme-models/staging"
     monkeypatch.setenv("TORCHSHIP_PUBLISH_URI", "s3://from-env/models")
-    assert _publish_uri(Settings(), spec.publish.uri) == "s3://from-env/models"
+    assert publish_uri(Settings(), spec.publish.uri) == "s3://from-env/models"
 
 
 def test_an_unknown_environment_lists_the_defined_ones(tmp_path):

@@ -21,7 +21,7 @@ ci_app = typer.Typer(
 def _reported() -> Iterator[None]:
     # The main command's frame (error:/hint: lines, exit codes); imported when a command runs, since
     # torchship.cli registers this sub-app while it is itself being imported.
-    from torchship.cli import _reported as reported
+    from torchship.cli.failures import reported
 
     with reported():
         yield

@@ -1,0 +1,174 @@
+"""Kubernetes commands: `render` the manifests (a kustomize base; --check validates them), `deploy` them to a
+cluster, `rehearse` them in a local pod."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from torchship.cli.arguments import EnvOpt, SpecArg, load_spec
+from torchship.cli.console import err, out, progress
+from torchship.cli.failures import reported
+from torchship.project import chosen_environment
+from torchship.settings import Settings
+
+commands = typer.Typer()
+
+
+def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False, env: str | None = None):
+    from torchship.deploy import render as rendering
+    from torchship.deploy.inputs import gather_inputs, unmeasured_inputs
+
+    spec = load_spec(spec_path, env)
+    inputs = unmeasured_inputs(spec) if spec_only else gather_inputs(spec, settings)
+    return spec, rendering.render(spec, inputs)
+
+
+def _print_derivations(rendered) -> None:
+    c, d = rendered.context, rendered.context.derived
+    out.print(
+        f"image {c.image} (pinned by {rendered.inputs.image_pinned_by})\n"
+        f"time to ready {c.time_to_ready_s:.1f} s ({c.time_to_ready_source}) → startup budget "
+        f"{d.startup_budget_s} s, rollout timeout {d.rollout_timeout_s} s\n"
+        f"{d.workers} worker(s) x {d.threads} thread(s) on a CPU limit of {c.cpu_limit}; "
+        f"termination grace {d.termination_grace_s} s\n"
+        f"namespace {c.namespace}; {c.replicas} to {d.max_replicas} replicas",
+        highlight=False,
+    )
+
+
+@commands.command(name="render")
+def render_command(
+    spec_path: SpecArg,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="directory for the kustomize base (default: outputs/…/k8s, with --env outputs/…/k8s-ENV)",
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="validate schemas and policy rules; write nothing on failure")
+    ] = False,
+    spec_only: Annotated[
+        bool,
+        typer.Option(
+            "--spec-only",
+            help="ignore outputs/ (image.json, verify): image by version tag, default startup budget "
+            "(how the committed k8s/ is rendered)",
+        ),
+    ] = False,
+    env: EnvOpt = None,
+) -> None:
+    """Render Kubernetes manifests (a kustomize base) for the model; --check validates them."""
+    from torchship.deploy.check import check_base
+    from torchship.deploy.render import default_out_dir, write_base
+
+    with reported():
+        settings = Settings()
+        spec, rendered = _rendered(spec_path, settings, spec_only, env)
+        report = check_base(rendered, spec) if check else None
+        if report is not None:
+            for line in report.lines():
+                err.print(line, highlight=False, markup=False)
+            report.raise_if_failed()
+        root = settings.stage_root(spec.name, spec.version)
+        target = write_base(
+            rendered.files, out_dir or default_out_dir(root, chosen_environment(env, settings))
+        )
+    out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
+    _print_derivations(rendered)
+    if report is not None:
+        out.print(f"checks passed: {report.summary()}", highlight=False)
+
+
+@commands.command(name="deploy")
+def deploy_command(
+    spec_path: SpecArg,
+    context: Annotated[
+        str | None, typer.Option("--context", help="kubeconfig context (default: current)")
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            help="namespace (default: the environment's, else deploy.namespace, else the model name)",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would change; apply nothing")
+    ] = False,
+    smoke: Annotated[
+        bool, typer.Option("--smoke/--no-smoke", help="send one example through kubectl port-forward")
+    ] = True,
+    env: EnvOpt = None,
+) -> None:
+    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
+    from torchship.deploy.kubectl import Kubectl
+    from torchship.deploy.render import namespace_of
+    from torchship.deploy.rollout import deploy
+
+    with reported():
+        spec = load_spec(spec_path, env)
+        kubectl = Kubectl(context=context, namespace=namespace or namespace_of(spec))
+        result = deploy(
+            spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
+            progress=progress,
+        )  # fmt: skip
+    if dry_run:
+        out.print(result.dry_run_output, highlight=False, markup=False)
+        return
+    for line in result.applied:
+        out.print(line, highlight=False)
+    out.print(f"[green]rolled out[/] deployment/{spec.name}", highlight=False)
+    if result.smoke:
+        out.print(f"smoke: {result.smoke}", highlight=False)
+
+
+@commands.command(name="rehearse")
+def rehearse_command(
+    spec_path: SpecArg,
+    keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
+    env: EnvOpt = None,
+) -> None:
+    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
+    import time
+
+    from torchship.deploy.rehearse import container_state, rehearse
+    from torchship.serving.signals import install_stop_handlers
+
+    def keep_serving(rehearsal) -> None:
+        if not keep:
+            return
+        name = rehearsal.model
+        out.print(
+            f"[bold green]serving[/] {name} at {rehearsal.url}/predictions/{name} (no token: see README, Deploy)"
+        )
+        out.print(
+            f"  curl -s {rehearsal.url}/predictions/{name} -H 'Content-Type: application/json' "
+            '-d \'{"text": "Hello, world"}\'',
+            highlight=False,
+        )
+        out.print("Ctrl-C stops it and tears everything down.")
+        install_stop_handlers()  # SIGTERM/SIGHUP end the wait like Ctrl-C; the pod is then torn down
+        try:
+            while container_state(rehearsal.container)[0] == "running":
+                time.sleep(1.0)
+            err.print("[red]the container stopped[/]")
+        except KeyboardInterrupt:
+            err.print("stopping …")
+
+    with reported(on_interrupt="[red]interrupted[/]: the rehearsal pod was torn down"):
+        spec = load_spec(spec_path, env)
+        rehearsal = rehearse(
+            spec, Settings(), on_ready=keep_serving,
+            progress=progress,
+        )  # fmt: skip
+    parity = rehearsal.parity
+    out.print(
+        f"rehearsal ok: ready in {rehearsal.ready_s:.1f} s; served parity ok (max |Δ| {parity['max_abs']:.2e} over "
+        f"{parity['compared']} results); torn down",
+        highlight=False,
+    )

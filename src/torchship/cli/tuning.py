@@ -1,0 +1,114 @@
+"""`torchship tune`: serving configurations measured in a real TorchServe, the fastest within budget chosen
+(issue 13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from torchship.cli.arguments import SpecArg, load_spec
+from torchship.cli.console import out, progress
+from torchship.cli.failures import reported
+from torchship.errors import TorchshipError
+from torchship.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
+    from torchship.tune.command import TuneOutcome
+    from torchship.tune.records import Measurement
+
+commands = typer.Typer()
+
+
+def _print_tune_outcome(outcome: TuneOutcome, spec_backend: str) -> Measurement:
+    """Where tune wrote its results and the configuration it chose (the measurement); none met the budget:
+    TorchshipError."""
+    result = outcome.result
+    out.print(f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False)
+    if result.chosen is None:
+        raise TorchshipError(
+            f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
+            f"{result.budget_p95_ms:g} ms without failed requests",
+            hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
+        )
+    chosen = next(
+        m for m in result.measurements if m.config == result.chosen and m.backend == result.chosen_backend
+    )
+    out.print(
+        f"chosen: {chosen.candidate.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
+        f"p99 {chosen.p99_ms:.0f} ms",
+        highlight=False,
+    )
+    for status in result.backends:
+        if status.refused:
+            out.print(f"not measured: {status.backend}: {status.refused}", highlight=False, markup=False)
+    unchanged = (
+        " (unchanged)"
+        if chosen.backend == spec_backend
+        else " (another backend: `torchship run` compiles and gates it after pasting)"
+    )
+    out.print("paste into the spec:", highlight=False)
+    out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
+    out.print(f"  {outcome.compile_line}{unchanged}", markup=False, highlight=False)
+    return chosen
+
+
+@commands.command()
+def tune(
+    spec_path: SpecArg,
+    budget_p95_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-p95-ms", help="p95 budget in ms (default: validate.latency_ms.p95, else none)"
+        ),
+    ] = None,
+    minutes: Annotated[float, typer.Option(help="time bound for the whole sweep", min=0.1)] = 10.0,
+    texts: Annotated[
+        Path | None,
+        typer.Option("--texts", help="texts to send, one per line (default: the spec's examples)"),
+    ] = None,
+    requests: Annotated[int, typer.Option(help="measured requests per configuration", min=16)] = 256,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="write the chosen serve: values (and compile backend) into the spec"),
+    ] = False,
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            "--backends",
+            help="compiled backends to compare besides the spec's, comma-separated (default: torchscript,onnx;"
+            " 'spec' for the spec's alone); each is compiled and gated first",
+        ),
+    ] = None,
+) -> None:
+    """Sweep compiled backend × workers × threads × batch size × batch delay in a real TorchServe; pick the
+    fastest within budget."""
+    from torchship.tune.command import run_tune
+    from torchship.tune.spec_edit import write_tuned
+
+    with reported(on_interrupt="[red]interrupted[/]: TorchServe stopped; tune outputs left as they were"):
+        spec = load_spec(spec_path)
+        outcome = run_tune(
+            spec,
+            Settings(),
+            budget_p95_ms=budget_p95_ms,
+            minutes=minutes,
+            texts_file=texts,
+            requests=requests,
+            progress=progress,
+            backends=_backend_list(backends),
+        )
+        chosen = _print_tune_outcome(outcome, spec.compile.backend)
+        if write:
+            for line in write_tuned(spec.spec_path, chosen.config, chosen.backend):
+                out.print(f"wrote {line} into {spec.spec_path}", highlight=False, markup=False)
+            out.print("(other lines unchanged)", highlight=False)
+
+
+def _backend_list(option: str | None) -> list[str] | None:
+    """--backends: None (the default candidates), 'spec' (none besides the spec's) or a comma list."""
+    if option is None:
+        return None
+    names = [name.strip() for name in option.split(",") if name.strip()]
+    return [] if names == ["spec"] else names
