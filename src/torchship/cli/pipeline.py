@@ -13,6 +13,7 @@ from rich.table import Table
 from torchship.cli.arguments import ForceOpt, SpecArg, load_spec
 from torchship.cli.console import RichReporter, err, out
 from torchship.cli.failures import fail, reported, usage_error
+from torchship.examples import example_label
 from torchship.pipeline import Runner, StageOutcome
 from torchship.settings import Settings
 from torchship.stages import STAGE_NAMES, STAGES
@@ -48,7 +49,7 @@ def _print_served(record: dict[str, Any]) -> None:
             shown = f"[{values}, … ({item['dims']} dims)]"
         else:
             shown = json.dumps(_rounded(item["result"]), ensure_ascii=False)
-        out.print(f"  {item['text'][:60]!r}\n    → {shown}", highlight=False, markup=False)
+        out.print(f"  {example_label(item['request'])}\n    → {shown}", highlight=False, markup=False)
     parity = details.get("parity", {})
     if parity:
         verdict = "ok" if parity.get("ok") else "FAILED"
