@@ -27,14 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "src"))
 
-from torchship.handlers.encoder import pad_id_of, pad_rows  # noqa: E402
-from torchship.handlers.loading import load_forward  # noqa: E402
+from torchship.handlers.encoder import pad_id_of, pad_type_id_of  # noqa: E402
+from torchship.handlers.loading import load_compiled  # noqa: E402
+from torchship.handlers.model_io import pad_features  # noqa: E402
 from torchship.modeling import load_tokenizer  # noqa: E402
 from torchship.pipeline import Runner, SilentReporter  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGES  # noqa: E402
-from torchship.synthetic import token_rows  # noqa: E402
+from torchship.synthetic import feature_rows  # noqa: E402
 from torchship.tune.backends import with_backend  # noqa: E402
 
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
@@ -66,22 +67,26 @@ def main() -> None:
         print(f"compiling {name} …", flush=True)
         variant = with_backend(spec, name)
         variant_settings = settings.model_copy(update={"outputs_dir": settings.outputs_dir / name})
-        forwards[name] = load_forward(compiled_dir(variant, variant_settings), spec.task)
+        forwards[name] = load_compiled(compiled_dir(variant, variant_settings))
     tokenizer = load_tokenizer(fetched.stage_root(spec.name, spec.version) / "fetch" / "model")
     rows = []
     for batch, length in SHAPES:
-        ids, mask = pad_rows(
-            token_rows(tokenizer, [length] * batch, seed=1), pad_id_of(tokenizer), width=length
+        features = pad_features(
+            feature_rows(tokenizer, [length] * batch, seed=1, token_types=forwards[names[0]].io.token_types),
+            forwards[names[0]].io.inputs,
+            pad_id_of(tokenizer),
+            width=length,
+            pad_type_id=pad_type_id_of(tokenizer),
         )
         times: dict[str, list[float]] = {name: [] for name in names}
         with torch.inference_mode():
             for name in names:  # warm-up: the JIT's profiling runs, ONNX Runtime's first allocation
                 for _ in range(3):
-                    forwards[name](ids, mask)
+                    forwards[name].forward(features)
             for _ in range(args.rounds):
                 for name in names:
                     started = time.perf_counter()
-                    forwards[name](ids, mask)
+                    forwards[name].forward(features)
                     times[name].append((time.perf_counter() - started) * 1000)
         medians = {name: statistics.median(values) for name, values in times.items()}
         base = medians[names[0]]

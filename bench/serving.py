@@ -59,7 +59,7 @@ from torchship.archiver.package import (  # noqa: E402
     run_archiver,
 )
 from torchship.compile.torchscript import MODEL_FILE  # noqa: E402
-from torchship.handlers.loading import load_forward  # noqa: E402
+from torchship.handlers.loading import load_compiled  # noqa: E402
 from torchship.handlers.requests import ParsedRequest  # noqa: E402
 from torchship.handlers.service import build_task, predict  # noqa: E402
 from torchship.loadgen import load_test, make_texts, percentiles  # noqa: E402
@@ -301,7 +301,7 @@ def main() -> None:
     task = build_task(
         root / "fetch" / MODEL_DIRNAME,
         {**handler_config(spec, model_dir), "tokenizer_dir": "."},
-        forward=load_forward(root / "compile", spec.task),
+        forward=load_compiled(root / "compile"),
     )
     texts = {kind: make_texts(task.encoder.tokenizer, token_targets[kind], counts[kind]) for kind in counts}
 
@@ -324,7 +324,7 @@ def main() -> None:
         floors[backend] = build_task(
             model_dir,
             {**handler_config(spec, model_dir), "tokenizer_dir": "."},
-            forward=load_forward(package.mar.parent.parent / "compile", spec.task),
+            forward=load_compiled(package.mar.parent.parent / "compile"),
         )
     tuned, tuned_backend = tuned_choice(root)
 

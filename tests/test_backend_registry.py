@@ -10,7 +10,7 @@ import pytest
 
 from torchship.compile import BACKENDS, compile_backend
 from torchship.errors import SpecError
-from torchship.handlers.loading import LOADERS, load_forward
+from torchship.handlers.loading import LOADERS, load_compiled
 from torchship.spec import CompileSpec
 
 
@@ -28,6 +28,20 @@ def test_every_format_a_backend_writes_has_a_handler_loader():
 def test_an_unknown_backend_or_format_is_named(tmp_path):
     with pytest.raises(SpecError, match=r"unknown compile\.backend 'tensorrt'"):
         compile_backend("tensorrt")
-    (tmp_path / "compiled.json").write_text(json.dumps({"format": "tensorrt-engine"}))
+    io = {"inputs": ["input_ids", "attention_mask"], "outputs": ["logits"]}
+    (tmp_path / "compiled.json").write_text(json.dumps({"format": "tensorrt-engine"} | io))
     with pytest.raises(ValueError, match="unknown compiled format 'tensorrt-engine'"):
-        load_forward(tmp_path, "embeddings")
+        load_compiled(tmp_path)
+
+
+def test_a_compiled_json_without_input_and_output_names_asks_to_compile_again(tmp_path):
+    (tmp_path / "compiled.json").write_text(json.dumps({"format": "torchscript", "file": "model.pt"}))
+    with pytest.raises(ValueError, match="compile the model again"):
+        load_compiled(tmp_path)
+
+
+def test_a_compiled_json_naming_an_input_the_handler_cannot_feed_is_refused(tmp_path):
+    io = {"inputs": ["input_ids", "attention_mask", "pixel_values"], "outputs": ["logits"]}
+    (tmp_path / "compiled.json").write_text(json.dumps({"format": "torchscript", "file": "model.pt"} | io))
+    with pytest.raises(ValueError, match=r"\['pixel_values'\] the handler cannot feed"):
+        load_compiled(tmp_path)

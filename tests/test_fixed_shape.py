@@ -11,11 +11,11 @@ from tiny_models import LengthDependent
 from torchship.compile.common import example_batch
 from torchship.compile.fixed_shape import compile_fixed_shapes, plan_shapes
 from torchship.compile.torchscript import trace_frozen
-from torchship.handlers.encoder import pad_rows
-from torchship.handlers.loading import FixedShapeForward, load_forward
+from torchship.handlers.loading import FixedShapeForward, load_compiled
+from torchship.handlers.model_io import pad_features
 from torchship.modeling import load_source_model, load_tokenizer
 from torchship.spec import load_spec
-from torchship.synthetic import token_rows
+from torchship.synthetic import feature_rows
 
 
 def test_plan_covers_every_bucket_and_batch_size():
@@ -47,9 +47,9 @@ class _Recording:
     def __init__(self, shape, module, calls):
         self.shape, self.module, self.calls = shape, module, calls
 
-    def __call__(self, ids, mask):
-        self.calls.append((self.shape, tuple(ids.shape)))
-        return self.module(ids, mask)
+    def __call__(self, *inputs):
+        self.calls.append((self.shape, tuple(inputs[0].shape)))
+        return self.module(*inputs)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4, 5, 9])
@@ -59,14 +59,14 @@ def test_partial_batches_and_lengths_match_the_eager_model(fixed, rows, length):
     modules = {(s["batch"], s["length"]): torch.jit.load(str(out / s["file"])) for s in manifest["shapes"]}
     calls = []
     runtime = FixedShapeForward(
-        {shape: _Recording(shape, m, calls) for shape, m in modules.items()}, pad_id=0
+        {shape: _Recording(shape, m, calls) for shape, m in modules.items()}, eager.io, pad_id=0
     )
     lengths = [length] + [max(3, length - k) for k in range(1, rows)]
-    ids, mask = pad_rows(token_rows(tokenizer, lengths, seed=rows * 100 + length), 0)
+    features = pad_features(feature_rows(tokenizer, lengths, seed=rows * 100 + length), eager.io.inputs, 0)
     with torch.inference_mode():
-        got, want = runtime(ids, mask), eager(ids, mask)
+        got, want = runtime(features)["last_hidden_state"], eager.named(features)["last_hidden_state"]
     assert got.shape == want.shape
-    real = mask.bool()
+    real = features["attention_mask"].bool()
     assert torch.allclose(got[real], want[real], atol=1e-5)
     # Every call ran at a compiled shape: batch padded up (or split), length padded to the bucket.
     bucket = 8 if length <= 8 else 32
@@ -77,20 +77,21 @@ def test_partial_batches_and_lengths_match_the_eager_model(fixed, rows, length):
 
 def test_longer_than_the_largest_bucket_is_an_error(fixed):
     _, tokenizer, out, _ = fixed
-    ids, mask = example_batch(tokenizer, 1, 40)
+    eager = fixed[0]
+    features = example_batch(tokenizer, eager.io, 1, 40)
     with pytest.raises(ValueError, match="exceed the largest compiled length 32"):
-        load_forward_from(out)(ids, mask)
+        load_forward_from(out, eager.io).forward(features)
 
 
-def load_forward_from(out):
+def load_forward_from(out, io):
     from torchship.compile.common import write_manifest
 
     manifest = {
         "format": "fixed-shape",
         "shapes": [{"batch": b, "length": n, "file": f"model-b{b}-l{n}.pt"} for b in (1, 4) for n in (8, 32)],
     }
-    write_manifest(out, manifest)
-    return load_forward(out, "embeddings")
+    write_manifest(out, manifest, io)
+    return load_compiled(out)
 
 
 def test_per_bucket_pipeline_serves_a_length_dependent_model_correctly(
@@ -131,7 +132,7 @@ def test_per_bucket_pipeline_serves_a_length_dependent_model_correctly(
     source = build_task(
         model_dir,
         {**handler_config(spec, model_dir), "tokenizer_dir": "."},
-        forward=length_dependent(model_dir, spec.task),
+        model=length_dependent(model_dir, spec.task).as_model(),
     )
     [expected] = predict(source, [ParsedRequest(texts, single=False)])
     assert torch.allclose(torch.tensor(served), torch.tensor(expected), atol=1e-5)

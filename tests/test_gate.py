@@ -27,7 +27,7 @@ def test_a_trace_wrong_at_other_lengths_fails_the_gate(tiny_spec_path, settings,
     monkeypatch.setattr("torchship.compile.load_source_model", length_dependent)
     monkeypatch.setattr("torchship.validate.gate.load_source_model", length_dependent)
     # Defeat compile's own shape probes, so that only the gate stands between this trace and a .mar.
-    monkeypatch.setattr("torchship.compile.torchscript.probe_inputs", lambda tokenizer, max_length: [])
+    monkeypatch.setattr("torchship.compile.torchscript.probe_inputs", lambda tokenizer, io, max_length: [])
     spec = load_spec(tiny_spec_path)
     error = failed(run_stages(spec, settings, until="package"))
     assert isinstance(error, ValidationFailed) and error.exit_code == 3
@@ -223,6 +223,16 @@ def test_a_check_verdict_fails_on_any_failure_but_not_on_a_skip():
     assert latency_failure(within, {"p50": 5.0, "p95": 10.0}, "served") is None
 
 
+class _EmbeddingSource:
+    """A stand-in source model: a token embedding as its last_hidden_state."""
+
+    def __init__(self, embedding):
+        self.embedding = embedding
+
+    def named(self, features):
+        return {"last_hidden_state": self.embedding(features["input_ids"])}
+
+
 class _ShiftedCompiled:
     """A stand-in compiled model: the source's output plus 1e-3 x the token id (padding excluded by the mask)."""
 
@@ -232,17 +242,18 @@ class _ShiftedCompiled:
         self.source = source
 
     def pad(self, rows):
-        from torchship.handlers.encoder import pad_rows
+        from torchship.handlers.model_io import pad_features
 
-        return pad_rows(rows, 0)
+        return pad_features(rows, ("input_ids", "attention_mask"), 0)
 
-    def forward(self, ids, mask):
-        return self.source(ids, mask) + 1e-3 * ids.float().unsqueeze(-1)
+    def forward(self, features):
+        hidden = self.source.named(features)["last_hidden_state"]
+        return {"last_hidden_state": hidden + 1e-3 * features["input_ids"].float().unsqueeze(-1)}
 
 
-def _mean_pool(output, mask):
+def _mean_pool(outputs, mask):
     weights = mask.unsqueeze(-1).float()
-    return (output * weights).sum(1) / weights.sum(1)
+    return (outputs["last_hidden_state"] * weights).sum(1) / weights.sum(1)
 
 
 def test_parity_numbers_are_the_differences_computed_from_the_tensors():
@@ -250,9 +261,11 @@ def test_parity_numbers_are_the_differences_computed_from_the_tensors():
     from torchship.validate.records import Parity
 
     torch.manual_seed(0)
-    embedding = torch.nn.Embedding(50, 4)
-    source = lambda ids, mask: embedding(ids)  # noqa: E731
-    cases = [Case("short ids", [[1, 2, 3]]), Case("large ids", [[40, 41], [1]])]
+    source = _EmbeddingSource(torch.nn.Embedding(50, 4))
+    cases = [
+        Case("short ids", [{"input_ids": [1, 2, 3]}]),
+        Case("large ids", [{"input_ids": [40, 41]}, {"input_ids": [1]}]),
+    ]
     atol, rtol = 0.02, 0.0
 
     with torch.inference_mode():
@@ -263,17 +276,18 @@ def test_parity_numbers_are_the_differences_computed_from_the_tensors():
     # Independently: the shift on real (unpadded) tokens is 1e-3 x id, so the model output's largest
     # difference is 1e-3 x the largest id of each case, and the pooled one 1e-3 x the largest row mean.
     def largest(rows):
-        return max(max(r) for r in rows) * 1e-3, max(sum(r) / len(r) for r in rows) * 1e-3
+        ids = [r["input_ids"] for r in rows]
+        return max(max(r) for r in ids) * 1e-3, max(sum(r) / len(r) for r in ids) * 1e-3
 
     by_case = {c.case: c for c in parity.cases}
     for case in cases:
         model_max, task_max = largest(case.rows)
         got = by_case[case.name].outputs
-        assert got["model_output"].max_abs == pytest.approx(model_max, abs=1e-6)
+        assert got["last_hidden_state"].max_abs == pytest.approx(model_max, abs=1e-6)
         assert got["task_output"].max_abs == pytest.approx(task_max, abs=1e-6)
-        assert got["model_output"].excess == pytest.approx(model_max - atol, abs=1e-6)
+        assert got["last_hidden_state"].excess == pytest.approx(model_max - atol, abs=1e-6)
     assert by_case["short ids"].ok and not by_case["large ids"].ok
-    model_output = parity.outputs["model_output"]
+    model_output = parity.outputs["last_hidden_state"]
     assert model_output.max_abs == pytest.approx(0.041, abs=1e-6)
     assert model_output.worst_case == "large ids" and model_output.ok is False
     assert model_output.worst_excess == pytest.approx(0.041 - atol, abs=1e-6)

@@ -148,14 +148,15 @@ def test_buckets_pad_each_sub_batch_to_the_smallest_bucket_that_fits(handler):
     widths = []
     base = handler.task.encoder
     encoder = Encoder(
-        lambda ids, mask: (widths.append(ids.shape[1]), base.forward(ids, mask))[1],
+        lambda features: (widths.append(features["input_ids"].shape[1]), base.forward(features))[1],
         base.tokenizer,
+        base.inputs,
         max_length=64,
         max_batch=4,
         buckets=[8, 32, 64],
     )
-    rows = encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4).ids
-    encoder.run(rows, handler.task.reduce)
+    tokenized = encoder.tokenize(["ok"] * 4 + ["the cat sat on the mat and the dog ran fast"] * 4)
+    encoder.run(tokenized.rows(range(8)), handler.task.reduce)
     assert sorted(widths) == [8, 32]
 
 
@@ -163,13 +164,17 @@ def test_dynamic_padding_pads_each_sub_batch_to_its_longest(handler):
     widths = []
     encoder = handler.task.encoder
     forward = encoder.forward
-    encoder.forward = lambda ids, mask: (widths.append(ids.shape[1]), forward(ids, mask))[1]
+    encoder.forward = lambda features: (widths.append(features["input_ids"].shape[1]), forward(features))[1]
+
+    def rows(texts):
+        return encoder.tokenize(texts).rows(range(len(texts)))
+
     try:
         long = ["the cat sat on the mat and the dog ran fast"] * 4
-        encoder.run(encoder.tokenize(["ok"] * 4 + long).ids, handler.task.reduce)
+        encoder.run(rows(["ok"] * 4 + long), handler.task.reduce)
         # 4 x 64 tokens a call: 19 rows at 13 tokens; 20 long + 40 short split into 19 long, then the
         # last long one with 18 short, then the other 22 short, each call padded to its own longest row.
-        encoder.run(encoder.tokenize(long * 5 + ["ok"] * 40).ids, handler.task.reduce)
+        encoder.run(rows(long * 5 + ["ok"] * 40), handler.task.reduce)
     finally:
         encoder.forward = forward
     assert widths == [13, 13, 13, 3]
@@ -224,7 +229,7 @@ def test_truncation_on_cuts_long_texts_to_max_length(handler, extracted, referen
 
 
 def test_model_failure_is_a_500_per_request_not_a_dead_worker(handler, extracted, monkeypatch):
-    def boom(ids, mask):
+    def boom(features):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(handler.task.encoder, "forward", boom)

@@ -210,7 +210,7 @@ def length_dependent_trace(monkeypatch):
     wrong = lambda model_dir, task, *_: LengthDependent(load_source_model(model_dir, task))  # noqa: E731
     monkeypatch.setattr("torchship.compile.load_source_model", wrong)
     monkeypatch.setattr("torchship.validate.gate.load_source_model", wrong)
-    monkeypatch.setattr("torchship.compile.torchscript.probe_inputs", lambda tokenizer, max_length: [])
+    monkeypatch.setattr("torchship.compile.torchscript.probe_inputs", lambda tokenizer, io, max_length: [])
 
 
 def test_a_gate_failing_on_some_parity_cases_marks_exactly_those_failed(

@@ -13,7 +13,7 @@ from conftest import run_stages
 from tiny_models import save_tiny_classifier, write_spec
 from torchship.archiver.package import mar_path
 from torchship.errors import CompileError
-from torchship.handlers.loading import load_forward
+from torchship.handlers.loading import load_compiled
 from torchship.modeling import load_source_model
 from torchship.settings import Settings
 from torchship.spec import load_spec
@@ -36,7 +36,16 @@ def test_embeddings_onnx_passes_the_gate_and_serves_the_source_models_answers(tm
     outcomes = run_stages(spec, settings, until="verify")
     assert [o.status for o in outcomes] == ["ran"] * 5, outcomes[-1].error
     compiled = stage_dir(spec, settings, "compile")
-    assert json.loads((compiled / "compiled.json").read_text()) == {"format": "onnx", "file": "model.onnx"}
+    assert json.loads((compiled / "compiled.json").read_text()) == {
+        "format": "onnx",
+        "file": "model.onnx",
+        "inputs": [
+            "input_ids",
+            "attention_mask",
+            "token_type_ids",
+        ],  # a BERT: its tokenizer gives token types
+        "outputs": ["last_hidden_state"],
+    }
     details = outcomes[1].record["details"]
     assert details["backend"] == "onnx" and details["serve_requirements"] == ["onnxruntime"]
     assert all(p["ok"] for p in details["probes"]) and len(details["probes"]) == 4
@@ -54,16 +63,18 @@ def test_onnx_forward_equals_the_eager_model_at_unseen_shapes(tmp_path, tiny_mod
     spec = onnx_spec(tmp_path / "spec", tiny_model_dir)
     settings = Settings(outputs_dir=tmp_path / "outputs")
     assert run_stages(spec, settings, until="compile")[-1].status == "ran"
-    forward = load_forward(stage_dir(spec, settings, "compile"), "embeddings")
+    compiled = load_compiled(stage_dir(spec, settings, "compile"))
     eager = load_source_model(stage_dir(spec, settings, "fetch") / "model", "embeddings", spec.spec_path)
+    assert compiled.io == eager.io
     generator = torch.Generator().manual_seed(3)
     for batch, length in [(1, 3), (7, 41), (3, 64)]:
         ids = torch.randint(5, 90, (batch, length), generator=generator)
         mask = torch.ones_like(ids)
         mask[-1, length // 2 :] = 0
+        features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
         with torch.inference_mode():
-            expected = eager(ids, mask)
-        got = forward(ids, mask)
+            expected = eager.model(**features).last_hidden_state  # transformers' own model, called by name
+        got = compiled.forward(features)["last_hidden_state"]
         assert got.shape == expected.shape
         assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4), (got - expected).abs().max()
 

@@ -14,6 +14,7 @@ import torchship.handlers
 from conftest import run_stages
 from tiny_models import write_spec
 from torchship.errors import CompileError, SourceError
+from torchship.handlers.model_io import ModelIO, NamedIO
 from torchship.spec import load_spec
 
 
@@ -83,23 +84,35 @@ def test_compile_traces_a_shape_dynamic_module(tiny_spec_path, settings):
     assert json.loads((compiled / "compiled.json").read_text()) == {
         "format": "torchscript",
         "file": "model.pt",
+        "inputs": ["input_ids", "attention_mask", "token_type_ids"],
+        "outputs": ["last_hidden_state"],
     }
     module = torch.jit.load(str(compiled / "model.pt"))
-    out = module(torch.tensor([[2, 10, 11, 3]]), torch.ones(1, 4, dtype=torch.long))
+    ids = torch.tensor([[2, 10, 11, 3]])
+    [out] = module(ids, torch.ones(1, 4, dtype=torch.long), torch.zeros_like(ids))
     assert out.shape == (1, 4, 32)
 
 
-class _ShapeDependent(torch.nn.Module):
+_IDS_AND_MASK = ModelIO(("input_ids", "attention_mask"), ("last_hidden_state",))
+
+
+class _ShapeDependent(NamedIO):
     """Python control flow on the sequence length: a trace bakes in the branch taken."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Identity(), _IDS_AND_MASK)
 
     def forward(self, input_ids, attention_mask):
         x = input_ids.float().unsqueeze(-1).repeat(1, 1, 4)
         if input_ids.shape[1] > 16:
-            return x * 2
-        return x
+            return (x * 2,)
+        return (x,)
 
 
-class _DictOutput(torch.nn.Module):
+class _DictOutput(NamedIO):
+    def __init__(self):
+        super().__init__(torch.nn.Identity(), _IDS_AND_MASK)
+
     def forward(self, input_ids, attention_mask):
         return {"oops": input_ids}.items()
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from torchship.handlers.model_io import NamedIO
+
 WORDS = [
     "the",
     "a",
@@ -306,17 +308,16 @@ def save_tiny_classifier(directory: Path, arch: str = "bert", *, seed: int = 0, 
     return save_tiny_labelled(directory, arch, "sequence", labels or SENTIMENT_LABELS, seed, _amplify_head)
 
 
-class LengthDependent(torch.nn.Module):
+class LengthDependent(NamedIO):
     """A real model plus Python control flow on the sequence length: right in eager mode at every length,
     but a trace bakes in the branch taken at the traced length (16 tokens)."""
 
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
+    def __init__(self, inner: NamedIO):
+        super().__init__(inner.model, inner.io)
 
-    def forward(self, input_ids, attention_mask):
-        out = self.inner(input_ids, attention_mask)
-        return out + 0.5 if input_ids.shape[1] > 16 else out
+    def forward(self, *tensors):
+        outputs = super().forward(*tensors)
+        return tuple(out + 0.5 for out in outputs) if tensors[0].shape[1] > 16 else outputs
 
 
 def _amplify_token_types(model) -> None:

@@ -1,4 +1,4 @@
-"""Deterministic model inputs of exact token lengths, for tracing probes and the parity gate."""
+"""Deterministic model inputs of exact token lengths (and token types), for tracing probes and the parity gate."""
 
 from __future__ import annotations
 
@@ -24,4 +24,20 @@ def token_rows(tokenizer, lengths: list[int], seed: int = 0) -> list[list[int]]:
         body = max(0, length - len(prefix) - len(suffix))
         picks = ordinary[torch.randint(len(ordinary), (body,), generator=generator)].tolist()
         rows.append((prefix + picks + suffix)[: max(length, 1)])
+    return rows
+
+
+def feature_rows(
+    tokenizer, lengths: list[int], seed: int = 0, token_types: bool = False
+) -> list[dict[str, list[int]]]:
+    """`token_rows` as model rows (handlers/model_io.Row). With `token_types` each row is a pair: its
+    second half has token type 1, as a tokenized (query, passage) pair has, so a compiled model that
+    ignored or dropped its token types would differ from the source model on these rows."""
+    rows: list[dict[str, list[int]]] = []
+    for ids in token_rows(tokenizer, lengths, seed):
+        row = {"input_ids": ids}
+        if token_types:
+            first = (len(ids) + 1) // 2
+            row["token_type_ids"] = [0] * first + [1] * (len(ids) - first)
+        rows.append(row)
     return rows

@@ -1,6 +1,8 @@
 """The compile stage: turn the fetched Hugging Face model into what the handler loads, by backend.
 
-Every backend writes `compiled.json` (handlers/loading.py reads it) plus its model files. One
+Every backend compiles the source model as a NamedIO (its named inputs, its task's named outputs) and
+writes `compiled.json` (handlers/loading.py reads it: the format, the files, the input and output names)
+plus its model files. One
 CompileBackend per backend is registered here; adding one is its own module plus a line below
 (CONTRIBUTING.md).
 """
@@ -63,7 +65,10 @@ def run_compile(ctx: StageContext) -> dict[str, Any]:
     ctx.progress("loading the source model and checking it fits the task")
     eager = load_source_model(model_dir, ctx.spec.task, ctx.spec.spec_path)
     tokenizer = load_tokenizer(model_dir)
-    ctx.progress(f"{backend.name}: {backend.description}")
+    io = eager.io
+    ctx.progress(
+        f"{backend.name}: {backend.description}; inputs {', '.join(io.inputs)} -> {', '.join(io.outputs)}"
+    )
     details = backend.compile(ctx, eager, tokenizer)
     return details | {"serve_requirements": list(backend.serve_requirements)}
 

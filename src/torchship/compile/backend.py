@@ -9,10 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from torchship.handlers.model_io import NamedIO
 from torchship.pipeline import StageContext
 
-# (stage context, eager model wrapped as forward(ids, mask), tokenizer) -> the stage record's details.
-CompileFunction = Callable[[StageContext, Any, Any], dict[str, Any]]
+# (stage context, the source model as a NamedIO (handlers/model_io.py: positional inputs in io.inputs
+# order, a tuple in io.outputs order), tokenizer) -> the stage record's details. The function writes
+# compiled.json with write_manifest, which records io's input and output names.
+CompileFunction = Callable[[StageContext, NamedIO, Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)

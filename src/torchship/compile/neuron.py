@@ -2,8 +2,10 @@
 
 inf2/trn1 use `torch_neuronx.trace` (torch-neuronx); inf1 uses `torch.neuron.trace` (torch-neuron,
 retired by AWS, kept for existing fleets). Both packages come from AWS's own package index, not PyPI,
-so they are imported only when this backend is chosen. Neuron graphs accept only the exact shape they
-were compiled for: partial batches are padded and sliced back at run time (handlers/loading.py).
+so they are imported only when this backend is chosen. Each module takes the model's inputs positionally
+(compiled.json "inputs": token types too where the model has them). Neuron graphs accept only the exact
+shape they were compiled for: every input of a partial batch is padded, and each output sliced back, at
+run time (handlers/loading.FixedShapeForward).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from torchship.compile.common import trace_error, write_manifest
+from torchship.compile.common import positional, trace_error, write_manifest
 from torchship.compile.fixed_shape import compile_fixed_shapes
 from torchship.errors import CompileError
+from torchship.handlers.model_io import Features, NamedIO
 from torchship.pipeline import StageContext
 
 NEURON_INDEX = "https://pip.repos.neuron.amazonaws.com"
@@ -36,16 +39,17 @@ def import_neuron(target: str):
         ) from None
 
 
-def compile_neuron(ctx: StageContext, eager, tokenizer) -> dict[str, Any]:
+def compile_neuron(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]:
     spec = ctx.spec
     neuron, runtime = import_neuron(spec.compile.neuron.target)
     args = list(spec.compile.neuron.compiler_args)
 
-    def trace(module, ids, mask):
+    def trace(module: NamedIO, features: Features):
+        inputs = positional(features, module.io)
         try:
             if runtime == "neuronx":
-                return neuron.trace(module, (ids, mask), compiler_args=args or None)
-            return neuron.trace(module, example_inputs=[ids, mask], compiler_args=args or None)
+                return neuron.trace(module, inputs, compiler_args=args or None)
+            return neuron.trace(module, example_inputs=list(inputs), compiler_args=args or None)
         except Exception as exc:
             raise trace_error(f"{neuron.__name__}.trace", exc) from None
 
@@ -62,7 +66,7 @@ def compile_neuron(ctx: StageContext, eager, tokenizer) -> dict[str, Any]:
     )
     probes = manifest.pop("probes")
     manifest["runtime"] = runtime
-    write_manifest(ctx.out_dir, manifest)
+    write_manifest(ctx.out_dir, manifest, eager.io)
     return {
         "backend": "neuron",
         "target": spec.compile.neuron.target,
@@ -71,4 +75,4 @@ def compile_neuron(ctx: StageContext, eager, tokenizer) -> dict[str, Any]:
         "dynamic_shapes": False,
         "shapes": manifest["shapes"],
         "bucket_probes": probes,
-    }
+    } | eager.io.to_manifest()

@@ -1,5 +1,10 @@
 """The onnx backend: torch.onnx export with dynamic batch and sequence axes, run by ONNX Runtime.
 
+The graph's inputs and outputs carry the model's names (compiled.json "inputs"/"outputs": input_ids,
+attention_mask, token_type_ids where the model has them; last_hidden_state, logits, or start_logits and
+end_logits), each input with dynamic batch and sequence axes, each output with a dynamic batch axis (and
+sequence axis when it is per token); handlers/loading.OnnxForward feeds and reads them by name.
+
 Why ONNX Runtime: on CPU it runs the same fp32 graph faster than the frozen TorchScript module (MiniLM,
 2 threads, bench/backends.py: 1.09x at batch 8 x 14 tokens, 1.41x at 1 x 16, 1.27x at 8 x 200), with no
 loss: the weights are the model's own fp32 weights, so the gate holds it to the same tolerances as every
@@ -19,10 +24,18 @@ from typing import Any
 
 import torch
 
-from torchship.compile.common import compare_at, example_batch, trace_error, write_manifest
+from torchship.compile.common import (
+    compare_at,
+    example_batch,
+    positional,
+    probe_failure,
+    trace_error,
+    write_manifest,
+)
 from torchship.compile.torchscript import probe_inputs
 from torchship.errors import CompileError
-from torchship.handlers.loading import INPUT_NAMES, OnnxForward
+from torchship.handlers.loading import OnnxForward
+from torchship.handlers.model_io import Features, NamedIO
 from torchship.pipeline import StageContext
 
 MODEL_FILE = "model.onnx"
@@ -30,19 +43,34 @@ OPSET = 17  # supported by every onnxruntime since 1.14; LayerNormalization is a
 SERVE_REQUIREMENTS = ("onnxruntime",)
 
 
-def export_onnx(eager: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, path: Path) -> None:
-    axes = {0: "batch", 1: "sequence"}
+def dynamic_axes(eager: NamedIO, features: Features) -> dict[str, dict[int, str]]:
+    """Batch and sequence axes of every input; of every output, the batch axis, and the sequence axis
+    where the output is per token. Per token means its second axis follows the input's length (run at
+    two lengths: a classifier with as many labels as the example has tokens must not look per token)."""
+    per_position = {0: "batch", 1: "sequence"}
+    axes = {name: per_position for name in eager.io.inputs}
+    shorter = {name: tensor[:, :-1] for name, tensor in features.items()}
+    with torch.no_grad():
+        at_length, at_shorter = eager.named(features), eager.named(shorter)
+    for name, value in at_length.items():
+        follows_length = value.dim() >= 2 and value.shape[1] != at_shorter[name].shape[1]
+        axes[name] = per_position if follows_length else {0: "batch"}
+    return axes
+
+
+def export_onnx(eager: NamedIO, features: Features, path: Path) -> None:
+    axes = dynamic_axes(eager, features)
     with warnings.catch_warnings(), torch.no_grad():
         # TracerWarnings are what the probes below check for real.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             eager,
-            (ids, mask),
+            positional(features, eager.io),
             str(path),
             dynamo=False,
-            input_names=list(INPUT_NAMES),
-            output_names=["output"],
-            dynamic_axes={INPUT_NAMES[0]: axes, INPUT_NAMES[1]: axes, "output": axes},
+            input_names=list(eager.io.inputs),
+            output_names=list(eager.io.outputs),
+            dynamic_axes=axes,
             opset_version=OPSET,
         )
 
@@ -59,26 +87,27 @@ def require_onnxruntime() -> None:
         ) from None
 
 
-def compile_onnx(ctx: StageContext, eager, tokenizer) -> dict[str, Any]:
+def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]:
     spec = ctx.spec
     require_onnxruntime()
     atol, rtol = spec.validate.atol, spec.validate.rtol
-    ids, mask = example_batch(tokenizer, 2, min(16, spec.compile.known_max_length()))
+    exported_at = example_batch(tokenizer, eager.io, 2, min(16, spec.compile.known_max_length()))
+    exported_shape = list(exported_at["input_ids"].shape)
     path = ctx.out_dir / MODEL_FILE
-    ctx.progress(f"exporting to ONNX (opset {OPSET}) at batch {ids.shape[0]} x length {ids.shape[1]}")
+    ctx.progress(
+        f"exporting to ONNX (opset {OPSET}) at batch {exported_shape[0]} x length {exported_shape[1]}"
+    )
     try:
-        export_onnx(eager, ids, mask, path)
+        export_onnx(eager, exported_at, path)
     except Exception as exc:  # the exporter raises many types; the message is what the user needs
         raise trace_error("torch.onnx.export", exc) from None
     ctx.progress("checking the ONNX model in ONNX Runtime at other lengths and batch sizes")
-    runtime = OnnxForward(path, threads=torch.get_num_threads())
-    inputs = [(ids, mask), *probe_inputs(tokenizer, spec.compile.known_max_length())]
-    probes = [compare_at(eager, runtime, i, m, atol, rtol) for i, m in inputs]
+    runtime = OnnxForward(path, eager.io, threads=torch.get_num_threads())
+    inputs = [exported_at, *probe_inputs(tokenizer, eager.io, spec.compile.known_max_length())]
+    probes = [compare_at(eager.named, runtime, features, atol, rtol) for features in inputs]
     bad = next((p for p in probes if not p["ok"]), None)
     if bad is not None:
-        why = (
-            bad.get("error") or f"it differs from the source model by {bad['max_abs_diff']:.3g} (atol {atol})"
-        )
+        why = probe_failure(bad, atol)
         raise CompileError(
             f"the ONNX export does not match the source model at batch {bad['batch']} x length "
             f"{bad['length']}: {why}",
@@ -87,15 +116,15 @@ def compile_onnx(ctx: StageContext, eager, tokenizer) -> dict[str, Any]:
         )
     import onnxruntime
 
-    write_manifest(ctx.out_dir, {"format": "onnx", "file": MODEL_FILE})
+    write_manifest(ctx.out_dir, {"format": "onnx", "file": MODEL_FILE}, eager.io)
     return {
         "backend": "onnx",
         "format": "onnx",
         "mode": "dynamic",
         "dynamic_shapes": True,
-        "traced_shape": list(ids.shape),
+        "traced_shape": exported_shape,
         "probes": probes,
         "opset": OPSET,
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
-    }
+    } | eager.io.to_manifest()

@@ -156,7 +156,9 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     atol, rtol = spec.validate.atol, spec.validate.rtol
 
     started = time.perf_counter()
-    cases = build_cases(spec, compiled.encoder.tokenizer, example_rows(compiled, bodies))
+    cases = build_cases(
+        spec, compiled.encoder.tokenizer, example_rows(compiled, bodies), compiled.encoder.inputs
+    )
     ctx.progress(f"parity: compiled vs source on {len(cases)} input batches")
     parity = compare(compiled.encoder, source_model, definition.output(spec, model_dir), cases, atol, rtol)
     parity_check = _timed(
