@@ -301,7 +301,7 @@ def main() -> None:
     task = build_task(
         root / "fetch" / MODEL_DIRNAME,
         {**handler_config(spec, model_dir), "tokenizer_dir": "."},
-        forward=load_compiled(root / "compile"),
+        model=load_compiled(root / "compile"),
     )
     texts = {kind: make_texts(task.encoder.tokenizer, token_targets[kind], counts[kind]) for kind in counts}
 
@@ -324,7 +324,7 @@ def main() -> None:
         floors[backend] = build_task(
             model_dir,
             {**handler_config(spec, model_dir), "tokenizer_dir": "."},
-            forward=load_compiled(package.mar.parent.parent / "compile"),
+            model=load_compiled(package.mar.parent.parent / "compile"),
         )
     tuned, tuned_backend = tuned_choice(root)
 
