@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import run_stages
-from tiny_models import save_tiny_cross_encoder, save_tiny_qa, write_spec
+from tiny_models import save_tiny_qa, save_tiny_typed_cross_encoder, write_spec
 from torchship.compile.onnx import compile_onnx
 from torchship.compile.torchscript import compile_torchscript
 from torchship.handlers.encoder import Encoder
@@ -41,12 +41,12 @@ def pair_rows(tokenizer, queries=QUERIES, passages=PASSAGES):
 
 @pytest.fixture(scope="module")
 def cross_encoder(tmp_path_factory):
-    return save_tiny_cross_encoder(tmp_path_factory.mktemp("cross-encoder") / "model")
+    return save_tiny_typed_cross_encoder(tmp_path_factory.mktemp("cross-encoder") / "model")
 
 
 def test_the_tiny_cross_encoders_token_types_change_its_logits(cross_encoder):
     """The premise of the tests below: without its token types the model answers differently."""
-    model = load_source_model(cross_encoder, "text-classification")
+    model = load_source_model(cross_encoder, "reranking")
     features = pad_features(pair_rows(load_tokenizer(cross_encoder)), model.io.inputs, 0)
     assert features["token_type_ids"].sum() > 0
     with torch.inference_mode():
@@ -61,15 +61,20 @@ def test_the_tiny_cross_encoders_token_types_change_its_logits(cross_encoder):
 def test_a_cross_encoder_compiles_with_token_types_and_equals_the_eager_model(
     tmp_path, cross_encoder, backend
 ):
-    path = write_spec(
-        tmp_path / "spec", str(cross_encoder), name="tiny-cross-encoder", task="text-classification"
-    )
+    path = write_spec(tmp_path / "spec", str(cross_encoder), name="tiny-cross-encoder", task="reranking")
+    # The gate's examples as reranking requests: its parity rows are then real (query, passage) pairs.
+    bodies = [{"query": query, "texts": PASSAGES} for query in QUERIES]
+    (path.parent / "examples.jsonl").write_text("".join(json.dumps(body) + "\n" for body in bodies))
     path.write_text(path.read_text().replace("backend: torchscript", f"backend: {backend}"))
     spec = load_spec(path)
     settings = Settings(outputs_dir=tmp_path / "outputs")
     outcomes = run_stages(spec, settings, until="validate")
     assert [o.status for o in outcomes] == ["ran"] * 3, outcomes[-1].error
-    compiled_dir = settings.stage_root(spec.name, spec.version) / "compile"
+    root = settings.stage_root(spec.name, spec.version)
+    report = json.loads((root / "validate" / "report.json").read_text())
+    assert report["verdict"] == "pass" and set(report["parity"]["outputs"]) == {"logits", "task_output"}
+    assert any(case["case"].startswith("examples[") for case in report["parity"]["cases"])
+    compiled_dir = root / "compile"
     manifest = json.loads((compiled_dir / "compiled.json").read_text())
     assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest["outputs"] == ["logits"]
@@ -77,7 +82,7 @@ def test_a_cross_encoder_compiles_with_token_types_and_equals_the_eager_model(
         assert manifest["auto_class"] == "AutoModelForSequenceClassification"
     compiled = load_compiled(compiled_dir)
     tokenizer = load_tokenizer(cross_encoder)
-    eager = load_source_model(cross_encoder, "text-classification")
+    eager = load_source_model(cross_encoder, "reranking")
     # Shapes the compile stage neither traced (2 x 16) nor probed, as a client's pairs would come.
     for count in (1, 3, 5):
         queries = [q + " and" * (3 * k) for k, q in enumerate(QUERIES[:count])]
@@ -138,9 +143,9 @@ def test_a_two_output_model_compiles_and_parity_is_checked_per_output(tmp_path, 
 
 
 def test_a_compiled_model_that_drops_token_types_fails_parity(tmp_path, cross_encoder):
-    spec = load_spec(write_spec(tmp_path / "spec", str(cross_encoder), task="text-classification"))
+    spec = load_spec(write_spec(tmp_path / "spec", str(cross_encoder), task="reranking"))
     tokenizer = load_tokenizer(cross_encoder)
-    source = load_source_model(cross_encoder, "text-classification")
+    source = load_source_model(cross_encoder, "reranking")
     out_dir = tmp_path / "compiled"
     out_dir.mkdir()
     compile_torchscript(

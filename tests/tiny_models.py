@@ -344,3 +344,26 @@ def _decisive_spans(model) -> None:
 def save_tiny_qa(directory: Path, arch: str = "roberta", *, seed: int = 0) -> Path:
     """A tiny extractive question-answering model (start and end logits per token) and its tokenizer."""
     return save_tiny_labelled(directory, arch, "span", {0: "LABEL_0", 1: "LABEL_1"}, seed, _decisive_spans)
+
+
+def save_tiny_typed_cross_encoder(directory: Path, *, seed: int = 0) -> Path:
+    """A tiny BERT cross-encoder whose score depends strongly on the token types: at the default init
+    (std 0.02) attention barely mixes tokens, so [CLS] (whose logit it is) hardly sees the passage's
+    types; with larger weights (std 0.3) and a large type-1 embedding, feeding a (query, passage) pair
+    without its token types moves the logit by more than 0.5."""
+    from transformers import BertForSequenceClassification
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_tokenizer("bert", directory)
+    config = tiny_config("bert", tokenizer, {0: "LABEL_0"})
+    config.type_vocab_size = 2
+    config.initializer_range = 0.3
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        types = model.bert.embeddings.token_type_embeddings.weight
+        types[0].zero_()
+        types[1].copy_(torch.randn(types.shape[1], generator=torch.Generator().manual_seed(seed)) * 3)
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
