@@ -53,9 +53,9 @@ def counting_forward(handler, monkeypatch):
     rows = []
     forward = handler.task.encoder.forward
 
-    def counted(ids, mask):
-        rows.append(ids.shape[0])
-        return forward(ids, mask)
+    def counted(features):
+        rows.append(features["input_ids"].shape[0])
+        return forward(features)
 
     monkeypatch.setattr(handler.task.encoder, "forward", counted)
     return rows
@@ -154,10 +154,10 @@ def test_a_request_that_breaks_the_model_fails_alone(handler, extracted, monkeyp
     forward = handler.task.encoder.forward
     poison = handler.task.encoder.tokenizer.convert_tokens_to_ids("paris")
 
-    def breaks_on_paris(ids, mask):
-        if (ids == poison).any():
+    def breaks_on_paris(features):
+        if (features["input_ids"] == poison).any():
             raise RuntimeError("kaboom")
-        return forward(ids, mask)
+        return forward(features)
 
     monkeypatch.setattr(handler.task.encoder, "forward", breaks_on_paris)
     responses, ctx = call(
@@ -170,7 +170,11 @@ def test_a_request_that_breaks_the_model_fails_alone(handler, extracted, monkeyp
 
 def test_non_finite_model_output_is_a_500_not_invalid_json(handler, extracted, monkeypatch):
     forward = handler.task.encoder.forward
-    monkeypatch.setattr(handler.task.encoder, "forward", lambda ids, mask: forward(ids, mask) * float("nan"))
+    monkeypatch.setattr(
+        handler.task.encoder,
+        "forward",
+        lambda features: {k: v * float("nan") for k, v in forward(features).items()},
+    )
     responses, ctx = call(handler, extracted, [GOOD])
     assert ctx.status[0][0] == 500 and "not valid JSON" in responses[0]["message"]
 
@@ -262,7 +266,7 @@ def test_keyword_budgets_are_413s_that_name_their_spec_keys(keywords_task, monke
     calls = []
     forward = keywords_task.encoder.forward
     monkeypatch.setattr(
-        keywords_task.encoder, "forward", lambda ids, mask: (calls.append(1), forward(ids, mask))[1]
+        keywords_task.encoder, "forward", lambda features: (calls.append(1), forward(features))[1]
     )
     # 10 distinct words -> 10 unigrams + 9 bigrams = 19 candidates per text.
     per_request = ParsedRequest([words(0, 10), words(10, 10), words(20, 10)], single=False)
@@ -282,7 +286,7 @@ def test_candidate_tokens_are_budgeted_before_any_model_work(keywords_task, monk
     calls = []
     forward = keywords_task.encoder.forward
     monkeypatch.setattr(
-        keywords_task.encoder, "forward", lambda ids, mask: (calls.append(1), forward(ids, mask))[1]
+        keywords_task.encoder, "forward", lambda features: (calls.append(1), forward(features))[1]
     )
     monkeypatch.setattr(keywords_task, "max_candidate_tokens", 40)
     # 10 words: 10 unigrams of 3 tokens ([CLS] word [SEP]) and 9 bigrams of 4 = 66 tokens.
@@ -304,7 +308,9 @@ def test_phrases_shared_by_requests_are_embedded_once(keywords_task, monkeypatch
     rows = []
     forward = keywords_task.encoder.forward
     monkeypatch.setattr(
-        keywords_task.encoder, "forward", lambda ids, mask: (rows.append(ids.shape[0]), forward(ids, mask))[1]
+        keywords_task.encoder,
+        "forward",
+        lambda features: (rows.append(features["input_ids"].shape[0]), forward(features))[1],
     )
     text = words(0, 10)  # 19 candidates
     one, two = predict(keywords_task, [ParsedRequest([text], single=True)] * 2)

@@ -60,10 +60,9 @@ def test_gate_task_output_is_the_served_score(head):
     expected = pipeline_scores(model_dir, EXAMPLES)
     served = predict(task, [ParsedRequest([t], single=True) for t in EXAMPLES])
     for text, want, answer in zip(EXAMPLES, expected, served, strict=True):
-        ids = task.encoder.tokenize([text]).ids
-        padded, mask = task.encoder.pad(list(ids))
+        features = task.encoder.pad(task.encoder.tokenize([text]).rows([0]))
         with torch.inference_mode():
-            gate = reduce(source(padded, mask), mask)[0].tolist()
+            gate = reduce(source.named(features), features["attention_mask"])[0].tolist()
         assert gate == pytest.approx(want, abs=1e-5), f"{name}: gate scores differ from the pipeline's"
         by_label = {r["label"]: r["score"] for r in answer}
         assert [by_label[label] for label in HEADS[name][0].values()] == pytest.approx(gate, abs=1e-5)
