@@ -168,3 +168,49 @@ def test_a_compiled_model_that_drops_token_types_fails_parity(tmp_path, cross_en
         parity = compare(dropping, source, sigmoid, cases, atol, rtol)
         assert not parity["outputs"]["logits"]["ok"] and not parity["outputs"]["task_output"]["ok"]
         assert parity_failure(parity).startswith("output 'logits' of the compiled model differs")
+
+
+class _FakeNeuronx:
+    """Stands in for torch_neuronx (AWS's index only): `trace` is a TorchScript trace at the exact example
+    shape, and records what each call was given, so the neuron backend's fixed-shape path runs here."""
+
+    __name__ = "torch_neuronx"
+
+    def __init__(self):
+        self.calls: list[tuple[int, tuple[int, int]]] = []
+
+    def trace(self, module, example_inputs, compiler_args=None):
+        self.calls.append((len(example_inputs), tuple(example_inputs[0].shape)))
+        with torch.no_grad():
+            return torch.jit.freeze(torch.jit.trace(module, example_inputs, check_trace=False).eval())
+
+
+def test_the_neuron_backend_traces_every_input_and_pads_token_types(tmp_path, cross_encoder, monkeypatch):
+    import sys
+
+    from torchship.compile.neuron import compile_neuron
+
+    neuronx = _FakeNeuronx()
+    monkeypatch.setitem(sys.modules, "torch_neuronx", neuronx)
+    path = write_spec(tmp_path / "spec", str(cross_encoder), task="reranking")
+    path.write_text(path.read_text().replace("backend: torchscript", "backend: neuron, buckets: [16, 64]"))
+    spec = load_spec(path)
+    tokenizer = load_tokenizer(cross_encoder)
+    source = load_source_model(cross_encoder, "reranking")
+    out_dir = tmp_path / "compiled"
+    out_dir.mkdir()
+    details = compile_neuron(
+        SimpleNamespace(spec=spec, out_dir=out_dir, progress=lambda m: None), source, tokenizer
+    )
+    # One trace per (batch, bucket), each given ids, mask and token types at that exact shape.
+    assert sorted(neuronx.calls) == sorted((3, (b, n)) for b in (1, 4) for n in (16, 64))
+    assert details["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(p["ok"] for p in details["bucket_probes"])
+    compiled = load_compiled(out_dir, tokenizer.pad_token_id, tokenizer.pad_token_type_id)
+    # 3 pairs of ~20 tokens: padded to bucket 64 and batch 4 inside, sliced back to 3 rows.
+    features = pad_features(pair_rows(tokenizer, QUERIES[:3], PASSAGES[:3]), compiled.io.inputs, 0)
+    with torch.inference_mode():
+        expected = source.model(**features).logits
+        got = compiled.forward(features)["logits"]
+    assert got.shape == expected.shape == (3, 1)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
