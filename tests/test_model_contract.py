@@ -16,7 +16,7 @@ from torchship.compile.onnx import compile_onnx
 from torchship.compile.torchscript import compile_torchscript
 from torchship.handlers.encoder import Encoder
 from torchship.handlers.loading import load_compiled
-from torchship.handlers.model_io import ModelIO, NamedIO, model_inputs, pad_features
+from torchship.handlers.model_io import NamedIO, pad_features
 from torchship.modeling import load_source_model, load_tokenizer
 from torchship.settings import Settings
 from torchship.spec import load_spec
@@ -95,11 +95,7 @@ def test_a_cross_encoder_compiles_with_token_types_and_equals_the_eager_model(
 
 
 def qa_model(model_dir) -> NamedIO:
-    from transformers import AutoModelForQuestionAnswering
-
-    model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    io = ModelIO(model_inputs(load_tokenizer(model_dir), model), ("start_logits", "end_logits"))
-    return NamedIO(model, io).eval()
+    return load_source_model(model_dir, "question-answering")
 
 
 def start_and_end(outputs, mask):
