@@ -221,7 +221,7 @@ def _source_model_check(spec: ModelSpec, model_dir: Path) -> Check:
     )
 
 
-def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, list[str], Check]:
+def _metrics(ctx: StageContext, compiled: Task) -> tuple[dict[str, Any] | None, list[Any], Check]:
     """(scores, the eval set's request bodies, the check); skipped without validate.eval_set."""
     spec = ctx.spec
     if not spec.validate.eval_set:
