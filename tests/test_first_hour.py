@@ -200,7 +200,7 @@ def test_a_minimal_spec_runs_with_the_builtin_examples(tmp_path, tiny_model_dir)
     spec.write_text(f"name: minimal\nversion: 1.0.0\ntask: embeddings\nsource: {tiny_model_dir}\n")
     result = torchship("run", spec, "--until", "validate", env=_env(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "examples: built-in (8 texts; no examples file)" in result.stderr
+    assert "examples: built-in (8 requests; no examples file)" in result.stderr
     assert "built-in examples" in result.stderr
 
 

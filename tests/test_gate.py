@@ -160,7 +160,8 @@ def test_a_served_response_that_differs_fails_verify(tiny_spec_path, settings, m
     real = package.handler_config
 
     def unnormalized(spec, model_dir, compiled_dir=None):
-        return {**real(spec, model_dir, compiled_dir), "normalize": False}  # only the .mar's copy is wrong
+        config = real(spec, model_dir, compiled_dir)  # only the .mar's copy is wrong:
+        return {**config, "settings": {**config["settings"], "normalize": False}}
 
     monkeypatch.setattr(package, "handler_config", unnormalized)
     spec = load_spec(tiny_spec_path)
@@ -337,7 +338,7 @@ def test_report_json_keeps_the_keys_stored_reports_have():
             "compared": 2,
             "agreed": 1,
             "rate": 0.5,
-            "disagreements": [{"text": "Anna", "source": [["PER", 0, 4]], "compiled": "text is empty"}],
+            "disagreements": [{"request": "Anna", "source": [["PER", 0, 4]], "compiled": "text is empty"}],
         },
         "metrics": {
             "eval_set": "/x/eval.jsonl",
@@ -363,6 +364,10 @@ def test_report_json_keeps_the_keys_stored_reports_have():
     report = GateReport.model_validate_json(json.dumps(stored))
     assert json.loads(report.model_dump_json()) == stored
     assert report.first_failure().name == "metrics"
+    # Reports stored before requests were bodies named the disagreeing input "text": they still read.
+    older = json.loads(json.dumps(stored))
+    older["agreement"]["disagreements"][0] = {"text": "Anna", "source": [], "compiled": "text is empty"}
+    assert GateReport.model_validate(older).agreement.disagreements[0].request == "Anna"
 
 
 def test_a_nan_difference_survives_the_report_round_trip():

@@ -216,7 +216,7 @@ def test_keywords_package_carries_its_budgets(tiny_model_dir, tmp_path):
         "keywords: {max_candidates: 7, max_candidates_per_request: 9, max_candidate_tokens_per_request: 11}\n"
     )
     spec = load_spec(write_spec(tmp_path, str(tiny_model_dir), task="keywords", extra=extra))
-    config = handler_config(spec, tiny_model_dir)
+    config = handler_config(spec, tiny_model_dir)["settings"]
     assert (config["max_candidates"], config["max_candidates_per_request"]) == (7, 9)
     assert config["max_candidate_tokens_per_request"] == 11
 
@@ -241,12 +241,14 @@ def keywords_task(tiny_model_dir):
     config = {
         "task": "keywords",
         "max_length": 64,
-        "pooling": "mean",
-        "normalize": True,
-        "ngram_range": [1, 2],
-        "stop_words": [],
-        "max_candidates": 30,
-        "max_candidates_per_request": 50,
+        "settings": {
+            "pooling": "mean",
+            "normalize": True,
+            "ngram_range": [1, 2],
+            "stop_words": [],
+            "max_candidates": 30,
+            "max_candidates_per_request": 50,
+        },
     }
     return build_task(
         tiny_model_dir, config, model=load_source_model(tiny_model_dir, "embeddings").as_model()

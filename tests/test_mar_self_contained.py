@@ -22,9 +22,8 @@ import pytest
 
 from torchship.archiver.package import ENTRY_FILE, HANDLER_PACKAGE, handler_config
 from torchship.handlers.requests import BadRequest
-from torchship.handlers.service import build_task
+from torchship.handlers.service import answer_bodies, build_task
 from torchship.sources import MODEL_DIRNAME
-from torchship.validate.gate import answers
 
 TEXTS = {
     "embeddings": ["the cat sat on the mat", "hello world", "ok"],
@@ -123,7 +122,7 @@ def gate_answers(package, texts: list[str]) -> list[Any]:
     model_dir, compiled_dir = root / "fetch" / MODEL_DIRNAME, root / "compile"
     config = {**handler_config(spec, model_dir, compiled_dir), "tokenizer_dir": "."}
     task = build_task(model_dir, config, compiled_dir=compiled_dir)
-    computed = answers(task, texts)
+    computed = answer_bodies(task, [{"text": t} for t in texts])
     assert not any(isinstance(a, BadRequest) for a in computed), computed
     return json.loads(json.dumps(computed))  # as JSON carries it: tuples become lists
 

@@ -254,7 +254,8 @@ def test_load_keeps_unicode_line_separators_in_text(tmp_path):
 def test_load_other_task(tmp_path):
     path = write(tmp_path, {"text": "x", "label": "y"})
     with pytest.raises(
-        SpecError, match="available for text-classification and token-classification, not feature"
+        SpecError,
+        match="available for reranking, text-classification, token-classification, question-answering, not feature",
     ):
         load_eval_set(path, "feature-extraction")
 

@@ -125,7 +125,7 @@ def test_model_spec_table_defaults_are_the_real_defaults():
 
 
 def test_builtin_examples_are_the_ones_the_readme_lists():
-    from torchship.examples import BUILTIN_EXAMPLES
+    from torchship.tasks.base import BUILTIN_TEXTS as BUILTIN_EXAMPLES
 
     section = readme_section("### Built-in examples")
     quoted = [" ".join(q.split()) for q in re.findall(r'"([^"]+)"', section)]  # the README wraps lines
@@ -176,7 +176,7 @@ def by_hand(model_dir: Path, mode: str) -> torch.Tensor:
 @pytest.mark.parametrize("mode", ["mean", "cls", "max"])
 def test_pooling_modes_equal_a_manual_computation(mode, tiny_model_dir, tmp_path):
     config, task = embeddings_task(tiny_model_dir, tmp_path, f"{{pooling: {mode}, normalize: false}}")
-    assert (config["pooling"], config["normalize"]) == (mode, False)
+    assert (config["settings"]["pooling"], config["settings"]["normalize"]) == (mode, False)
     [served] = predict(task, [ParsedRequest(TEXTS, single=False)])  # one padded batch of three lengths
     expected = by_hand(tiny_model_dir, mode)
     assert torch.tensor(served) == pytest.approx(expected, abs=1e-5)
@@ -194,7 +194,7 @@ def test_pooling_modes_equal_a_manual_computation(mode, tiny_model_dir, tmp_path
 def test_pooling_auto_reads_the_sentence_transformers_config(tiny_model_dir, tmp_path):
     # The tiny model's 1_Pooling says mean and modules.json lists Normalize.
     config, task = embeddings_task(tiny_model_dir, tmp_path / "a", "{pooling: auto, normalize: auto}")
-    assert (config["pooling"], config["normalize"]) == ("mean", True)
+    assert (config["settings"]["pooling"], config["settings"]["normalize"]) == ("mean", True)
     mean = by_hand(tiny_model_dir, "mean")
     [served] = predict(task, [ParsedRequest(TEXTS, single=False)])
     assert torch.tensor(served) == pytest.approx(mean / mean.norm(dim=1, keepdim=True), abs=1e-5)
@@ -207,7 +207,7 @@ def test_pooling_auto_reads_the_sentence_transformers_config(tiny_model_dir, tmp
     modules = [m for m in json.loads((model / "modules.json").read_text()) if "Normalize" not in m["type"]]
     (model / "modules.json").write_text(json.dumps(modules))
     config, task = embeddings_task(model, tmp_path / "b", "{pooling: auto, normalize: auto}")
-    assert (config["pooling"], config["normalize"]) == ("max", False)
+    assert (config["settings"]["pooling"], config["settings"]["normalize"]) == ("max", False)
     [served] = predict(task, [ParsedRequest(TEXTS, single=False)])
     assert torch.tensor(served) == pytest.approx(by_hand(tiny_model_dir, "max"), abs=1e-5)
 
@@ -228,7 +228,7 @@ def keywords_task(model_dir: Path, spec_dir: Path, max_candidates: int):
     extra = f"keywords: {{ngram_range: [1, 2], stop_words: english, top_n: 100, max_candidates: {max_candidates}}}\n"
     spec = load_spec(write_spec(spec_dir, str(model_dir), task="keywords", extra=extra))
     config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
-    assert config["max_candidates"] == max_candidates
+    assert config["settings"]["max_candidates"] == max_candidates
     return build_task(model_dir, config, model=load_source_model(model_dir, "embeddings").as_model())
 
 

@@ -87,7 +87,7 @@ def report() -> dict:
             "rate": 0.995,
             "disagreements": [
                 {
-                    "text": f"Angela Merkel met {SCRIPT} in Paris",
+                    "request": f"Angela Merkel met {SCRIPT} in Paris",
                     "source": [{"entity": "PER", "word": "Angela Merkel", "score": 0.998}],
                     "compiled": [{"entity": "PER", "word": "Angela", "score": 0.61}],
                 }
@@ -175,7 +175,7 @@ def test_every_report_value_is_escaped_in_text_and_attributes(report):
 
 def test_agreement_lists_at_most_ten_disagreements(report):
     report["agreement"]["disagreements"] = [
-        {"text": f"text number {i}", "source": i, "compiled": -i} for i in range(14)
+        {"request": f"text number {i}", "source": i, "compiled": -i} for i in range(14)
     ]
     page = render_html(report)
     assert "text number 9<" in page and "text number 10<" not in page

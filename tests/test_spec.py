@@ -69,7 +69,7 @@ def test_wrong_type_names_key_and_value(tmp_path):
         (
             "task: embeddings",
             "task: translation",
-            "'embeddings', 'text-classification', 'token-classification' or 'keywords'",
+            "unknown task 'translation'; the tasks are embeddings, keywords, text-classification, token-classification, reranking, question-answering",
         ),
         ("name: demo-model", "name: Demo_Model", "lowercase letters, digits and '-'"),
         ("version: 1.2.3", "version: v1", "semantic version"),

@@ -193,7 +193,7 @@ def test_package_is_self_contained(tiny_package):
         "import torchship" in s or "from torchship" in s for s in handler_sources
     )
     assert config["batchSize"] == 4 and config["minWorkers"] == config["maxWorkers"] == 1
-    assert config["handler"]["threads"] == 1 and config["handler"]["pooling"] == "mean"
+    assert config["handler"]["threads"] == 1 and config["handler"]["settings"]["pooling"] == "mean"
     with zipfile.ZipFile(mar) as archive:
         gate = json.loads(archive.read("torchship.json"))["gate"]
     assert gate["verdict"] == "pass" and {c["name"] for c in gate["checks"]} >= {"parity", "agreement"}
@@ -206,4 +206,4 @@ def test_package_is_self_contained(tiny_package):
     with zipfile.ZipFile(mar) as archive:
         for source in handlers_src.glob("*.py"):
             assert archive.read(f"torchship_handlers/{source.name}") == source.read_bytes(), source.name
-    assert config["handler"]["normalize"] is True
+    assert config["handler"]["settings"]["normalize"] is True

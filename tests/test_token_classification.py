@@ -33,7 +33,7 @@ def test_equals_the_pipeline_for_the_spec_strategy_and_a_per_request_one(ner, tm
     model_dir, mar = ner
     reference = pipeline("token-classification", model=str(model_dir), tokenizer=str(model_dir))
     handler, config = extracted_handler(mar, tmp_path)
-    assert config["handler"]["aggregation_strategy"] == "simple"
+    assert config["handler"]["settings"]["aggregation_strategy"] == "simple"
     ctx = FakeContext(tmp_path, config, 2)
     simple, first = map(
         json.loads,

@@ -294,15 +294,30 @@ def test_tune_names_an_unknown_backend(tmp_path, tiny_model_dir):
 
 
 def test_texts_file_takes_plain_lines_or_json_lines_and_names_a_bad_line(tmp_path):
+    from torchship.tasks import task_definition
+
+    embeddings, reranking = task_definition("embeddings"), task_definition("reranking")
     plain = tmp_path / "plain.txt"
     plain.write_text("first text\n\n  second text\n")
-    assert tune_command.read_texts(plain) == ["first text", "  second text"]
+    assert tune_command.read_requests(plain, embeddings) == [
+        {"text": "first text"},
+        {"text": "  second text"},
+    ]
     jsonl = tmp_path / "texts.jsonl"
     jsonl.write_text('{"text": "from json"}\nplain again\n')
-    assert tune_command.read_texts(jsonl) == ["from json", "plain again"]
+    assert tune_command.read_requests(jsonl, embeddings) == [{"text": "from json"}, {"text": "plain again"}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('ok\n{"txt": "typo"}\n')
-    with pytest.raises(SpecError, match=r"bad.jsonl:2: .*\"text\" string"):
-        tune_command.read_texts(bad)
+    with pytest.raises(
+        SpecError, match=r"bad.jsonl:2: not a request that a embeddings model accepts: .*\"text\""
+    ):
+        tune_command.read_requests(bad, embeddings)
     with pytest.raises(SpecError, match="does not exist"):
-        tune_command.read_texts(tmp_path / "missing.txt")
+        tune_command.read_requests(tmp_path / "missing.txt", embeddings)
+    # A pair task's lines are request bodies; a plain line is not one.
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"query": "q", "texts": ["a", "b"]}\nplain\n')
+    with pytest.raises(SpecError, match=r"pairs.jsonl:2: a reranking request must be a JSON object"):
+        tune_command.read_requests(pairs, reranking)
+    pairs.write_text('{"query": "q", "texts": ["a", "b"]}\n')
+    assert tune_command.read_requests(pairs, reranking) == [{"query": "q", "texts": ["a", "b"]}]

@@ -75,6 +75,6 @@ def check_example(definition: TaskDefinition, body: Any, where: str) -> None:
         runtime.request.parse(body, _EXAMPLE_LIMITS, runtime.options)
     except BadRequest as exc:
         raise SpecError(
-            f"{where}: not a request a {definition.name} model accepts: {exc.message}",
+            f"{where}: not a request that a {definition.name} model accepts: {exc.message}",
             hint=f"Each line is the JSON body of one request, e.g. {runtime.request.example}",
         ) from None

@@ -70,8 +70,7 @@ def load_eval_set(path: Path, task: str) -> list[EvalExample]:
     eval_format = task_definition(task).eval_set if task in TASKS else None
     if eval_format is None:
         raise SpecError(
-            f"{path}: metrics on an eval set are available for {' and '.join(tasks_with_metrics())}, "
-            f"not {task}",
+            f"{path}: metrics on an eval set are available for {', '.join(tasks_with_metrics())}, not {task}",
             hint="Remove 'validate.eval_set' and 'validate.thresholds' from the spec for this task.",
         )
     return read_eval_set(path, eval_format)

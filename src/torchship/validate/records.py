@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from torchship.pipeline import replace_dir, temp_dir_beside
 from torchship.validate.junit import GateStage, render_junit
@@ -82,7 +82,8 @@ class Parity(_Record):
 
 
 class Disagreement(_Record):
-    request: str  # the request body, one line (shortened)
+    # The request body, one line (shortened); reports stored before requests were bodies call it "text".
+    request: str = Field(validation_alias=AliasChoices("request", "text"))
     source: Any  # the handler's answer (task-shaped JSON)
     compiled: Any  # the handler's answer, or the text of its 400 error
 
