@@ -365,6 +365,8 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "missing":
         return f"missing required key '{key}'"
     message = error["msg"]
+    if kind == "value_error":  # our own validators' messages, without pydantic's "Value error, " prefix
+        message = str(error.get("ctx", {}).get("error", message))
     if kind == "string_pattern_mismatch":
         if loc[-1] == "name":
             message = "must be lowercase letters, digits and '-', e.g. 'minilm-embeddings'"
