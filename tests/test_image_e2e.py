@@ -21,6 +21,7 @@ from torchship.reference import source_results
 from torchship.settings import Settings
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import load_spec
+from torchship.tasks import task_definition
 
 DEMO_SPEC_NAME = load_spec(DEMO_SPEC).name
 
@@ -67,9 +68,9 @@ def test_pushed_image_pulled_by_digest_serves_the_source_models_answers(demo, co
         by_digest = f"{repository}@{digest}"
         try:
             containers.podman("pull", "--tls-verify=false", by_digest)
-            texts = load_examples(spec)
+            bodies = load_examples(spec)
             root = Settings(outputs_dir=containers.root / "outputs").stage_root(spec.name, spec.version)
-            expected = source_results(spec, root / "fetch" / MODEL_DIRNAME, texts)
+            expected = source_results(spec, root / "fetch" / MODEL_DIRNAME, bodies)
             with RunningImage(podman, by_digest, spec.name) as running:
                 uid = podman.exec(
                     running.name, ["python", "-c", "import os; print(os.getuid(), os.getgid())"]
@@ -78,9 +79,12 @@ def test_pushed_image_pulled_by_digest_serves_the_source_models_answers(demo, co
                 read_only = podman.exec(running.name, ["python", "-c", "open('/opt/torchship/x', 'w')"])
                 assert read_only.returncode != 0 and "Read-only file system" in read_only.stderr
                 assert running.probe("live").returncode == 0
-                checked = check_served(running, texts, expected, spec.validate.atol, spec.validate.rtol)
+                schema = task_definition(spec.task).runtime.request
+                checked = check_served(
+                    running, bodies, schema, expected, spec.validate.atol, spec.validate.rtol
+                )
                 assert checked.parity["ok"], checked.parity["failure"]
-                assert checked.parity["compared"] == 2 * len(texts) + 1
+                assert checked.parity["compared"] == 2 * len(bodies) + 1
                 # The model-register API is off: the image serves exactly the verified .mar.
                 register = podman.exec(running.name, ["python", "-c", (
                     "import urllib.request as u, os\n"
