@@ -4,6 +4,7 @@ the Hugging Face model's own logits; long contexts in windows; each bad request 
 import pytest
 import torch
 
+from model_calls import model_calls
 from tiny_models import save_tiny_qa, write_spec
 from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import BadRequest
@@ -83,25 +84,15 @@ def test_answers_equal_a_brute_force_search_over_every_window(qa, question, cont
 
 def test_a_list_of_questions_answers_each_and_runs_every_window_together(qa):
     _, task = qa
-    calls = []
-    forward = task.encoder.forward
-
-    def counting(features):
-        calls.append(features["input_ids"].shape[0])
-        return forward(features)
-
-    task.encoder.forward = counting
-    try:
-        bodies = [
-            [
-                {"question": "where does john live ?", "context": CONTEXT},
-                {"question": "who ?", "context": LONG_CONTEXT},
-            ],
-            {"question": "what sat on the mat ?", "context": CONTEXT},
-        ]
+    bodies = [
+        [
+            {"question": "where does john live ?", "context": CONTEXT},
+            {"question": "who ?", "context": LONG_CONTEXT},
+        ],
+        {"question": "what sat on the mat ?", "context": CONTEXT},
+    ]
+    with model_calls(task) as calls:
         listed, single = answer_bodies(task, bodies)
-    finally:
-        task.encoder.forward = forward
     windows = sum(calls)
     assert windows > 3 and len(calls) <= -(-windows // task.encoder.max_batch) + 1
     alone = [answer_bodies(task, [body])[0] for body in bodies[0]]
