@@ -13,12 +13,19 @@ import yaml
 from typer.testing import CliRunner
 
 from init_helpers import REPO
-from tiny_models import save_tiny_bert, save_tiny_classifier, save_tiny_labelled
+from tiny_models import (
+    save_tiny_bert,
+    save_tiny_classifier,
+    save_tiny_cross_encoder,
+    save_tiny_labelled,
+    save_tiny_qa,
+)
 from torchship import __version__
 from torchship.cli import app
 from torchship.examples import load_examples
 from torchship.modeling import load_source_model
 from torchship.spec import load_spec
+from torchship.tasks import task_definition
 
 runner = CliRunner()
 SHARED = [
@@ -40,6 +47,8 @@ def checkpoints(tmp_path_factory) -> Path:
     save_tiny_bert(root / "encoder")
     save_tiny_labelled(root / "ner", "bert", "token", {0: "O", 1: "B-PER", 2: "I-PER"}, 0, lambda m: None)
     save_tiny_classifier(root / "unnamed", labels={0: "LABEL_0", 1: "LABEL_1"})
+    save_tiny_cross_encoder(root / "cross-encoder")
+    save_tiny_qa(root / "squad", "electra")
     return root
 
 
@@ -115,6 +124,8 @@ def test_init_writes_a_repository_that_ships_the_classifier(repo):
         ("encoder", [], "embeddings"),
         ("encoder", ["--task", "keywords"], "keywords"),
         ("ner", [], "token-classification"),
+        ("cross-encoder", [], "reranking"),  # a one-logit head without label names
+        ("squad", [], "question-answering"),
     ],
 )
 def test_the_task_comes_from_the_checkpoint_and_task_chooses_among_what_it_can_serve(
@@ -125,6 +136,8 @@ def test_the_task_comes_from_the_checkpoint_and_task_chooses_among_what_it_can_s
     spec = load_spec(repo / "models" / "m" / "model.yaml")
     assert spec.task == task
     load_source_model(spec.resolve(spec.source), spec.task, spec.spec_path)
+    # The examples init writes are requests of the task's own schema (load_examples refuses others).
+    assert load_examples(spec) == list(task_definition(task).builtin_examples)
 
 
 def test_the_same_arguments_again_change_nothing_and_say_so(repo):
@@ -266,6 +279,11 @@ def test_a_model_folder_that_is_not_a_saved_checkpoint_is_refused_naming_what_is
             "--task 'translation' is not a task",
         ),
         (["--model", "checkpoints/unnamed"], 3, "has no label names"),
+        (
+            ["--model", "checkpoints/cross-encoder", "--task", "text-classification"],
+            3,
+            "made for reranking; it cannot serve --task text-classification (it can serve: reranking)",
+        ),
         (["--model", "checkpoints/encoder", "--name", "My_Model"], 2, "Use --name my-model"),
         (["--model", "checkpoints/missing"], 2, "checkpoints/missing: no such directory"),
     ],

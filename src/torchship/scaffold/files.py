@@ -16,6 +16,7 @@ from torchship.locks import lock_file
 from torchship.rendering import render_template
 from torchship.scaffold.checkpoint import Checkpoint
 from torchship.tasks import task_definition
+from torchship.tasks.checkpoints import has_generic_labels
 
 # How CodeBuild installs torchship: the pinned requirement (a user repository) or `make venv` (torchship's
 # own checkout, which is torchship).
@@ -103,7 +104,9 @@ def model_files(repo: Path, name: str, task: str, checkpoint: Checkpoint) -> lis
     model = checkpoint.path.resolve()
     source = Path(os.path.relpath(model, spec_dir.resolve())).as_posix()
     outside = not model.is_relative_to(repo.resolve())
-    labels = [f"{index}: {_comment_text(label)}" for index, label in enumerate(checkpoint.labels)]
+    # Placeholder names (LABEL_0: a cross-encoder's or a span head's) are not answers the model serves.
+    named = not has_generic_labels(dict(enumerate(checkpoint.labels)))
+    labels = [f"{index}: {_comment_text(label)}" for index, label in enumerate(checkpoint.labels) if named]
     spec = _template(
         "model.yaml.j2",
         model_name=name,

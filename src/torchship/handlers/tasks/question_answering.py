@@ -17,7 +17,7 @@ import torch
 from ..encoder import Tokenized
 from ..model_io import Outputs
 from ..qa_spans import PairError, Window, best_span, build_windows
-from ..requests import BadRequest, Limits, ParsedRequest, check_count, check_options, check_text, over_budget
+from ..requests import BadRequest, Limits, ParsedRequest, check_count, check_text, over_budget
 from .base import RequestSchema, Task, TaskSettings, setting
 
 _KEYS = ("question", "context")
@@ -42,8 +42,8 @@ def _pair(value: Any, where: str) -> tuple[str, str]:
 
 
 def parse_questions(value: Any, limits: Limits, allowed_options: dict[str, type]) -> ParsedRequest:
-    """{"question": str, "context": str} -> one answer; a list of such objects -> a list of answers."""
-    check_options({}, allowed_options)
+    """{"question": str, "context": str} -> one answer; a list of such objects -> a list of answers.
+    There are no per-request options: a key beside question and context is refused by name."""
     if isinstance(value, list):
         check_count(len(value), "the list of questions", limits)
         return ParsedRequest([_pair(item, f"item [{i}]") for i, item in enumerate(value)], single=False)
