@@ -15,7 +15,13 @@ import pytest
 from conftest import run_stages
 from test_cli import torchship
 from test_ner import BIO_LABELS
-from tiny_models import save_tiny_classifier, save_tiny_labelled, write_spec
+from tiny_models import (
+    save_tiny_classifier,
+    save_tiny_cross_encoder,
+    save_tiny_labelled,
+    save_tiny_qa,
+    write_spec,
+)
 from torchship.errors import SpecError, TorchshipError, ValidationFailed
 from torchship.handlers.requests import Limits, parse_request
 from torchship.modeling import fit_to_model, load_source_model, token_limit
@@ -88,6 +94,29 @@ def test_placeholder_labels_are_refused(tmp_path):
     model_dir = save_tiny_classifier(tmp_path / "model", labels={0: "LABEL_0", 1: "LABEL_1"})
     with pytest.raises(ValidationFailed, match="no label names"):
         load_source_model(model_dir, "text-classification")
+
+
+def test_a_labelled_classifier_is_not_a_reranker_and_a_cross_encoder_is_not_a_classifier(
+    tmp_path, sequence_checkpoint
+):
+    with pytest.raises(ValidationFailed, match="has a head with 3 outputs; reranking needs a cross-encoder"):
+        load_source_model(sequence_checkpoint, "reranking")
+    cross_encoder = save_tiny_cross_encoder(tmp_path / "cross-encoder")
+    with pytest.raises(ValidationFailed, match="no label names"):
+        load_source_model(cross_encoder, "text-classification")
+    assert load_source_model(cross_encoder, "reranking").io.outputs == ("logits",)
+
+
+def test_a_span_head_serves_question_answering_only(tmp_path, sequence_checkpoint):
+    squad = save_tiny_qa(tmp_path / "squad", "roberta")
+    with pytest.raises(
+        ValidationFailed, match="ForQuestionAnswering checkpoint, made for question-answering"
+    ):
+        load_source_model(squad, "embeddings")
+    with pytest.raises(ValidationFailed, match="needs a question-answering"):
+        load_source_model(sequence_checkpoint, "question-answering")
+    model = load_source_model(squad, "question-answering")
+    assert model.io.outputs == ("start_logits", "end_logits") and "token_type_ids" not in model.io.inputs
 
 
 def test_matching_checkpoints_load(sequence_checkpoint, token_checkpoint, tiny_model_dir):
