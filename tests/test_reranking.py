@@ -146,3 +146,15 @@ def test_a_pair_over_max_length_is_a_4xx_naming_the_limit_when_truncation_is_off
         and "query/text pair has" in over.message
         and "max_length of 64" in over.message
     )
+
+
+def test_agreement_allows_only_tied_texts_to_swap():
+    from torchship.tasks import task_definition
+
+    definition = task_definition("reranking")
+    source = [{"index": 1, "score": 0.9}, {"index": 0, "score": 0.5}, {"index": 2, "score": 0.5}]
+    tied_swap = [{"index": 1, "score": 0.9}, {"index": 2, "score": 0.5000001}, {"index": 0, "score": 0.5}]
+    real_swap = [{"index": 0, "score": 0.9}, {"index": 1, "score": 0.5}, {"index": 2, "score": 0.5}]
+    assert definition.agrees(source, source) and definition.agrees(tied_swap, source)
+    assert not definition.agrees(real_swap, source)
+    assert not definition.agrees(source[:2], source)

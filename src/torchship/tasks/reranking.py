@@ -11,6 +11,9 @@ from torchship.tasks.base import Reduce, TaskDefinition
 from torchship.tasks.checkpoints import SEQUENCE_HEAD, has_generic_labels, require_one_logit
 from torchship.validate.eval_set import RANKED_TEXTS
 
+# Source scores this close count as a tie: their texts may come back in either order.
+TIED_SCORES = 1e-6
+
 # What the gate and verify send without an examples file: queries with texts of clearly different relevance.
 BUILTIN_RANKINGS = (
     {
@@ -57,3 +60,15 @@ class Reranking(TaskDefinition):
 
     def agreement_key(self, answer: Any) -> Any:
         return [entry["index"] for entry in answer]  # the order a client reads the texts in
+
+    def agrees(self, compiled: Any, source: Any) -> bool:
+        # The same order, except that texts the source scores equally (a duplicated text) may swap: read in
+        # the compiled order, the source's own scores must be the source's sorted scores.
+        if sorted(self.agreement_key(compiled)) != sorted(self.agreement_key(source)):
+            return False
+        score = {entry["index"]: entry["score"] for entry in source}
+        in_compiled_order = [score[index] for index in self.agreement_key(compiled)]
+        return all(
+            abs(a - b) <= TIED_SCORES
+            for a, b in zip(in_compiled_order, (e["score"] for e in source), strict=True)
+        )
