@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -67,11 +68,20 @@ def run_stages(spec: ModelSpec, settings: Settings, until: str = "verify", force
     return Runner(spec, settings, STAGES, SilentReporter()).run(names[: names.index(until) + 1], force=force)
 
 
-def packaged(spec_path: Path, outputs: Path) -> tuple[ModelSpec, Settings, Path]:
+def packaged(spec_path: Path, outputs: Path, until: str = "package") -> tuple[ModelSpec, Settings, Path]:
+    """The spec through the stages up to `until` (all of them must succeed); its .mar."""
     spec, settings = load_spec(spec_path), Settings(outputs_dir=outputs)
-    outcomes = run_stages(spec, settings, until="package")
+    outcomes = run_stages(spec, settings, until=until)
     assert outcomes[-1].status != "failed", outcomes[-1].error
     return spec, settings, mar_path(settings.stage_root(spec.name, spec.version) / "package", spec)
+
+
+def verified_pair_task(root: Path, model_dir: Path, name: str, task: str, bodies: list, extra: str = ""):
+    """A pair-task model through fetch -> verify, with `bodies` as its examples: verify has then served
+    them from a real TorchServe and found them equal to the source model's answers in-process."""
+    spec_path = write_spec(root / "spec", str(model_dir), name=name, task=task, extra=extra)
+    (spec_path.parent / "examples.jsonl").write_text("".join(json.dumps(body) + "\n" for body in bodies))
+    return packaged(spec_path, root / "outputs", until="verify")
 
 
 @pytest.fixture(scope="session")
@@ -114,12 +124,77 @@ def ner_package(tmp_path_factory):
     )
 
 
+# The pair tasks' examples (verify serves them); the QA spec's windows are 64 tokens sharing 16, so
+# QA_LONG_CONTEXT needs several windows and QA_TOO_LONG_CONTEXT more than max_windows_per_context.
+RERANK_EXAMPLES = [
+    {"query": "where does the cat sit ?", "texts": ["the cat sat on the mat .", "hello world", "a good dog"]},
+    {"query": "who works for google ?", "texts": ["mary lives in london", "john works for google ."]},
+]
+QA_SPEC = "question_answering: {max_answer_tokens: 6, doc_stride: 16, max_windows_per_context: 8}\n"
+QA_CONTEXT = "john lives in paris and works for google . the cat sat on the mat ."
+QA_LONG_CONTEXT = " ".join(
+    f"{name} lives in {city} and the {pet} sat on the {rug} ."
+    for name, city, pet, rug in [("john", "paris", "cat", "mat"), ("mary", "london", "dog", "rug")] * 4
+)
+QA_TOO_LONG_CONTEXT = "the cat sat on the mat . " * 60
+QA_EXAMPLES = [
+    {"question": "where does john live ?", "context": QA_CONTEXT},
+    {"question": "who sat on the rug ?", "context": QA_LONG_CONTEXT},
+]
+
+
 @pytest.fixture(scope="session")
-def torchserve(tiny_package, minilm_package, keywords_package, sentiment_package, ner_package):
+def rerank_package(tmp_path_factory):
+    """A BERT cross-encoder whose token types move its scores, verified with reranking requests."""
+    from tiny_models import save_tiny_typed_cross_encoder
+
+    root = tmp_path_factory.mktemp("rerank-package")
+    model_dir = save_tiny_typed_cross_encoder(root / "model")
+    return verified_pair_task(root, model_dir, "tiny-rerank", "reranking", RERANK_EXAMPLES)
+
+
+def _qa_package(tmp_path_factory, arch: str):
+    from tiny_models import save_tiny_qa
+
+    root = tmp_path_factory.mktemp(f"qa-{arch}-package")
+    model_dir = save_tiny_qa(root / "model", arch)
+    return verified_pair_task(root, model_dir, f"tiny-qa-{arch}", "question-answering", QA_EXAMPLES, QA_SPEC)
+
+
+@pytest.fixture(scope="session")
+def qa_roberta_package(tmp_path_factory):
+    return _qa_package(tmp_path_factory, "roberta")
+
+
+@pytest.fixture(scope="session")
+def qa_electra_package(tmp_path_factory):
+    return _qa_package(tmp_path_factory, "electra")
+
+
+@pytest.fixture(scope="session")
+def torchserve(
+    tiny_package,
+    minilm_package,
+    keywords_package,
+    sentiment_package,
+    ner_package,
+    rerank_package,
+    qa_roberta_package,
+    qa_electra_package,
+):
     """One real TorchServe for the test session, serving a model of every task (the demo models too)."""
     from torchship.serving.torchserve import TorchServe
 
-    packages = (tiny_package, minilm_package, keywords_package, sentiment_package, ner_package)
+    packages = (
+        tiny_package,
+        minilm_package,
+        keywords_package,
+        sentiment_package,
+        ner_package,
+        rerank_package,
+        qa_roberta_package,
+        qa_electra_package,
+    )
     server = TorchServe({spec.name: mar for spec, _, mar in packages}, tiny_package[1])
     server.start()
     try:

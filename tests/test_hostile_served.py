@@ -2,6 +2,7 @@
 equal to the source model's answer, each hostile one its own 4xx, and no worker ever restarts. And a worker
 SIGKILLed under load: TorchServe restarts it and every request sent after recovery succeeds."""
 
+import itertools
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from conftest import QA_CONTEXT, QA_LONG_CONTEXT, QA_TOO_LONG_CONTEXT
 from test_torchserve import post
 from torchship.reference import source_results
 
@@ -83,7 +85,47 @@ def agrees(task: str, served, expected) -> bool:
     if task == "token-classification":
         key = ("entity_group", "start", "end")
         return [tuple(e[k] for k in key) for e in served] == [tuple(e[k] for k in key) for e in expected]
+    if task == "reranking":
+        return [r["index"] for r in served] == [r["index"] for r in expected] and all(
+            abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(served, expected, strict=True)
+        )
+    if task == "question-answering":
+        listed = served if isinstance(served, list) else [served]
+        wanted = expected if isinstance(expected, list) else [expected]
+        return len(listed) == len(wanted) and all(
+            (a["answer"], a["start"], a["end"]) == (b["answer"], b["start"], b["end"])
+            and abs(a["score"] - b["score"]) <= 1e-4 * abs(b["score"])
+            for a, b in zip(listed, wanted, strict=True)
+        )
     return [k["keyword"] for k in served] == [k["keyword"] for k in expected]
+
+
+def check_mixed_load(server, spec, mixed, expected) -> None:
+    """`mixed` (body, content type, status, what) sent concurrently, so TorchServe batches good and hostile
+    requests together: each good one (`what`: its index in `expected`) 200 and agreeing with the source
+    model, each hostile one its own status with `what` in its message, and no worker died or restarted."""
+    pids_before = [w["pid"] for w in describe(server, spec.name)["workers"]]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        responses = list(pool.map(lambda r: post(server, spec.name, r[0], r[1]), mixed))
+    elapsed = time.monotonic() - started
+    for (body, _, status, what), response in zip(mixed, responses, strict=True):
+        assert response.status_code == status, (what, response.status_code, response.text[:300])
+        if status == 200:
+            assert agrees(spec.task, response.json(), expected[what]), (body[:200], response.text[:300])
+        else:
+            answer = response.json()
+            assert answer["code"] == status and what in answer["message"], answer
+    workers = describe(server, spec.name)["workers"]
+    assert [w["pid"] for w in workers] == pids_before and {w["status"] for w in workers} == {"READY"}
+    assert "Backend worker process died" not in "\n".join(server.log_lines())
+    assert elapsed < spec.serve.response_timeout_s / 4, elapsed
+
+
+def interleaved(good: list, hostile: list) -> list:
+    """Good and hostile requests alternating (the good ones cycled), every hostile one sent, the first
+    four twice."""
+    return [r for pair in zip(itertools.cycle(good), hostile + hostile[:4]) for r in pair]
 
 
 @pytest.mark.parametrize("package", TASK_PACKAGES)
@@ -93,24 +135,58 @@ def test_mixed_hostile_and_good_load(torchserve, request, package):
     expected = source_results(spec, model_dir, SENTENCES)
     hostile = HOSTILE + (KEYWORDS_HOSTILE if spec.task == "keywords" else [])
     good = [(json.dumps({"text": s}).encode(), "application/json", 200, i) for i, s in enumerate(SENTENCES)]
-    mixed = [r for pair in zip(good * 3, hostile + hostile[:4], strict=False) for r in pair]
-    pids_before = [w["pid"] for w in describe(torchserve, spec.name)["workers"]]
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        responses = list(pool.map(lambda r: post(torchserve, spec.name, r[0], r[1]), mixed))
-    elapsed = time.monotonic() - started
-    for (_, _, status, what), response in zip(mixed, responses, strict=True):
-        assert response.status_code == status, (what, response.status_code, response.text[:300])
-        if status == 200:
-            assert agrees(spec.task, response.json(), expected[what]), (SENTENCES[what], response.text[:300])
-        else:
-            body = response.json()
-            assert body["code"] == status and what in body["message"], body
-    # No worker died or restarted: same pids, all READY, nothing in the log.
-    workers = describe(torchserve, spec.name)["workers"]
-    assert [w["pid"] for w in workers] == pids_before and {w["status"] for w in workers} == {"READY"}
-    assert "Backend worker process died" not in "\n".join(torchserve.log_lines())
-    assert elapsed < spec.serve.response_timeout_s / 4, elapsed
+    check_mixed_load(torchserve, spec, interleaved(good, hostile), expected)
+
+
+# Hostile bodies every task's parser must refuse before its schema: (body, content type, status, message).
+UNPARSABLE = [r for r in HOSTILE if r[3] in ("nested too deeply", "not valid UTF-8", "malformed JSON")]
+RANKINGS = [
+    {"query": "where does the cat sit ?", "texts": ["the cat sat on the mat .", "hello world", "a dog ran"]},
+    {"query": "who works for google ?", "texts": ["john works for google .", "mary lives in london"]},
+    {"query": "a great movie", "texts": ["i love this film", "the movie was terrible", "ok"]},
+]
+BAD_RANKINGS = [
+    ({"texts": ["the cat"]}, 400, "lacks 'query'"),
+    ({"query": "q", "texts": []}, 400, '"texts" is an empty list'),
+    ({"query": "q", "texts": ["the cat", 3]}, 400, '"texts"[1] must be a string'),
+    ({"query": "q", "texts": ["the cat", ["the mat"]]}, 400, '"texts"[1] must be a string'),
+    ({"query": "q", "texts": ["ok", "\udfff"]}, 400, "not valid UTF-8/Unicode"),
+    ({"query": "q", "texts": ["the cat"] * 9}, 400, "over the limit of 8 per request"),
+]
+QUESTIONS = [
+    {"question": "where does john live ?", "context": QA_CONTEXT},
+    [
+        {"question": "who sat on the rug ?", "context": QA_LONG_CONTEXT},
+        {"question": "where does mary live ?", "context": "mary lives in london ."},
+    ],
+    {"question": "what sat on the mat ?", "context": QA_CONTEXT},
+]
+BAD_QUESTIONS = [
+    ({"question": "who works for google ?"}, 400, "lacks 'context'"),
+    ({"question": "who " * 70, "context": QA_CONTEXT}, 400, "leaves no room for the context"),
+    (
+        {"question": "who ?", "context": QA_TOO_LONG_CONTEXT},
+        413,
+        "question_answering.max_windows_per_context",
+    ),
+    ([{"question": "who ?", "context": QA_CONTEXT}, {"question": "who ?"}], 400, "item [1] lacks 'context'"),
+]
+PAIR_REQUESTS = {
+    "rerank_package": (RANKINGS, BAD_RANKINGS),
+    "qa_roberta_package": (QUESTIONS, BAD_QUESTIONS),
+    "qa_electra_package": (QUESTIONS, BAD_QUESTIONS),
+}
+
+
+@pytest.mark.parametrize("package", list(PAIR_REQUESTS))
+def test_mixed_hostile_and_good_pair_requests(torchserve, request, package):
+    spec, settings, _ = request.getfixturevalue(package)
+    model_dir = settings.stage_root(spec.name, spec.version) / "fetch" / "model"
+    bodies, bad = PAIR_REQUESTS[package]
+    expected = source_results(spec, model_dir, bodies)
+    good = [(json.dumps(body).encode(), "application/json", 200, i) for i, body in enumerate(bodies)]
+    hostile = [(json.dumps(body).encode(), "application/json", s, m) for body, s, m in bad] + UNPARSABLE
+    check_mixed_load(torchserve, spec, interleaved(good, hostile), expected)
 
 
 def test_a_worker_killed_under_load_is_restarted(tiny_package):

@@ -1,10 +1,13 @@
-"""Each task served by the real TorchServe equals its reference library on the source model."""
+"""Each task served by the real TorchServe equals its reference library on the source model (question
+answering, which has none in transformers 5: torchship's reference and a brute-force span search)."""
 
 import json
 
 import pytest
 
+from conftest import QA_CONTEXT, QA_LONG_CONTEXT
 from test_torchserve import post
+from torchship.reference import source_results
 
 pytestmark = pytest.mark.torchserve
 
@@ -92,3 +95,74 @@ def test_bad_options_are_400_per_task(torchserve, request, package, body, messag
     response = post(torchserve, spec.name, body)
     assert response.status_code == 400, response.text
     assert message in json.loads(response.text)["message"]
+
+
+RERANK_QUERY = "where does john work ?"
+RERANK_TEXTS = [
+    "john works for google in london .",
+    "the cat sat on the mat .",
+    "mary lives in paris",
+    "ok",
+    # Over the 64-token window as a pair: truncated longest-first, as the CrossEncoder truncates it.
+    " ".join(["john works for google and mary works for apple ."] * 8),
+]
+
+
+def test_reranking_equals_sentence_transformers_cross_encoder(torchserve, rerank_package):
+    from sentence_transformers import CrossEncoder
+
+    spec, model_dir = _fetched(rerank_package)
+    model = CrossEncoder(str(model_dir), max_length=spec.compile.max_length, device="cpu")
+    expected = model.predict([(RERANK_QUERY, text) for text in RERANK_TEXTS]).tolist()
+    assert max(expected) - min(expected) > 1e-3, "the tiny model must rank, or order checks compare ties"
+    best_first = sorted(range(len(RERANK_TEXTS)), key=lambda i: -expected[i])
+    response = post(torchserve, spec.name, {"query": RERANK_QUERY, "texts": RERANK_TEXTS})
+    assert response.status_code == 200, response.text
+    served = response.json()
+    assert [r["index"] for r in served] == best_first
+    assert [r["score"] for r in served] == pytest.approx([expected[i] for i in best_first], abs=1e-5)
+
+    top = post(
+        torchserve,
+        spec.name,
+        {"query": RERANK_QUERY, "texts": RERANK_TEXTS, "top_n": 2, "return_texts": True},
+    )
+    assert top.status_code == 200, top.text
+    assert [(r["index"], r["text"]) for r in top.json()] == [(i, RERANK_TEXTS[i]) for i in best_first[:2]]
+    assert [r["score"] for r in top.json()] == pytest.approx([expected[i] for i in best_first[:2]], abs=1e-5)
+
+
+QA_QUESTIONS = [
+    {"question": "where does mary live ?", "context": "mary lives in london and john lives in paris ."},
+    {"question": "what sat on the mat ?", "context": QA_LONG_CONTEXT},
+    {"question": "who works for google ?", "context": QA_CONTEXT},
+]
+
+
+@pytest.mark.parametrize("package", ["qa_roberta_package", "qa_electra_package"])
+def test_question_answering_equals_the_reference_and_a_brute_force_search(torchserve, request, package):
+    from test_question_answering import brute_force_answer
+
+    spec, model_dir = _fetched(request.getfixturevalue(package))
+    reference = source_results(spec, model_dir, QA_QUESTIONS)
+    singles = [post(torchserve, spec.name, body) for body in QA_QUESTIONS]
+    listed = post(torchserve, spec.name, QA_QUESTIONS)
+    assert listed.status_code == 200 and all(r.status_code == 200 for r in singles), listed.text
+    assert len(listed.json()) == len(QA_QUESTIONS)
+    section = spec.question_answering
+    for body, single, in_list, expected in zip(QA_QUESTIONS, singles, listed.json(), reference, strict=True):
+        score, start, end, windows = brute_force_answer(
+            model_dir,
+            body["question"],
+            body["context"],
+            max_length=spec.compile.max_length,
+            stride=section.doc_stride,
+            max_answer=section.max_answer_tokens,
+        )
+        if body["context"] is QA_LONG_CONTEXT:
+            assert windows >= 3, "the long context must be split into several windows"
+        for served in (single.json(), in_list):
+            assert (served["start"], served["end"]) == (expected["start"], expected["end"]) == (start, end)
+            assert served["answer"] == expected["answer"] == body["context"][start:end]
+            assert served["score"] == pytest.approx(expected["score"], rel=1e-4)
+            assert served["score"] == pytest.approx(score, rel=1e-4)

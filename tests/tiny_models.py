@@ -320,21 +320,6 @@ class LengthDependent(NamedIO):
         return tuple(out + 0.5 for out in outputs) if tensors[0].shape[1] > 16 else outputs
 
 
-def _amplify_token_types(model) -> None:
-    # Random token-type embeddings are small next to the word embeddings; scaled up, the query/text
-    # boundary they mark changes the score a lot, so serving without token types cannot pass unnoticed.
-    with torch.no_grad():
-        model.classifier.weight.mul_(400)  # scores spread over (0, 1), not all near 0.5
-        model.base_model.embeddings.token_type_embeddings.weight.mul_(30)
-
-
-def save_tiny_cross_encoder(directory: Path, arch: str = "bert", *, seed: int = 0) -> Path:
-    """A tiny cross-encoder: a sequence head with one logit (as sentence-transformers saves one), whose
-    token types matter (BERT-family)."""
-    shape = _amplify_token_types if arch == "bert" else _amplify_head
-    return save_tiny_labelled(directory, arch, "sequence", {0: "LABEL_0"}, seed, shape)
-
-
 def _decisive_spans(model) -> None:
     # Random span heads give flat logits; scaled up, one span clearly wins, so answers are comparable.
     with torch.no_grad():
