@@ -14,7 +14,9 @@ load generator (torchship.loadgen, as `torchship tune` and bench/serving.py) at 
 
 For each: requests/s, p50/p95/p99 and the model rows per second (query/text pairs, context windows): the
 work the encoder does, comparable across tasks and with bench/serving.py's texts/s. Every request must
-answer 200; a failed one is reported, not counted as throughput. Prints a table and writes
+answer 200; a failed one is reported, not counted as throughput. Beside each, the in-process floor of the
+same minutes: the handler's own code (tokenization, windows, span search included) on the traced model in
+this process, serve.batch_size requests per call, no HTTP. Prints a table and writes
 bench/results/pairs-<timestamp>.json and pairs-latest.json. The load runs on the same cores as TorchServe;
 compare rows from one run.
 """
@@ -25,19 +27,24 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from minilm_heads import minilm_dir, packaged, spec_with_head
 
+from torchship.archiver.package import handler_config
+from torchship.handlers.loading import load_compiled
 from torchship.handlers.qa_spans import build_windows
+from torchship.handlers.requests import ParsedRequest
+from torchship.handlers.service import build_task, predict
 from torchship.loadgen import load_test, make_texts
 from torchship.serving.torchserve import TorchServe
 from torchship.settings import Settings
+from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.tasks.question_answering import doc_stride
 
@@ -73,6 +80,7 @@ class Row:
     p95_ms: float
     p99_ms: float
     client_cpu_cores: float
+    in_process_requests_per_s: float  # the floor, measured just before this case was served
 
 
 def rerank_cases(tokenizer, quick: bool) -> list[Case]:
@@ -109,7 +117,7 @@ def qa_cases(tokenizer, spec: ModelSpec, quick: bool) -> list[Case]:
     return cases
 
 
-def measure(server: TorchServe, spec: ModelSpec, case: Case, clients: int) -> Row:
+def measure(server: TorchServe, spec: ModelSpec, case: Case, clients: int, floor: float) -> Row:
     load = [case.bodies[i % len(case.bodies)] for i in range(case.requests)]
     result = load_test(
         f"{server.inference_url}/predictions/{spec.name}", server.inference_token, load, clients
@@ -129,19 +137,47 @@ def measure(server: TorchServe, spec: ModelSpec, case: Case, clients: int) -> Ro
         p95_ms=result.p95,
         p99_ms=result.p99,
         client_cpu_cores=result.client_cpu_cores,
+        in_process_requests_per_s=floor,
     )
+
+
+def parsed(case: Case, body: dict[str, Any]) -> ParsedRequest:
+    """A request body as the handler's parser leaves it: (query, text) or (question, context) pairs."""
+    if case.task == "reranking":
+        return ParsedRequest([(body["query"], text) for text in body["texts"]], single=False)
+    return ParsedRequest([(body["question"], body["context"])], single=True)
+
+
+def in_process_task(spec: ModelSpec, settings: Settings):
+    """The handler's task on the compiled model, in this process, with the served threads per worker."""
+    root = settings.stage_root(spec.name, spec.version)
+    model_dir = root / "fetch" / MODEL_DIRNAME
+    torch.set_num_threads(spec.serve.threads or max(1, (os.cpu_count() or 1) // spec.serve.workers))
+    config = {**handler_config(spec, model_dir), "tokenizer_dir": "."}
+    return build_task(model_dir, config, model=load_compiled(root / "compile"))
+
+
+def in_process(task, case: Case, batch_size: int) -> float:
+    """Requests/s of the handler's code alone: two calls of batch_size requests after a warm-up call."""
+    requests = [parsed(case, case.bodies[i % len(case.bodies)]) for i in range(2 * batch_size)]
+    predict(task, requests[:batch_size])
+    started = time.perf_counter()
+    for i in range(0, len(requests), batch_size):
+        answers = predict(task, requests[i : i + batch_size])
+        assert not any(isinstance(a, Exception) for a in answers), answers
+    return len(requests) / (time.perf_counter() - started)
 
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| task | request | clients | req/s | model rows/s | p50 / p95 / p99 ms | failures |",
-        "|---|---|---|---|---|---|---|",
+        "| task | request | clients | req/s | model rows/s | p50 / p95 / p99 ms | failures | in-process req/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         unit = "pairs" if r.task == "reranking" else "windows"
         lines.append(
             f"| {r.task} | {r.case} | {r.clients} | {r.requests_per_s:.1f} | {r.rows_per_s:.1f} {unit} | "
-            f"{r.p50_ms:.0f} / {r.p95_ms:.0f} / {r.p99_ms:.0f} | {r.failures} |"
+            f"{r.p50_ms:.0f} / {r.p95_ms:.0f} / {r.p99_ms:.0f} | {r.failures} | {r.in_process_requests_per_s:.1f} |"
         )
     return "\n".join(lines)
 
@@ -153,7 +189,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     settings = Settings(outputs_dir=REPO / "outputs" / "bench-pairs")
-    root = Path(tempfile.mkdtemp(prefix="torchship-pairs-"))
+    root = REPO / "outputs" / "bench-pairs-models"  # fixed: a rerun reuses the models and their packages
     models = {}
     for task in ("reranking", "question-answering"):
         print(f"packaging {task} (compile, gate, package) ...", flush=True)
@@ -162,15 +198,18 @@ def main() -> None:
     cases = rerank_cases(tokenizer, args.quick) + qa_cases(
         tokenizer, models["question-answering"][0], args.quick
     )
+    floors = {task: in_process_task(spec, settings) for task, (spec, _) in models.items()}
     started = datetime.now(UTC).isoformat(timespec="seconds")
     loadavg_start = os.getloadavg()
     rows: list[Row] = []
     with TorchServe({spec.name: mar for spec, mar in models.values()}, settings) as server:
         for case in cases:
             spec = models[case.task][0]
+            floor = in_process(floors[case.task], case, spec.serve.batch_size)
+            print(f"{case.task} · {case.label} · in-process: {floor:.1f} req/s", flush=True)
             for clients in CONCURRENCY:
                 t0 = time.monotonic()
-                row = measure(server, spec, case, clients)
+                row = measure(server, spec, case, clients, floor)
                 rows.append(row)
                 print(
                     f"{case.task} · {case.label} · {clients} clients: {row.requests_per_s:.1f} req/s, "

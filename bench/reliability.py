@@ -4,6 +4,7 @@ bounded soak with the worker's memory sampled, all against the real TorchServe 0
 Usage:
 
     .venv/bin/python bench/reliability.py [--soak-s 180] [--quick]
+    .venv/bin/python bench/reliability.py --tasks reranking,question-answering   # their worst case alone
 
 Six models, one per task, all on all-MiniLM-L6-v2's encoder so the compute is a real model's:
 the demo specs for embeddings and keywords, and the same encoder with a seeded random head
@@ -35,7 +36,6 @@ import os
 import platform
 import signal
 import statistics
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -349,16 +349,70 @@ def kill_under_load(server: TorchServe, name: str) -> dict:
     }
 
 
+def worst_cases(server: TorchServe, models: dict[str, tuple[ModelSpec, Path]], tokenizer) -> dict:
+    """Per task, a full server-side batch of requests at its limits, sent at once."""
+    out: dict = {}
+    for task, (spec, _) in models.items():
+        batch = spec.serve.batch_size
+        at_limit = AT_LIMIT.get(
+            task, lambda tokenizer, spec, seed: {"texts": long_texts(tokenizer, spec, seed)}
+        )
+        bodies = [at_limit(tokenizer, spec, seed) for seed in range(batch)]
+        worst_case(server, spec, bodies[:1])  # warm-up: the first call pays for the JIT
+        figures = worst_case(server, spec, bodies)
+        figures["limits"] = {
+            "serve.batch_size": batch,
+            "serve.max_texts_per_request": spec.serve.max_texts_per_request,
+            "compile.max_length": spec.compile.known_max_length(),
+            "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
+        }
+        if "texts" in bodies[0]:
+            figures["limits"]["texts_per_request"] = len(bodies[0]["texts"])
+        if task == "question-answering":
+            figures["limits"]["question_answering.max_windows_per_context"] = (
+                spec.question_answering.max_windows_per_context
+            )
+            figures["limits"]["windows_per_request"] = len(
+                build_windows(
+                    tokenizer,
+                    [bodies[0]["question"]],
+                    [bodies[0]["context"]],
+                    max_length=spec.compile.known_max_length(),
+                    stride=doc_stride(spec),
+                )[0]
+            )
+        if task == "keywords":
+            figures["limits"]["keywords.max_candidates_per_request"] = (
+                spec.keywords.max_candidates_per_request
+            )
+            figures["limits"]["keywords.max_candidate_tokens_per_request"] = (
+                spec.keywords.max_candidate_tokens_per_request
+            )
+        out[task] = figures
+        print(f"worst case {task}: {json.dumps(figures)}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--soak-s", type=float, default=180.0, help="soak duration (seconds)")
     parser.add_argument("--quick", action="store_true", help="a 30 s soak (a smoke run)")
+    parser.add_argument(
+        "--tasks",
+        help="comma-separated: only these tasks' worst case (no max-body, refusals, soak or kill), written "
+        "as reliability-worst-case-<timestamp>.json",
+    )
     args = parser.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else [*DEMO, *HEADS]
+    unknown = sorted(set(tasks) - {*DEMO, *HEADS})
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join([*DEMO, *HEADS])}")
     soak_s = 30.0 if args.quick else args.soak_s
     settings = Settings(outputs_dir=REPO / "outputs" / "bench-reliability")
-    root = Path(tempfile.mkdtemp(prefix="torchship-reliability-"))
-    specs = {task: path for task, path in DEMO.items()}
-    specs.update({task: spec_with_head(task, root) for task in HEADS})
+    root = (
+        REPO / "outputs" / "bench-reliability-models"
+    )  # fixed: a rerun reuses the models and their packages
+    specs = {task: DEMO[task] if task in DEMO else spec_with_head(task, root) for task in tasks}
     models = {}
     for task, path in specs.items():
         print(f"packaging {task} ...", flush=True)
@@ -376,44 +430,10 @@ def main() -> None:
         "worst_case": {},
     }
     with TorchServe({spec.name: mar for spec, mar in models.values()}, settings) as server:
-        for task, (spec, _) in models.items():
-            batch = spec.serve.batch_size
-            at_limit = AT_LIMIT.get(
-                task, lambda tokenizer, spec, seed: {"texts": long_texts(tokenizer, spec, seed)}
-            )
-            bodies = [at_limit(tokenizer, spec, seed) for seed in range(batch)]
-            worst_case(server, spec, bodies[:1])  # warm-up: the first call pays for the JIT
-            figures = worst_case(server, spec, bodies)
-            figures["limits"] = {
-                "serve.batch_size": batch,
-                "serve.max_texts_per_request": spec.serve.max_texts_per_request,
-                "compile.max_length": spec.compile.known_max_length(),
-                "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
-            }
-            if "texts" in bodies[0]:
-                figures["limits"]["texts_per_request"] = len(bodies[0]["texts"])
-            if task == "question-answering":
-                figures["limits"]["question_answering.max_windows_per_context"] = (
-                    spec.question_answering.max_windows_per_context
-                )
-                figures["limits"]["windows_per_request"] = len(
-                    build_windows(
-                        tokenizer,
-                        [bodies[0]["question"]],
-                        [bodies[0]["context"]],
-                        max_length=spec.compile.known_max_length(),
-                        stride=doc_stride(spec),
-                    )[0]
-                )
-            if task == "keywords":
-                figures["limits"]["keywords.max_candidates_per_request"] = (
-                    spec.keywords.max_candidates_per_request
-                )
-                figures["limits"]["keywords.max_candidate_tokens_per_request"] = (
-                    spec.keywords.max_candidate_tokens_per_request
-                )
-            result["worst_case"][task] = figures
-            print(f"worst case {task}: {json.dumps(figures)}", flush=True)
+        result["worst_case"].update(worst_cases(server, models, tokenizer))
+        if args.tasks:
+            write_results(result, "reliability-worst-case")
+            return
         # One text as large as serve.max_body_bytes allows: truncated to max_length, but the tokenizer
         # (and, for keywords, the candidate scan) still reads all of it.
         for task in ("embeddings", "keywords", "token-classification"):
@@ -446,12 +466,16 @@ def main() -> None:
         print("kill under load ...", flush=True)
         result["kill"] = kill_under_load(server, embeddings)
         print(f"kill: {json.dumps(result['kill'])}", flush=True)
+    write_results(result, "reliability", latest=True)
+
+
+def write_results(result: dict, prefix: str, latest: bool = False) -> None:
     result["machine"]["loadavg_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for name in (f"reliability-{stamp}.json", "reliability-latest.json"):
+    for name in [f"{prefix}-{stamp}.json"] + ([f"{prefix}-latest.json"] if latest else []):
         (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS / f'reliability-{stamp}.json'}")
+    print(f"\nwrote {RESULTS / f'{prefix}-{stamp}.json'}")
 
 
 if __name__ == "__main__":
