@@ -411,3 +411,11 @@ def test_tune_measures_a_pair_task_with_its_request_bodies(task, from_file, tmp_
         "workers": 1,
         "threads": 1,
     }
+
+
+def test_requests_file_keeps_its_first_name():
+    """--texts, from when every task took texts, still names the requests file (scripts keep working)."""
+    result = CliRunner().invoke(app, ["tune", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    [line] = [x for x in result.output.splitlines() if "--requests-file" in x]
+    assert "--texts" in line and "request bodies" in line
