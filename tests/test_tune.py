@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import packaged
-from tiny_models import write_spec
+from tiny_models import save_tiny_cross_encoder, save_tiny_qa, write_spec
 from torchship.archiver.package import MODEL_CONFIG_FILE
 from torchship.cli import app
 from torchship.errors import SpecError
@@ -159,8 +159,8 @@ def test_chart_shows_every_configuration_and_escapes_text():
         backend="torchscript",
         budget_p95_ms=100,
         concurrency=16,
-        texts_origin="texts<script>alert(1)</script>.txt",
-        texts=3,
+        requests_origin="requests<script>alert(1)</script>.jsonl",
+        request_bodies=3,
         machine="x",
         load_average=(1.0, 1.0, 1.0),
         started="now",
@@ -176,6 +176,36 @@ def test_chart_shows_every_configuration_and_escapes_text():
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert page.count('<tr class="chosen">') == 1 and page.count('<tr class="misses">') == 1
     assert "250.0" in page and "300.0" in page
+    assert "3 request bodies from requests&lt;script&gt;" in page
+
+
+def test_a_tune_json_written_before_pair_tasks_still_reads():
+    """tune.json files from before request bodies said texts_origin/texts; bench/serving.py reads them."""
+    ms = [measured(config(batch=8), 250, 90)]
+    current = TuneResult(
+        model="tiny",
+        version="0.1.0",
+        backend="torchscript",
+        budget_p95_ms=None,
+        concurrency=16,
+        requests_origin="examples.jsonl",
+        request_bodies=3,
+        machine="x",
+        load_average=(1.0, 1.0, 1.0),
+        started="now",
+        duration_s=10,
+        time_bound_s=60,
+        measurements=ms,
+        not_measured=[],
+        chosen=ms[0].config,
+        baseline=ms[0].config,
+    )
+    written = json.loads(current.model_dump_json())
+    assert written["requests_origin"] == "examples.jsonl" and written["request_bodies"] == 3
+    old = {k: v for k, v in written.items() if k not in ("requests_origin", "request_bodies")}
+    old.update(texts_origin="texts.txt", texts=5)
+    read = TuneResult.model_validate(old)
+    assert (read.requests_origin, read.request_bodies, read.chosen) == ("texts.txt", 5, ms[0].config)
 
 
 # --- the command, against a real TorchServe ----------------------------------------------------------
@@ -321,3 +351,71 @@ def test_texts_file_takes_plain_lines_or_json_lines_and_names_a_bad_line(tmp_pat
         tune_command.read_requests(pairs, reranking)
     pairs.write_text('{"query": "q", "texts": ["a", "b"]}\n')
     assert tune_command.read_requests(pairs, reranking) == [{"query": "q", "texts": ["a", "b"]}]
+
+
+# --- pair tasks: request bodies, not texts -----------------------------------------------------------
+
+RANKINGS = [
+    {"query": "where does the cat sit ?", "texts": ["the cat sat on the mat .", "hello world"]},
+    {"query": "who lives in paris ?", "texts": ["john lives in paris .", "a great movie", "ok", "mary"]},
+]
+LONG_CONTEXT = " ".join(["john lives in paris and the cat sat on the mat ."] * 12)  # several windows of 64
+QUESTIONS = [
+    {"question": "where does john live ?", "context": "john lives in paris ."},
+    {"question": "where did the cat sit ?", "context": LONG_CONTEXT},
+]
+
+
+def _pair_spec(task: str, root):
+    if task == "reranking":
+        model_dir = save_tiny_cross_encoder(root / "model")
+    else:
+        model_dir = save_tiny_qa(root / "model", "roberta")
+    spec_path = write_spec(root / "models" / "pair", str(model_dir), name=f"tiny-{task}", task=task)
+    bodies = RANKINGS if task == "reranking" else QUESTIONS
+    # The spec's examples are request bodies of its task (write_spec writes text ones).
+    (spec_path.parent / "examples.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    return spec_path, bodies
+
+
+@pytest.mark.parametrize(
+    ("task", "from_file"), [("reranking", False), ("question-answering", True)], ids=["reranking", "qa"]
+)
+def test_tune_measures_a_pair_task_with_its_request_bodies(task, from_file, tmp_path, monkeypatch):
+    """A cross-encoder is loaded with the spec's examples, a QA model with --requests-file (a long context
+    among them, split in windows): every measured request answers 200, and the serve: line is printed."""
+    spec_path, bodies = _pair_spec(task, tmp_path)
+    spec, settings, _ = packaged(spec_path, tmp_path / "outputs")
+    grid = [config(workers=1, threads=1, batch=4, delay=5)]
+    monkeypatch.setattr(tune_command, "sweep_grid", lambda serve, cores: grid)
+    monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
+    args = ["tune", str(spec.spec_path), "--minutes", "2", "--requests", "24", "--backends", "spec"]
+    origin = spec.spec_path.parent / "examples.jsonl"
+    if from_file:
+        origin = tmp_path / "requests.jsonl"
+        origin.write_text("".join(json.dumps(b) + "\n" for b in reversed(bodies)))
+        args += ["--requests-file", str(origin)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((settings.stage_root(spec.name, spec.version) / "tune" / "tune.json").read_text())
+    assert recorded["requests_origin"].endswith(origin.name) and recorded["request_bodies"] == len(bodies)
+    [m] = recorded["measurements"]
+    # Every measured request answered 200: a refused body would be a failure, never throughput.
+    assert m["requests"] == 24 and m["failures"] == 0 and m["throughput_rps"] > 0
+    assert f"{len(bodies)} request bodies from" in result.output
+    [serve] = [line.strip() for line in result.output.splitlines() if line.strip().startswith("serve:")]
+    assert yaml.safe_load(serve)["serve"] == {
+        **spec.serve.model_dump(mode="json", exclude_defaults=True),
+        "batch_size": 4,
+        "max_batch_delay_ms": 5,
+        "workers": 1,
+        "threads": 1,
+    }
+
+
+def test_requests_file_keeps_its_first_name():
+    """--texts, from when every task took texts, still names the requests file (scripts keep working)."""
+    result = CliRunner().invoke(app, ["tune", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    [line] = [x for x in result.output.splitlines() if "--requests-file" in x]
+    assert "--texts" in line and "request bodies" in line

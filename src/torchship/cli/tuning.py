@@ -64,9 +64,14 @@ def tune(
         ),
     ] = None,
     minutes: Annotated[float, typer.Option(help="time bound for the whole sweep", min=0.1)] = 10.0,
-    texts: Annotated[
+    requests_file: Annotated[
         Path | None,
-        typer.Option("--texts", help="texts to send, one per line (default: the spec's examples)"),
+        typer.Option(
+            "--requests-file",
+            "--texts",  # its first name, from when every task took texts
+            help="request bodies to send, one JSON body per line (text tasks: or one plain text per line);"
+            " default: the spec's examples",
+        ),
     ] = None,
     requests: Annotated[int, typer.Option(help="measured requests per configuration", min=16)] = 256,
     write: Annotated[
@@ -94,7 +99,7 @@ def tune(
             Settings(),
             budget_p95_ms=budget_p95_ms,
             minutes=minutes,
-            texts_file=texts,
+            requests_file=requests_file,
             requests=requests,
             progress=progress,
             backends=_backend_list(backends),

@@ -39,19 +39,20 @@ class TuneOutcome:
 
 
 def read_requests(path: Path, definition: TaskDefinition) -> list[Any]:
-    """The requests to load the server with: JSON lines, each a request body the task accepts; for the
-    text tasks a line not starting with "{" is one plain text (sent as {"text": ...})."""
+    """The requests to load the server with (--requests-file, or --texts as it was first called): JSON
+    lines, each a request body the task accepts; for the text tasks a line not starting with "{" is one
+    plain text (sent as {"text": ...})."""
     example = definition.runtime.request.example
     hint = f"Give a file with one request body (JSON) per line, e.g. {example}" + (
         ", or one plain text per line" if definition.runtime.request.plain(text_bodies(["x"])[0]) else ""
     )
     if not path.is_file():
-        raise SpecError(f"--texts {path}: file does not exist", hint=hint)
+        raise SpecError(f"requests file {path}: file does not exist", hint=hint)
     bodies: list[Any] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"--texts {path}:{number}"
+        where = f"requests file {path}:{number}"
         if line.lstrip().startswith(("{", "[")):
             try:
                 body = json.loads(line)
@@ -64,7 +65,7 @@ def read_requests(path: Path, definition: TaskDefinition) -> list[Any]:
         check_example(definition, body, where)
         bodies.append(body)
     if not bodies:
-        raise SpecError(f"--texts {path}: has no requests", hint=hint)
+        raise SpecError(f"requests file {path}: has no requests", hint=hint)
     return bodies
 
 
@@ -100,7 +101,7 @@ def run_tune(
     *,
     budget_p95_ms: float | None,
     minutes: float,
-    texts_file: Path | None,
+    requests_file: Path | None,
     requests: int,
     progress: Callable[[str], None],
     configs: list[ServeConfig] | None = None,
@@ -113,15 +114,18 @@ def run_tune(
     runner.require_current("package")  # never tune (or write serve: for) a package the spec no longer makes
     if budget_p95_ms is None and spec.validate.latency_ms is not None:
         budget_p95_ms = spec.validate.latency_ms.p95
-    bodies = read_requests(texts_file, task_definition(spec.task)) if texts_file else load_examples(spec)
-    origin = str(texts_file) if texts_file else examples_origin(spec)
+    bodies = (
+        read_requests(requests_file, task_definition(spec.task)) if requests_file else load_examples(spec)
+    )
+    origin = str(requests_file) if requests_file else examples_origin(spec)
     cores = os.cpu_count() or 1
     configs = configs or sweep_grid(spec.serve, cores)
     mars, refused = packaged_backends(spec, settings, runner, names, progress)
     planned = candidates(configs, list(mars))
     progress(
         f"{len(planned)} configurations ({len(configs)} serving × {len(mars)} backend(s): {', '.join(mars)}), "
-        f"{requests} requests each at {CONCURRENCY} concurrent clients, bounded to {minutes:g} min"
+        f"{requests} requests each (cycling {len(bodies)} request bodies from {origin}) at {CONCURRENCY} "
+        f"concurrent clients, bounded to {minutes:g} min"
     )
     result = sweep(
         name=spec.name,
@@ -132,7 +136,7 @@ def run_tune(
         candidates=planned,
         settings=settings,
         bodies=bodies,
-        texts_origin=origin,
+        requests_origin=origin,
         requests=requests,
         concurrency=CONCURRENCY,
         budget_p95_ms=budget_p95_ms,

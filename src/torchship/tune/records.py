@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 
 from torchship.tune.plan import Candidate, ServeConfig
 
@@ -44,8 +44,10 @@ class TuneResult(BaseModel):
     backend: str
     budget_p95_ms: float | None
     concurrency: int
-    texts_origin: str
-    texts: int
+    # Where the request bodies came from (the spec's examples or --requests-file) and how many distinct ones
+    # were cycled; tune.json before pair tasks called them texts_origin and texts.
+    requests_origin: str = Field(validation_alias=AliasChoices("requests_origin", "texts_origin"))
+    request_bodies: int = Field(validation_alias=AliasChoices("request_bodies", "texts"))
     machine: str
     load_average: tuple[float, float, float]
     started: str
