@@ -41,6 +41,13 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def _request_label(body: Any) -> str:
+    """A one-text request shows as its text (quoted); any other request as its JSON body, shortened."""
+    if isinstance(body, dict) and set(body) == {"text"} and isinstance(body["text"], str):
+        return repr(body["text"][:60])
+    return example_label(body)
+
+
 def _print_served(record: dict[str, Any]) -> None:
     details = record.get("details", {})
     for item in details.get("preview", []):
@@ -49,7 +56,7 @@ def _print_served(record: dict[str, Any]) -> None:
             shown = f"[{values}, … ({item['dims']} dims)]"
         else:
             shown = json.dumps(_rounded(item["result"]), ensure_ascii=False)
-        out.print(f"  {example_label(item['request'])}\n    → {shown}", highlight=False, markup=False)
+        out.print(f"  {_request_label(item['request'])}\n    → {shown}", highlight=False, markup=False)
     parity = details.get("parity", {})
     if parity:
         verdict = "ok" if parity.get("ok") else "FAILED"
