@@ -146,10 +146,10 @@ QA_EXAMPLES = [
 @pytest.fixture(scope="session")
 def rerank_package(tmp_path_factory):
     """A BERT cross-encoder whose token types move its scores, verified with reranking requests."""
-    from tiny_models import save_tiny_typed_cross_encoder
+    from tiny_models import save_tiny_cross_encoder
 
     root = tmp_path_factory.mktemp("rerank-package")
-    model_dir = save_tiny_typed_cross_encoder(root / "model")
+    model_dir = save_tiny_cross_encoder(root / "model")
     return verified_pair_task(root, model_dir, "tiny-rerank", "reranking", RERANK_EXAMPLES)
 
 

@@ -17,9 +17,9 @@ from test_cli import torchship
 from test_ner import BIO_LABELS
 from tiny_models import (
     save_tiny_classifier,
+    save_tiny_cross_encoder,
     save_tiny_labelled,
     save_tiny_qa,
-    save_tiny_typed_cross_encoder,
     write_spec,
 )
 from torchship.errors import SpecError, TorchshipError, ValidationFailed
@@ -101,7 +101,7 @@ def test_a_labelled_classifier_is_not_a_reranker_and_a_cross_encoder_is_not_a_cl
 ):
     with pytest.raises(ValidationFailed, match="has a head with 3 outputs; reranking needs a cross-encoder"):
         load_source_model(sequence_checkpoint, "reranking")
-    cross_encoder = save_tiny_typed_cross_encoder(tmp_path / "cross-encoder")
+    cross_encoder = save_tiny_cross_encoder(tmp_path / "cross-encoder")
     with pytest.raises(ValidationFailed, match="no label names"):
         load_source_model(cross_encoder, "text-classification")
     assert load_source_model(cross_encoder, "reranking").io.outputs == ("logits",)

@@ -16,9 +16,9 @@ from init_helpers import REPO
 from tiny_models import (
     save_tiny_bert,
     save_tiny_classifier,
+    save_tiny_cross_encoder,
     save_tiny_labelled,
     save_tiny_qa,
-    save_tiny_typed_cross_encoder,
 )
 from torchship import __version__
 from torchship.cli import app
@@ -47,7 +47,7 @@ def checkpoints(tmp_path_factory) -> Path:
     save_tiny_bert(root / "encoder")
     save_tiny_labelled(root / "ner", "bert", "token", {0: "O", 1: "B-PER", 2: "I-PER"}, 0, lambda m: None)
     save_tiny_classifier(root / "unnamed", labels={0: "LABEL_0", 1: "LABEL_1"})
-    save_tiny_typed_cross_encoder(root / "cross-encoder")
+    save_tiny_cross_encoder(root / "cross-encoder")
     save_tiny_qa(root / "squad", "electra")
     return root
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import run_stages
-from tiny_models import save_tiny_qa, save_tiny_typed_cross_encoder, write_spec
+from tiny_models import save_tiny_cross_encoder, save_tiny_qa, write_spec
 from torchship.compile.onnx import compile_onnx
 from torchship.compile.torchscript import compile_torchscript
 from torchship.handlers.encoder import Encoder
@@ -41,7 +41,7 @@ def pair_rows(tokenizer, queries=QUERIES, passages=PASSAGES):
 
 @pytest.fixture(scope="module")
 def cross_encoder(tmp_path_factory):
-    return save_tiny_typed_cross_encoder(tmp_path_factory.mktemp("cross-encoder") / "model")
+    return save_tiny_cross_encoder(tmp_path_factory.mktemp("cross-encoder") / "model")
 
 
 def test_the_tiny_cross_encoders_token_types_change_its_logits(cross_encoder):

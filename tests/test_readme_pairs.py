@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny_models import save_tiny_qa, save_tiny_typed_cross_encoder, write_spec
+from tiny_models import save_tiny_cross_encoder, save_tiny_qa, write_spec
 from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import BadRequest
 from torchship.handlers.service import answer_bodies, build_task
@@ -50,7 +50,7 @@ def tasks(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme-pairs")
     built = {}
     for name, task, builder, extra in [
-        ("my-reranker", "reranking", save_tiny_typed_cross_encoder, ""),
+        ("my-reranker", "reranking", save_tiny_cross_encoder, ""),
         (
             "my-qa",
             "question-answering",

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model_calls import model_calls
-from tiny_models import save_tiny_typed_cross_encoder, write_spec
+from tiny_models import save_tiny_cross_encoder, write_spec
 from torchship.handler_settings import in_process_settings
 from torchship.handlers.requests import BadRequest
 from torchship.handlers.service import answer_bodies, build_task
@@ -19,7 +19,7 @@ TEXTS = ["the cat sat on the mat .", "hello world", "john lives in paris .", "a 
 @pytest.fixture(scope="module")
 def cross_encoder(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerank")
-    model_dir = save_tiny_typed_cross_encoder(root / "model")
+    model_dir = save_tiny_cross_encoder(root / "model")
     spec_path = write_spec(root / "spec", str(model_dir), name="tiny-rerank", task="reranking")
     return model_dir, spec_path
 

@@ -24,9 +24,9 @@ from tiny_models import (
     EXAMPLES,
     save_tiny_bert,
     save_tiny_classifier,
+    save_tiny_cross_encoder,
     save_tiny_labelled,
     save_tiny_qa,
-    save_tiny_typed_cross_encoder,
     write_spec,
 )
 from torchship.errors import SpecError
@@ -174,7 +174,7 @@ MODELS = {
     "keywords": _embeddings_model,
     "text-classification": _classifier,
     "token-classification": _token_classifier,
-    "reranking": lambda root: save_tiny_typed_cross_encoder(root),
+    "reranking": lambda root: save_tiny_cross_encoder(root),
     "question-answering": lambda root: save_tiny_qa(root, "electra"),
 }
 

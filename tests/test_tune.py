@@ -151,26 +151,36 @@ def test_write_appends_serve_when_the_spec_has_none():
 # --- the chart ---------------------------------------------------------------------------------------
 
 
+def tune_result(ms, **changes) -> TuneResult:
+    """A TuneResult of measurements `ms` (the first chosen and the baseline), other fields fixed."""
+    values = {
+        "model": "tiny",
+        "version": "0.1.0",
+        "backend": "torchscript",
+        "budget_p95_ms": None,
+        "concurrency": 16,
+        "requests_origin": "examples.jsonl",
+        "request_bodies": 3,
+        "machine": "x",
+        "load_average": (1.0, 1.0, 1.0),
+        "started": "now",
+        "duration_s": 10,
+        "time_bound_s": 60,
+        "measurements": ms,
+        "not_measured": [],
+        "chosen": ms[0].config,
+        "baseline": ms[0].config,
+    }
+    return TuneResult(**(values | changes))
+
+
 def test_chart_shows_every_configuration_and_escapes_text():
     ms = [measured(config(batch=8), 250, 90), measured(config(batch=16), 300, 250)]
-    result = TuneResult(
-        model="tiny",
-        version="0.1.0",
-        backend="torchscript",
+    result = tune_result(
+        ms,
         budget_p95_ms=100,
-        concurrency=16,
         requests_origin="requests<script>alert(1)</script>.jsonl",
-        request_bodies=3,
-        machine="x",
-        load_average=(1.0, 1.0, 1.0),
-        started="now",
-        duration_s=10,
-        time_bound_s=60,
-        measurements=ms,
-        not_measured=[],
-        chosen=ms[0].config,
         chosen_backend="torchscript",
-        baseline=ms[0].config,
     )
     page = render_chart(result)
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -182,24 +192,7 @@ def test_chart_shows_every_configuration_and_escapes_text():
 def test_a_tune_json_written_before_pair_tasks_still_reads():
     """tune.json files from before request bodies said texts_origin/texts; bench/serving.py reads them."""
     ms = [measured(config(batch=8), 250, 90)]
-    current = TuneResult(
-        model="tiny",
-        version="0.1.0",
-        backend="torchscript",
-        budget_p95_ms=None,
-        concurrency=16,
-        requests_origin="examples.jsonl",
-        request_bodies=3,
-        machine="x",
-        load_average=(1.0, 1.0, 1.0),
-        started="now",
-        duration_s=10,
-        time_bound_s=60,
-        measurements=ms,
-        not_measured=[],
-        chosen=ms[0].config,
-        baseline=ms[0].config,
-    )
+    current = tune_result(ms)
     written = json.loads(current.model_dump_json())
     assert written["requests_origin"] == "examples.jsonl" and written["request_bodies"] == 3
     old = {k: v for k, v in written.items() if k not in ("requests_origin", "request_bodies")}

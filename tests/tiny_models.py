@@ -331,7 +331,7 @@ def save_tiny_qa(directory: Path, arch: str = "roberta", *, seed: int = 0) -> Pa
     return save_tiny_labelled(directory, arch, "span", {0: "LABEL_0", 1: "LABEL_1"}, seed, _decisive_spans)
 
 
-def save_tiny_typed_cross_encoder(directory: Path, *, seed: int = 0) -> Path:
+def save_tiny_cross_encoder(directory: Path, *, seed: int = 0) -> Path:
     """A tiny BERT cross-encoder whose score depends strongly on the token types: at the default init
     (std 0.02) attention barely mixes tokens, so [CLS] (whose logit it is) hardly sees the passage's
     types; with larger weights (std 0.3) and a large type-1 embedding, feeding a (query, passage) pair
