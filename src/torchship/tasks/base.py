@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from torchship.diff.record import TaskDiff
 from torchship.handlers.model_io import Reduce
 from torchship.handlers.tasks import Task, TaskSettings
 from torchship.spec import ModelSpec
@@ -92,3 +93,10 @@ class TaskDefinition:
     def agrees(self, compiled: Any, source: Any) -> bool:
         """Whether the compiled model gives the source model's answer, as a client would judge it."""
         return self.agreement_key(compiled) == self.agreement_key(source)
+
+    # The measures `diff` returns for this task, each named once: promote.max_<name> / min_<name> in the spec.
+    diff_measures: ClassVar[tuple[str, ...]] = ()
+
+    def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
+        """What changed for users between two versions' served answers (`old[i]`, `new[i]`) to `requests[i]`."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""What changes for users between two versions of a model: `torchship diff`, the promotion gate, canary replay."""
