@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -207,6 +208,43 @@ class PublishSpec(_Strict):
         return value
 
 
+DEFAULT_DIFF_INPUTS = "diff.jsonl"
+_LIMIT_KEY = re.compile(r"(max|min)_[a-z][a-z0-9_]*")
+
+
+class PromoteSpec(BaseModel):
+    """How a new version is compared with the one a stage serves (`torchship diff`, `promote`).
+
+    Besides the keys below, every `max_<measure>` / `min_<measure>` is a promotion limit on one of the task's
+    diff measures (README "Diff and promotion" lists them per task) or on latency (`max_p99_ratio`, ...).
+    Which names a task has is checked where the task is known (diff/limits.py), with the list in the error."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    # Request bodies of real traffic to compare on, beside the examples (relative to the spec); None:
+    # diff.jsonl beside the spec when there is one.
+    inputs: str | None = None
+    # Side-by-side latency: passes over the inputs (each input sent to both versions per pass) and clients.
+    latency_passes: Annotated[int, Field(ge=1, le=100)] = 3
+    clients: Annotated[int, Field(ge=1, le=64)] = 4
+
+    @model_validator(mode="after")
+    def _limits_are_numbers(self) -> PromoteSpec:
+        for key, value in (self.model_extra or {}).items():
+            if not _LIMIT_KEY.fullmatch(key):
+                raise ValueError(
+                    f"unknown key {key!r}: promote takes inputs, latency_passes, clients and limits named "
+                    "max_<measure> or min_<measure> (e.g. max_flip_rate: 0.05)"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"promote.{key} must be a number >= 0, got {value!r}")
+        return self
+
+    def limits(self) -> dict[str, float]:
+        """{"max_flip_rate": 0.05, ...}: every limit the spec sets."""
+        return {key: float(value) for key, value in (self.model_extra or {}).items()}
+
+
 # A Kubernetes quantity such as "500m", "2", "1.5Gi" (what the API server accepts for cpu/memory/storage).
 K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -273,6 +311,7 @@ class ModelSpec(_Strict):
     question_answering: QuestionAnsweringSpec = QuestionAnsweringSpec()
     publish: PublishSpec = PublishSpec()
     deploy: DeploySpec = DeploySpec()
+    promote: PromoteSpec = PromoteSpec()
 
     # Where the spec file lives; relative paths in the spec resolve against it. Not a YAML key.
     spec_path: Path = Field(default=Path("model.yaml"), exclude=True)
@@ -319,6 +358,14 @@ class ModelSpec(_Strict):
         if self.validate.examples:
             return self.resolve(self.validate.examples)
         default = self.spec_dir / DEFAULT_EXAMPLES
+        return default.resolve() if default.is_file() else None
+
+    def diff_inputs_path(self) -> Path | None:
+        """The file of real requests `diff` compares on: promote.inputs, else diff.jsonl beside the spec if
+        there is one; None: the examples alone."""
+        if self.promote.inputs:
+            return self.resolve(self.promote.inputs)
+        default = self.spec_dir / DEFAULT_DIFF_INPUTS
         return default.resolve() if default.is_file() else None
 
     def with_max_length(self, max_length: int) -> ModelSpec:

@@ -23,6 +23,15 @@ def _examples_input(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     return inputs
 
 
+def _verify_inputs(spec: ModelSpec, settings: Settings) -> dict[str, str]:
+    # verify records the answer sheet on the diff inputs too: a changed diff.jsonl re-runs it.
+    inputs = _examples_input(spec, settings)
+    diff_file = spec.diff_inputs_path()
+    if diff_file is not None and diff_file.is_file():
+        inputs["diff_inputs"] = sha256_file(diff_file)
+    return inputs
+
+
 # The task-specific spec sections (pooling, aggregation, keyword settings) shape handler results;
 # each task definition names its own.
 TASK_KEYS = spec_sections()
@@ -63,7 +72,7 @@ STAGES: list[Stage] = [
         run_verify,
         ("fetch", "validate", "package"),
         ("name", "task", "compile", "validate", "serve", *TASK_KEYS),
-        _examples_input,
+        _verify_inputs,
         summarize_verify,
         fit_to_model,
     ),

@@ -10,7 +10,7 @@ import sys
 import typer
 
 from torchship.ci.commands import ci_app
-from torchship.cli import image, init, kubernetes, pipeline, publishing, report, serving, tuning
+from torchship.cli import diffing, image, init, kubernetes, pipeline, publishing, report, serving, tuning
 from torchship.cli.failures import EXIT_INTERRUPTED
 from torchship.cli.global_options import global_options
 
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 app.callback()(global_options)
 # Each group module holds its commands on its own nameless Typer: added here, they become top-level commands.
-for group in (pipeline, init, report, publishing, serving, kubernetes, image, tuning):
+for group in (pipeline, init, report, publishing, diffing, serving, kubernetes, image, tuning):
     app.add_typer(group.commands)
 app.add_typer(ci_app, name="ci")
 

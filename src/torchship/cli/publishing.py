@@ -13,7 +13,9 @@ import typer
 from torchship.cli.arguments import EnvOpt, SpecArg, load_spec
 from torchship.cli.console import RichReporter, err, out
 from torchship.cli.failures import reported
+from torchship.diff.promotion import PromotionRefused
 from torchship.errors import TorchshipError
+from torchship.publish.registries.base import check_stage
 from torchship.pipeline import Runner
 from torchship.settings import Settings
 from torchship.stages import STAGES
@@ -81,7 +83,7 @@ def publish(spec_path: SpecArg, env: EnvOpt = None) -> None:
                     root / "package", root / "validate", uri, client, progress=progress, registry=registry,
                     multipart_threshold=settings.multipart_threshold_mb * 1024 * 1024,
                     verified=verified_files(root, spec.name),  # a .mar swapped after verify is refused
-                    spec_path=spec_path,
+                    spec_path=spec_path, answers_dir=root / "verify",
                 )  # fmt: skip
     out.print(result.message, highlight=False)
 
@@ -94,9 +96,21 @@ def promote(
     clear: Annotated[
         bool, typer.Option("--clear", help="remove the stage alias instead of moving it")
     ] = False,
+    accept_diff: Annotated[
+        bool, typer.Option("--accept-diff", help="promote even when the diff breaks a promote limit")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="why a broken limit is accepted (recorded in the history)")
+    ] = None,
     env: EnvOpt = None,
 ) -> None:
-    """Point a stage alias (staging, production) at a complete published version, atomically."""
+    """Point a stage alias (staging, production) at a complete published version, atomically. With promote
+    limits in the spec, the version is first diffed against the one the stage points at (`torchship diff`)
+    and a broken limit refuses the promotion unless --accept-diff --reason says why. Every promotion is
+    recorded in the registry's history (`torchship history NAME`)."""
+    from torchship.cli.console import progress
+    from torchship.diff.output import summary_lines
+    from torchship.diff.promotion import gated_promote
     from torchship.publish import read_manifest
     from torchship.storage.s3 import client_from_settings
 
@@ -105,22 +119,43 @@ def promote(
         settings = Settings()
         uri = publish_uri(settings, spec.publish.uri)
         client = client_from_settings(settings)
+        registry = _registry(spec.publish.registry, client, uri, spec)
         if clear:
-            was = _registry(spec.publish.registry, client, uri, spec).clear_alias(spec.name, stage)
+            was = registry.clear_alias(spec.name, stage)
             out.print(
                 f"{spec.name}: {stage} cleared (was {was})" if was else f"{spec.name}: {stage} was not set",
                 highlight=False,
             )
             return
+        if reason is not None and not accept_diff:
+            raise TorchshipError(
+                "--reason goes with --accept-diff", hint="Add --accept-diff, or leave --reason out."
+            )
         version = version or spec.version
         if read_manifest(client, uri, spec.name, version) is None:
             raise TorchshipError(
                 f"{spec.name} {version} is not a complete published version under {uri}",
                 hint=f"Publish it first: torchship publish {spec_path}",
             )
-        previous = _registry(spec.publish.registry, client, uri, spec).set_alias(spec.name, stage, version)
-    moved = f" (was {previous})" if previous else ""
-    out.print(f"{spec.name}: {stage} → {version}{moved}", highlight=False)
+        try:
+            done = gated_promote(
+                spec, settings, registry, client, uri, check_stage(stage), version,
+                accept_reason=(reason or "") if accept_diff else None, progress=progress,
+            )  # fmt: skip
+        except PromotionRefused as refused:
+            for line in summary_lines(refused.record):
+                err.print(line, highlight=False)
+            raise
+    if done.diff is not None:
+        for line in summary_lines(done.diff):
+            err.print(line, highlight=False)
+        err.print(f"diff saved in {done.diff_dir}", highlight=False)
+    elif done.why_no_diff:
+        err.print(f"no diff: {done.why_no_diff}", highlight=False)
+    moved = f" (was {done.previous})" if done.previous else ""
+    accepted = " — limits broken, accepted with a reason" if done.decision == "accepted" else ""
+    recorded = "; recorded in the history" if done.recorded else ""
+    out.print(f"{spec.name}: {stage} → {version}{moved}{accepted}{recorded}", highlight=False)
 
 
 UriOpt = Annotated[str | None, typer.Option(help="s3://BUCKET/PREFIX (default: TORCHSHIP_PUBLISH_URI)")]

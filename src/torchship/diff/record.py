@@ -142,6 +142,7 @@ class DiffRecord(_Frozen):
     latency: LatencyComparison | None = None
     skipped: list[SkippedInput] = []
     breaches: list[Breach] = []
+    notes: list[str] = []  # plain sentences: label sets that differ, an answer sheet not reproduced, ...
     generated_at: str
     torchship_version: str
 

@@ -5,6 +5,7 @@ s3://BUCKET/PREFIX/<name>/<version>/<name>.mar
                                    /torchship.json
                                    /report.json        (the validation report the gate judged)
                                    /report.html
+                                   /answers.json       (what the version served on the diff inputs at verify)
                                    /manifest.json      (written last: present = the version is complete)
 s3://BUCKET/PREFIX/_registry/<name>/versions/<version>.json   (S3Registry: one entry per version)
 s3://BUCKET/PREFIX/_registry/<name>/aliases/<stage>.json      (S3Registry: one object per stage alias)
@@ -22,6 +23,7 @@ PACKAGE_MANIFEST = "torchship.json"
 MODEL_CONFIG = "model-config.yaml"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
+ANSWERS_JSON = "answers.json"
 REGISTRY_DIR = "_registry"
 MANIFEST_FORMAT = 1
 

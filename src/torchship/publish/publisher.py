@@ -31,6 +31,7 @@ from torchship.publish.errors import (
     VersionNotFoundError,
 )
 from torchship.publish.layout import (
+    ANSWERS_JSON,
     MODEL_CONFIG,
     PACKAGE_MANIFEST,
     REPORT_HTML,
@@ -126,10 +127,14 @@ def read_package_record(package_dir: Path, spec: str = SPEC_PLACEHOLDER) -> dict
 
 
 def package_files(
-    package_dir: Path, report_dir: Path, record: dict[str, Any], spec: str = SPEC_PLACEHOLDER
+    package_dir: Path,
+    report_dir: Path,
+    record: dict[str, Any],
+    spec: str = SPEC_PLACEHOLDER,
+    answers_dir: Path | None = None,
 ) -> list[tuple[str, Path]]:
     """(stored name, local path) of every file to publish, in upload order; checks they exist and that
-    report.json is the report the gate recorded."""
+    report.json is the report the gate recorded. `answers_dir`: verify's folder, whose answer sheet goes too."""
     package_dir, report_dir = Path(package_dir), Path(report_dir)
     name = record["name"]
     files = [
@@ -139,6 +144,8 @@ def package_files(
         (REPORT_HTML, report_dir / REPORT_HTML),
         (PACKAGE_MANIFEST, package_dir / PACKAGE_MANIFEST),
     ]
+    if answers_dir is not None:
+        files.append((ANSWERS_JSON, Path(answers_dir) / ANSWERS_JSON))
     for _, path in files:
         if not path.is_file():
             raise PublishError(
@@ -219,6 +226,7 @@ def publish(
     git_commit: str | None = _AUTO,
     verified: dict[str, dict[str, Any]] | None = None,
     spec_path: str | Path | None = None,
+    answers_dir: Path | None = None,
 ) -> PublishResult:
     """Publish the package in `package_dir` (its .mar, model-config.yaml, torchship.json) and the validation
     report in `report_dir` (report.json, report.html) to `uri` (s3://BUCKET[/PREFIX]) under
@@ -229,11 +237,12 @@ def publish(
     `git_commit`: recorded in the manifest; by default `git rev-parse HEAD` in the current directory.
     `verified`: {stored name: {sha256, bytes}} as verify recorded them (publish.verified_files); every
     file must still be those bytes (they are hashed again while uploading, too). `spec_path`: the model's
-    spec file, named in the hints of refusals (SPEC when not given).
+    spec file, named in the hints of refusals (SPEC when not given). `answers_dir`: the verify folder whose
+    answer sheet (answers.json, what `diff` compares later versions with) is published too.
     """
     spec = str(spec_path) if spec_path is not None else SPEC_PLACEHOLDER
     record = read_package_record(package_dir, spec)
-    local_files = package_files(package_dir, report_dir, record, spec)
+    local_files = package_files(package_dir, report_dir, record, spec, answers_dir)
     table: FileTable = {
         rel: {"sha256": sha256_file(path), "bytes": path.stat().st_size} for rel, path in local_files
     }

@@ -13,7 +13,7 @@ from typing import Any
 from torchship.hashing import sha256_json
 from torchship.pipeline import read_record
 from torchship.publish.errors import IntegrityError
-from torchship.publish.layout import MODEL_CONFIG, PACKAGE_MANIFEST, REPORT_HTML, REPORT_JSON
+from torchship.publish.layout import ANSWERS_JSON, MODEL_CONFIG, PACKAGE_MANIFEST, REPORT_HTML, REPORT_JSON
 
 _HINT = "Run `torchship run SPEC` again so that verify checks the files you publish, then publish."
 
@@ -45,6 +45,8 @@ def verified_files(stage_root: Path, name: str) -> dict[str, dict[str, Any]]:
         REPORT_JSON: validate.get(REPORT_JSON),
         REPORT_HTML: validate.get(REPORT_HTML),
     }
+    if ANSWERS_JSON in verify["outputs"]:  # verify's own file: its record vouches for it directly
+        wanted[ANSWERS_JSON] = verify["outputs"][ANSWERS_JSON]
     missing = [rel for rel, entry in wanted.items() if not isinstance(entry, dict)]
     if missing:
         raise IntegrityError(f"the stage records in {stage_root} list no {', '.join(missing)}", hint=_HINT)

@@ -19,6 +19,10 @@ import httpx
 
 import torchship
 from torchship.archiver.package import mar_path
+from torchship.diff.answers import AnswerSheet
+from torchship.diff.inputs import spec_diff_inputs
+from torchship.diff.record import SkippedInput
+from torchship.diff.serve import Endpoint, answers
 from torchship.errors import ServedParityError, ServingError, ValidationFailed
 from torchship.examples import example_label, load_examples
 from torchship.handlers.tasks import RequestSchema
@@ -146,6 +150,7 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         ctx.progress(f"TorchServe ready in {ready_s:.1f} s; sending {len(bodies)} examples")
         asked = time.perf_counter()
         served = query(server, spec.name, bodies, schema)
+        sheet = record_answers(ctx, server)
     parity = compare_served(served, expected, bodies, spec.validate.atol, spec.validate.rtol)
     parity_s = time.perf_counter() - asked
     preview = [
@@ -155,6 +160,7 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         else {"request": body, "result": result, "dims": None}
         for body, result in zip(bodies[:3], served["singles"][:3], strict=True)
     ]
+    sheet.write(ctx.out_dir)
     (ctx.out_dir / SERVED_FILE).write_text(
         json.dumps(
             {
@@ -185,6 +191,26 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         "preview": preview,
         "verdict": report.verdict,
     }
+
+
+def record_answers(ctx: StageContext, server: TorchServe) -> AnswerSheet:
+    """The answer sheet: the served answers to every request `diff` compares on (examples, diff.jsonl)."""
+    spec = ctx.spec
+    inputs = spec_diff_inputs(spec)
+    ctx.progress(f"recording the answer sheet: {len(inputs.requests)} requests ({', '.join(inputs.origins)})")
+    with server.client() as client:
+        got, _ = answers(Endpoint(client, f"/predictions/{spec.name}"), inputs.requests, clients=8)
+    kept = [i for i in range(len(inputs.requests)) if i not in got.refused]
+    refused = [SkippedInput(where=inputs.wheres[i], reason=why) for i, why in got.refused.items()]
+    return AnswerSheet(
+        name=spec.name,
+        version=spec.version,
+        task=spec.task,
+        inputs_origin=inputs.origins,
+        requests=[inputs.requests[i] for i in kept],
+        answers=[got.answers[i] for i in kept],
+        skipped=[*inputs.skipped, *refused],
+    )
 
 
 def served_report(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from torchship.publish.errors import RegistryError, VersionInUseError
+from torchship.publish.history import PromotionEntry
 from torchship.publish.layout import check_segment
 
 STAGE_ALIASES = ("staging", "production")
@@ -75,6 +76,20 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def remove_version(self, name: str, version: str) -> bool:
         """Forget a version (VersionInUseError while an alias points at it); False when it was not there."""
+
+    def record_promotion(self, entry: PromotionEntry) -> None:
+        """Add a promotion to the stage history (`torchship history`). Backends without one refuse."""
+        raise RegistryError(
+            f"the {self.kind} registry keeps no promotion history",
+            hint="Use the s3 registry (publish.registry: s3) for an audit trail of promotions.",
+        )
+
+    def history(self, name: str) -> list[PromotionEntry]:
+        """Every recorded promotion of `name`, oldest first."""
+        raise RegistryError(
+            f"the {self.kind} registry keeps no promotion history",
+            hint="Use the s3 registry (publish.registry: s3) for an audit trail of promotions.",
+        )
 
     def _refuse_if_aliased(self, name: str, version: str) -> None:
         pointing = sorted(stage for stage, v in self.aliases(name).items() if v == version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from torchship.publish.errors import (
@@ -11,6 +12,7 @@ from torchship.publish.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from torchship.publish.history import PromotionEntry
 from torchship.publish.layout import REGISTRY_DIR, check_segment
 from torchship.publish.manifest import check_manifest_format, differing_files
 from torchship.publish.registries.base import (
@@ -30,6 +32,7 @@ class S3Registry(Registry):
 
         versions/<version>.json   {"name", "version", "location", "registered_at", "torchship_version", "manifest"}
         aliases/<stage>.json      {"name", "stage", "version", "previous", "set_at", "torchship_version"}
+        history/<at>-<stage>-<version>.json   one PromotionEntry per promotion (create-only, never rewritten)
 
     `torchship_version` is the torchship that wrote the entry. Entries of any version are read: an alias is read
     for its `version` alone, and a version entry's manifest is held to the manifest format rule (versions.py).
@@ -164,6 +167,22 @@ class S3Registry(Registry):
             if current is not None and current[0].get("version"):
                 found[stage] = current[0]["version"]
         return found
+
+    def record_promotion(self, entry: PromotionEntry) -> None:
+        # Keys sort in time order; the random tail keeps two promotions in one second apart.
+        stamp = "".join(c for c in entry.at if c.isdigit())[:14]
+        version = check_segment(entry.version, "version")
+        key = f"{self._root(entry.name)}history/{stamp}-{check_stage(entry.stage)}-{version}-{uuid.uuid4().hex[:8]}.json"
+        s3.put_json(self.client, self.bucket, key, entry.model_dump(mode="json"), if_none_match=True)
+
+    def history(self, name: str) -> list[PromotionEntry]:
+        folder = self._root(name) + "history/"
+        entries = []
+        for listed in sorted(s3.list_objects(self.client, self.bucket, folder), key=lambda o: o["Key"]):
+            found = self._read(listed["Key"])
+            if found is not None:
+                entries.append(PromotionEntry.model_validate(found[0]))
+        return entries
 
     def remove_version(self, name: str, version: str) -> bool:
         self._refuse_if_aliased(name, version)
