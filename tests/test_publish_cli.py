@@ -75,7 +75,7 @@ def test_publish_pull_promote_unpublish(s3, aws_env, verified, tmp_path):
     assert first.returncode == 0, first.stderr
     again = torchship("publish", spec_path, env=with_env)
     assert again.returncode == 0, again.stderr
-    assert "5 file(s) uploaded" in first.stdout and "identical files: nothing to do" in again.stdout
+    assert "6 file(s) uploaded" in first.stdout and "identical files: nothing to do" in again.stdout
 
     pulled = torchship("pull", "tiny-published", "0.1.0", "--to", tmp_path / "pulled", env=with_env)
     assert pulled.returncode == 0, pulled.stderr
