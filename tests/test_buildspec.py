@@ -61,8 +61,10 @@ def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image
     # A failed build never publishes: post_build checks CodeBuild's success flag before anything else.
     assert "CODEBUILD_BUILD_SUCCEEDING" in post_build[0]
     assert 'torchship publish "$spec" --env "$TORCHSHIP_ENV"' in post_build[1]
-    assert '--env "$TORCHSHIP_ENV" --check --out "k8s-rendered/' in post_build[2]
-    assert "torchship ci image-detail changed-specs.txt" in post_build[3]
+    # The stage alias moves only through the promotion gate (a diff against what the stage serves).
+    assert 'torchship promote "$spec" --env "$TORCHSHIP_ENV" --stage "$TORCHSHIP_ENV" "${accept[@]}"' in post_build[2]
+    assert '--env "$TORCHSHIP_ENV" --check --out "k8s-rendered/' in post_build[3]
+    assert "torchship ci image-detail changed-specs.txt" in post_build[4]
     variables = spec["env"]["variables"]
     assert variables["TORCHSHIP_ENV"] == "staging" and variables["TORCHSHIP_OUTPUTS_DIR"] == "outputs"
 
@@ -302,7 +304,7 @@ def test_image_detail_refuses_a_model_without_a_pushed_image_and_writes_nothing(
     assert absent.exit_code == 1 and "the specs file no-such-file.txt does not exist" in absent.stderr
 
 
-def _stand_in_tools(root: Path, run_fails: bool = False) -> Path:
+def _stand_in_tools(root: Path, run_fails: bool = False, promote_fails: bool = False) -> Path:
     """.venv/bin/torchship, aws and docker stand-ins that log their arguments (one line per call); the
     torchship one answers `ci changed-specs` with one spec and writes image-digests.txt for `ci image-detail`."""
     log = root / "calls.log"
@@ -314,6 +316,7 @@ case "$1 $2" in
   "ci changed-specs") echo models/sentiment/model.yaml ;;
   "ci image-detail") echo "registry.example/acme@sha256:abc" > image-digests.txt ;;
   "run "*) {"exit 3" if run_fails else "true"} ;;
+  "promote "*) {"exit 1" if promote_fails else "true"} ;;
 esac
 """
     (bin_dir / "torchship").write_text(torchship)
@@ -354,6 +357,7 @@ def test_the_buildspec_ships_each_changed_spec_to_the_environment_the_pipeline_c
         f"torchship run {spec}",
         f"torchship image {spec} --push 123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/production",
         f"torchship publish {spec} --env production",
+        f"torchship promote {spec} --env production --stage production",
         f"torchship render {spec} --env production --check --out k8s-rendered/sentiment",
         "torchship ci image-detail changed-specs.txt",
     ]
@@ -369,3 +373,27 @@ def test_a_gate_that_refuses_the_model_publishes_and_renders_nothing(tmp_path, u
     calls = log.read_text()
     assert "torchship run models/sentiment/model.yaml" in calls
     assert "image" not in calls and "publish" not in calls and "render" not in calls
+
+
+def test_a_refused_promotion_fails_the_build_and_a_pipeline_reason_accepts_the_diff(tmp_path, user_repo):
+    env = {**os.environ, "PATH": f"{tmp_path / 'shims'}{os.pathsep}{os.environ['PATH']}",
+           "AWS_DEFAULT_REGION": "eu-west-1", "ECR_REPOSITORY_URI": "r.example/acme/staging"}  # fmt: skip
+    refused = tmp_path / "refused"
+    log = _stand_in_tools(refused, promote_fails=True)
+    env_refused = {**env, "PATH": f"{refused / 'shims'}{os.pathsep}{os.environ['PATH']}"}
+    result = run_buildspec(user_repo / "buildspec.yml", refused, env_refused, skip=("install",))
+    assert not result.succeeded
+    calls = log.read_text()
+    assert "torchship promote models/sentiment/model.yaml --env staging --stage staging" in calls
+    assert "render" not in calls  # nothing after the refused promotion
+
+    accepted = tmp_path / "accepted"
+    log = _stand_in_tools(accepted)
+    env_accepted = {**env, "PATH": f"{accepted / 'shims'}{os.pathsep}{os.environ['PATH']}",
+                    "TORCHSHIP_ACCEPT_DIFF": "labels renamed on purpose"}  # fmt: skip
+    result = run_buildspec(user_repo / "buildspec.yml", accepted, env_accepted, skip=("install",))
+    assert result.succeeded, result.log()
+    assert (
+        "torchship promote models/sentiment/model.yaml --env staging --stage staging --accept-diff --reason "
+        "labels renamed on purpose"
+    ) in log.read_text().splitlines()
