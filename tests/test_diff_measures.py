@@ -74,8 +74,8 @@ SAME: dict[str, tuple[list[Any], list[Any]]] = {
         [ranking(2, 0, 1), ranking(1, 2, 0)],
     ),
     "question-answering": (
-        [{"question": "Where?", "context": "The cat sat on the mat."}],
-        [answer("the mat", 15, 22)],
+        [{"question": q, "context": "The cat sat on the mat."} for q in ("Where?", "Who?")],
+        [answer("the mat", 15, 22), answer("cat", 4, 7)],
     ),
 }
 
@@ -113,6 +113,14 @@ def test_each_task_returns_the_measures_it_declares_with_their_direction(task):
     assert tuple(m.name for m in diff.measures) == definition.diff_measures
     assert {m.name: m.better for m in diff.measures} == BETTER[task]
     assert all(m.meaning and "\n" not in m.meaning for m in diff.measures)
+
+
+@pytest.mark.parametrize("task", sorted(BETTER))
+def test_a_diff_with_changes_survives_the_json_it_is_saved_as(task):
+    requests, answers = SAME[task]
+    diff = TASKS[task].diff(requests, answers, [*answers[1:], answers[0]])  # every answer moved by one
+    assert diff.changed
+    assert TaskDiff.model_validate_json(diff.model_dump_json()) == diff
 
 
 @pytest.mark.parametrize("task", sorted(BETTER))
