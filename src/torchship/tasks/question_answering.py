@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from torchship.diff.measures import answers_equal, check_lengths, mean, measure, rate, token_f1
+from torchship.diff.record import Changed, TaskDiff
 from torchship.errors import SpecError
 from torchship.handlers.tasks.question_answering import AnswerSettings, QuestionAnsweringTask
 from torchship.spec import ModelSpec
@@ -76,3 +79,51 @@ class QuestionAnswering(TaskDefinition):
 
     def prediction(self, answer: Any) -> Any:
         return answer["answer"]  # exact match and F1 compare answer texts
+
+    diff_measures: ClassVar[tuple[str, ...]] = ("exact_match", "answer_f1", "changed_rate")
+
+    def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
+        check_lengths(requests, old, new)
+        texts = [(self.prediction(a), self.prediction(b)) for a, b in zip(old, new, strict=True)]
+        spans = [(self.agreement_key(a), self.agreement_key(b)) for a, b in zip(old, new, strict=True)]
+        return TaskDiff(
+            task=self.name,
+            inputs=len(requests),
+            measures=[
+                measure(
+                    "exact_match",
+                    rate(answers_equal(a, b) for a, b in texts),
+                    "higher",
+                    "fraction of inputs whose answer texts are equal (SQuAD normalization: case, punctuation, "
+                    "articles)",
+                ),
+                measure(
+                    "answer_f1",
+                    mean(token_f1(a, b) for a, b in texts),
+                    "higher",
+                    "mean SQuAD token F1 between each input's old and new answer text",
+                ),
+                measure(
+                    "changed_rate",
+                    rate(a != b for a, b in spans),
+                    "lower",
+                    "fraction of inputs whose answer span (start, end) in the context differs",
+                ),
+            ],
+            changed=[
+                Changed(
+                    index=i,
+                    request=requests[i],
+                    old=_shown(old[i]),
+                    new=_shown(new[i]),
+                    why=f"{old[i]['answer']!r} {a[0]}-{a[1]} -> {new[i]['answer']!r} {b[0]}-{b[1]}",
+                )
+                for i, (a, b) in enumerate(spans)
+                if a != b
+            ],
+        )
+
+
+def _shown(answer: dict[str, Any]) -> dict[str, Any]:
+    """The part of an answer a diff shows: the text and where it is (the score changes with every version)."""
+    return {"answer": answer["answer"], "start": answer["start"], "end": answer["end"]}

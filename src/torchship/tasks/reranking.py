@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from torchship.diff.measures import NO_INPUTS, check_lengths, mean, measure, rate, spearman_rho, top_k_overlap
+from torchship.diff.record import Changed, TaskDiff
 from torchship.handlers.tasks.reranking import RerankingSettings, RerankingTask, relevance
 from torchship.spec import ModelSpec
 from torchship.tasks.base import Reduce, TaskDefinition
@@ -13,6 +16,8 @@ from torchship.validate.eval_set import RANKED_TEXTS
 
 # Source scores this close count as a tie: their texts may come back in either order.
 TIED_SCORES = 1e-6
+# The top of the order `diff` compares: what a user of a reranker reads first (fewer for shorter answers).
+TOP_K = 3
 
 # What the gate and verify send without an examples file: queries with texts of clearly different relevance.
 BUILTIN_RANKINGS = (
@@ -72,3 +77,52 @@ class Reranking(TaskDefinition):
             abs(a - b) <= TIED_SCORES
             for a, b in zip(in_compiled_order, (e["score"] for e in source), strict=True)
         )
+
+    diff_measures: ClassVar[tuple[str, ...]] = ("rank_correlation", "topk_overlap", "top1_changed_rate")
+
+    def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
+        check_lengths(requests, old, new)
+        orders = [(self.agreement_key(a), self.agreement_key(b)) for a, b in zip(old, new, strict=True)]
+        # Over the texts both answers rank: answers cut by top_n may hold different texts.
+        rhos = [spearman_rho(a, b) for a, b in orders]
+        measured = [rho for rho in rhos if rho is not None]
+        return TaskDiff(
+            task=self.name,
+            inputs=len(requests),
+            measures=[
+                measure(
+                    "rank_correlation",
+                    mean(measured),
+                    "higher",
+                    "mean Spearman rank correlation of the two orders over the texts both rank "
+                    "(1: the same order, -1: reversed)",
+                    "no query has two texts that both versions rank" if requests else NO_INPUTS,
+                ),
+                measure(
+                    "topk_overlap",
+                    mean(top_k_overlap(a, b, min(TOP_K, len(a), len(b))) for a, b in orders),
+                    "higher",
+                    f"mean fraction of the top {TOP_K} texts (fewer for shorter answers) that both versions "
+                    "put there",
+                ),
+                measure(
+                    "top1_changed_rate",
+                    rate(a[:1] != b[:1] for a, b in orders),
+                    "lower",
+                    "fraction of queries whose top text differs",
+                ),
+            ],
+            changed=[
+                Changed(index=i, request=requests[i], old=a, new=b, why=_order_change(a, b, rho))
+                for i, ((a, b), rho) in enumerate(zip(orders, rhos, strict=True))
+                if a != b
+            ],
+        )
+
+
+def _order_change(old: list[int], new: list[int], rho: float | None) -> str:
+    top = f"top text {old[0] if old else None} -> {new[0] if new else None}" if old[:1] != new[:1] else ""
+    parts = [top or "the same top text; the texts below it differ"]
+    if rho is not None:
+        parts.append(f"rank correlation {rho:.2f}")
+    return "; ".join(parts)

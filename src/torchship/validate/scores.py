@@ -140,8 +140,8 @@ def answer_metrics(gold_answers: Sequence[Sequence[str]], predicted: Sequence[st
     for golds, prediction in zip(gold_answers, predicted, strict=True):
         if not golds:
             raise ValueError("every example needs at least one gold answer")
-        exact.append(max(float(_normalize(g) == _normalize(prediction)) for g in golds))
-        f1.append(max(_token_f1(g, prediction) for g in golds))
+        exact.append(max(float(normalize_answer(g) == normalize_answer(prediction)) for g in golds))
+        f1.append(max(token_f1(g, prediction) for g in golds))
     examples = len(gold_answers)
     return {
         "exact_match": math.fsum(exact) / examples if examples else 0.0,
@@ -154,14 +154,16 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 
 
-def _normalize(answer: str) -> str:
+def normalize_answer(answer: str) -> str:
     """SQuAD's normalize_answer: lower, drop punctuation, drop articles, collapse whitespace."""
     answer = "".join(ch for ch in answer.lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", answer).split())
 
 
-def _token_f1(gold: str, predicted: str) -> float:
-    gold_tokens, predicted_tokens = _normalize(gold).split(), _normalize(predicted).split()
+def token_f1(gold: str, predicted: str) -> float:
+    """SQuAD's token F1 of two answers: the F1 of their normalized tokens' bag overlap (symmetric in its
+    arguments); 1.0 when both normalize to nothing, 0.0 when only one does."""
+    gold_tokens, predicted_tokens = normalize_answer(gold).split(), normalize_answer(predicted).split()
     if not gold_tokens or not predicted_tokens:
         return float(gold_tokens == predicted_tokens)
     common = sum((Counter(gold_tokens) & Counter(predicted_tokens)).values())
