@@ -34,6 +34,20 @@ TRAFFIC = [" ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(3 + i % 6
 LIMITS = "promote: {max_flip_rate: 0.05, max_p99_ratio: 50, latency_passes: 2}\n"
 
 
+def _spread_labels(model_dir: Path, texts: list[str]) -> None:
+    """A random tiny head gives every text the same top label; centring its logits over these texts (and
+    scaling them up) spreads the top labels over all three, so a swap of two rows flips some inputs only."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        pooled = torch.cat([model.bert(**tokenizer(t, return_tensors="pt")).pooler_output for t in texts])
+        logits = pooled @ model.classifier.weight.T
+        scale = 8.0 / logits.std(dim=0)
+        model.classifier.weight.mul_(scale[:, None])
+        model.classifier.bias.copy_(-(logits * scale).mean(dim=0))
+    model.save_pretrained(str(model_dir))
+
+
 def _swap_first_two_labels(model_dir: Path) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     with torch.no_grad():
@@ -54,7 +68,9 @@ def _top_labels(model_dir: Path, texts: list[str]) -> list[str]:
 
 def _version(root: Path, model_dir: Path, version: str, outputs: Path) -> Path:
     spec_path = write_spec(root / version, str(model_dir), name=NAME, task="text-classification", extra=LIMITS)
-    spec_path.write_text(spec_path.read_text().replace("version: 0.1.0", f"version: {version}"))
+    # The spread head's logits reach ~±20: float32 traces differ there by up to ~5e-4.
+    text = spec_path.read_text().replace("version: 0.1.0", f"version: {version}")
+    spec_path.write_text(text.replace("atol: 1.0e-5, rtol: 1.0e-4", "atol: 2.0e-3, rtol: 1.0e-4"))
     (spec_path.parent / "diff.jsonl").write_text(
         "".join(json.dumps({"text": t}) + "\n" for t in TRAFFIC) + "not json\n" + '{"texts": ["a", "b"]}\n'
     )
@@ -68,6 +84,7 @@ def versions(tmp_path_factory):
     root = tmp_path_factory.mktemp("promote")
     outputs = root / "outputs"
     base = save_tiny_classifier(root / "model-base", "bert", seed=3)
+    _spread_labels(base, [*EXAMPLES, *TRAFFIC])
     same = shutil.copytree(base, root / "model-same")
     swapped = shutil.copytree(base, root / "model-swapped")
     _swap_first_two_labels(swapped)
