@@ -62,7 +62,10 @@ def test_every_phase_aborts_at_its_first_failure_and_the_artifacts_are_the_image
     assert "CODEBUILD_BUILD_SUCCEEDING" in post_build[0]
     assert 'torchship publish "$spec" --env "$TORCHSHIP_ENV"' in post_build[1]
     # The stage alias moves only through the promotion gate (a diff against what the stage serves).
-    assert 'torchship promote "$spec" --env "$TORCHSHIP_ENV" --stage "$TORCHSHIP_ENV" "${accept[@]}"' in post_build[2]
+    assert (
+        'torchship promote "$spec" --env "$TORCHSHIP_ENV" --stage "$TORCHSHIP_ENV" "${accept[@]}"'
+        in post_build[2]
+    )
     assert '--env "$TORCHSHIP_ENV" --check --out "k8s-rendered/' in post_build[3]
     assert "torchship ci image-detail changed-specs.txt" in post_build[4]
     variables = spec["env"]["variables"]

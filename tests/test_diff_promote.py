@@ -67,7 +67,9 @@ def _top_labels(model_dir: Path, texts: list[str]) -> list[str]:
 
 
 def _version(root: Path, model_dir: Path, version: str, outputs: Path) -> Path:
-    spec_path = write_spec(root / version, str(model_dir), name=NAME, task="text-classification", extra=LIMITS)
+    spec_path = write_spec(
+        root / version, str(model_dir), name=NAME, task="text-classification", extra=LIMITS
+    )
     # The spread head's logits reach ~±20: float32 traces differ there by up to ~5e-4.
     text = spec_path.read_text().replace("version: 0.1.0", f"version: {version}")
     spec_path.write_text(text.replace("atol: 1.0e-5, rtol: 1.0e-4", "atol: 2.0e-3, rtol: 1.0e-4"))
@@ -101,7 +103,10 @@ def env(tmp_path_factory, versions):
     empty = tmp_path_factory.mktemp("aws") / "empty"
     empty.write_text("")
     bucket = f"ts-{uuid.uuid4().hex[:10]}"
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url, pytest.MonkeyPatch.context() as patch:
+    with (
+        moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             patch.setenv(key, "testing")
         make_client(url, "us-east-1").create_bucket(Bucket=bucket)
@@ -122,7 +127,7 @@ def torchship(*args, env):
 
 
 def test_the_answer_sheet_is_published_and_hashed(versions, env, tmp_path):
-    specs, outputs, _ = versions
+    specs, _, _ = versions
     done = torchship("publish", specs["1.0.0"], env=env)
     assert done.returncode == 0, done.stderr
     pulled = torchship("pull", NAME, "1.0.0", "--to", tmp_path / "pulled", env=env)
@@ -165,12 +170,17 @@ def test_diff_counts_the_flips_and_promotion_is_refused_then_accepted(versions, 
     assert "<svg" in html and "confusion heat map" in html
 
     refused = torchship("promote", specs["1.1.0"], "--stage", "production", env=env)
-    assert refused.returncode != 0 and "refusing to promote" in refused.stderr and "flip_rate" in refused.stderr
+    assert (
+        refused.returncode != 0 and "refusing to promote" in refused.stderr and "flip_rate" in refused.stderr
+    )
     assert "--accept-diff --reason" in refused.stderr
 
     same = torchship("promote", specs["1.0.1"], "--stage", "production", env=env)
     assert same.returncode == 0 and "production → 1.0.1 (was 1.0.0)" in same.stdout, same.stderr
     assert "flip_rate" in same.stderr and "no promotion limit broken" in same.stderr
+    unchanged = json.loads((outputs / NAME / "1.0.1" / "diff" / "against-1.0.0" / "diff.json").read_text())
+    assert unchanged["task_diff"]["changed"] == [] and unchanged["breaches"] == []
+    assert {m["name"]: m["value"] for m in unchanged["task_diff"]["measures"]}["flip_rate"] == 0.0
 
     no_reason = torchship("promote", specs["1.1.0"], "--stage", "production", "--accept-diff", env=env)
     assert no_reason.returncode != 0 and "--reason" in no_reason.stderr

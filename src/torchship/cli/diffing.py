@@ -23,11 +23,15 @@ commands = typer.Typer()
 def diff(
     spec_path: SpecArg,
     against: Annotated[
-        str, typer.Option(help="the version to compare with: a published version or a stage alias (production)")
+        str,
+        typer.Option(help="the version to compare with: a published version or a stage alias (production)"),
     ],
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="where diff.json and diff.html go (default outputs/<name>/<version>/diff/against-<v>)"),
+        typer.Option(
+            "--out",
+            help="where diff.json and diff.html go (default outputs/<name>/<version>/diff/against-<v>)",
+        ),
     ] = None,
     env: EnvOpt = None,
 ) -> None:
@@ -90,6 +94,8 @@ def history(
             measures = ", ".join(
                 f"{k} {'n/a' if v is None else f'{v:.3g}'}" for k, v in e.diff.measures.items()
             )
-            out.print(f"    diff against {e.diff.against} on {e.diff.inputs} inputs: {measures}", highlight=False)
+            out.print(
+                f"    diff against {e.diff.against} on {e.diff.inputs} inputs: {measures}", highlight=False
+            )
             for breach in e.diff.breaches:
                 out.print(f"    breach: {breach}", highlight=False)

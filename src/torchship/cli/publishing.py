@@ -15,8 +15,8 @@ from torchship.cli.console import RichReporter, err, out
 from torchship.cli.failures import reported
 from torchship.diff.promotion import PromotionRefused
 from torchship.errors import TorchshipError
-from torchship.publish.registries.base import check_stage
 from torchship.pipeline import Runner
+from torchship.publish.registries.base import check_stage
 from torchship.settings import Settings
 from torchship.stages import STAGES
 

@@ -77,8 +77,12 @@ def latency_bars(record: DiffRecord) -> list[Bar]:
         ("throughput", "req/s", latency.old.throughput_rps, latency.new.throughput_rps),
     ):
         top = max(old, new) or 1.0
-        bars.append(Bar(f"{what} {record.old.version}", _BAR_WIDTH * old / top, f"{old:.1f} {unit}", "#9ca3af"))
-        bars.append(Bar(f"{what} {record.new.version}", _BAR_WIDTH * new / top, f"{new:.1f} {unit}", "#2563eb"))
+        bars.append(
+            Bar(f"{what} {record.old.version}", _BAR_WIDTH * old / top, f"{old:.1f} {unit}", "#9ca3af")
+        )
+        bars.append(
+            Bar(f"{what} {record.new.version}", _BAR_WIDTH * new / top, f"{new:.1f} {unit}", "#2563eb")
+        )
     return bars
 
 

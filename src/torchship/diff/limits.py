@@ -53,5 +53,5 @@ def breaches(
         broken = value is None or (value > limit if kind == "max" else value < limit)
         if broken:
             inputs = [] if name in LATENCY_MEASURES else changed
-            found.append(Breach(measure=name, value=value, limit=limit, kind=kind, inputs=inputs))  # type: ignore[arg-type]
+            found.append(Breach(measure=name, value=value, limit=limit, kind=kind, inputs=inputs))
     return found

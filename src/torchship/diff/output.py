@@ -21,7 +21,9 @@ def write_diff(record: DiffRecord, folder: Path) -> Path:
     tmp = temp_dir_beside(folder)
     tmp.mkdir(parents=True)
     try:
-        (tmp / DIFF_JSON).write_text(json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+        (tmp / DIFF_JSON).write_text(
+            json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        )
         (tmp / DIFF_HTML).write_text(render_diff_html(record), encoding="utf-8")
         replace_dir(tmp, folder)
     finally:

@@ -59,7 +59,9 @@ def serve_both(
     spec: ModelSpec, settings: Settings, old: VersionFiles, new: VersionFiles, requests: Sequence[Any]
 ) -> tuple[Answers, Answers, LatencyComparison]:
     with tempfile.TemporaryDirectory(prefix="torchship-diff-") as tmp:
-        mars = {side: _served_copy(files.mar, Path(tmp), side) for side, files in (("old", old), ("new", new))}
+        mars = {
+            side: _served_copy(files.mar, Path(tmp), side) for side, files in (("old", old), ("new", new))
+        }
         with TorchServe(mars, settings) as server, server.client(timeout_s=600) as client:
             return side_by_side(
                 Endpoint(client, "/predictions/old"),
@@ -75,7 +77,11 @@ def _pair_up(
 ) -> tuple[list[int], list[SkippedInput]]:
     kept, skipped = [], []
     for i in range(len(inputs.requests)):
-        why = [f"{v} refused it: {r[i]}" for v, r in ((old_version, old.refused), (new_version, new.refused)) if i in r]
+        why = [
+            f"{v} refused it: {r[i]}"
+            for v, r in ((old_version, old.refused), (new_version, new.refused))
+            if i in r
+        ]
         if why:
             skipped.append(SkippedInput(where=inputs.wheres[i], reason="; ".join(why)))
         else:
@@ -83,13 +89,17 @@ def _pair_up(
     return kept, skipped
 
 
-def sheet_note(files: VersionFiles, requests: Sequence[Any], answers: Sequence[Any], spec: ModelSpec) -> str | None:
+def sheet_note(
+    files: VersionFiles, requests: Sequence[Any], answers: Sequence[Any], spec: ModelSpec
+) -> str | None:
     """Whether the version, served now, still gives the answers its sheet recorded at verify."""
     if files.sheet is None:
         return f"{files.version} has no answer sheet (published before torchship kept them)"
     recorded = {_key(r): a for r, a in zip(files.sheet.requests, files.sheet.answers, strict=True)}
     common = [(recorded[_key(r)], a) for r, a in zip(requests, answers, strict=True) if _key(r) in recorded]
-    differing = sum(not compare_json(a, want, spec.validate.atol, spec.validate.rtol).ok for want, a in common)
+    differing = sum(
+        not compare_json(a, want, spec.validate.atol, spec.validate.rtol).ok for want, a in common
+    )
     if differing:
         return (
             f"{files.version} answered {differing} of {len(common)} inputs differently from its answer sheet "

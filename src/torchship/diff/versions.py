@@ -49,7 +49,9 @@ def resolve_version(registry: Registry, client: Any, uri: str, name: str, ref: s
             there = ", ".join(f"{stage} → {version}" for stage, version in sorted(aliases.items()))
             raise TorchshipError(
                 f"no version of {name} is '{ref}' in the {registry.kind} registry",
-                hint=f"Aliases set: {there}." if there else "No stage alias is set yet: name a version instead.",
+                hint=f"Aliases set: {there}."
+                if there
+                else "No stage alias is set yet: name a version instead.",
             )
         return aliases[ref], f"{ref} → {aliases[ref]}"
     if read_manifest(client, uri, name, ref) is None:
@@ -62,9 +64,7 @@ def resolve_version(registry: Registry, client: Any, uri: str, name: str, ref: s
     return ref, ref
 
 
-def published_version(
-    client: Any, uri: str, name: str, version: str, named: str, into: Path
-) -> VersionFiles:
+def published_version(client: Any, uri: str, name: str, version: str, named: str, into: Path) -> VersionFiles:
     """Pull a published version into `into`/<version> (each file checked against the manifest)."""
     dest = pull(uri, name, version, Path(into) / version, client)
     manifest = read_manifest(client, uri, name, version) or {}

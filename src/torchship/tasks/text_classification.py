@@ -48,6 +48,16 @@ class TextClassification(TaskDefinition):
             if new_score is not None:
                 shifts.append(abs(new_score - old_answer[0]["score"]))
         labels = sorted({entry["label"] for answer in (*old, *new) for entry in answer})
+        old_labels = {entry["label"] for answer in old for entry in answer}
+        new_labels = {entry["label"] for answer in new for entry in answer}
+        note = ""
+        if old and new and old_labels != new_labels:
+            # Compared anyway, on the labels' names: a renamed label counts as a flip, which is what a client
+            # that reads the label sees.
+            note = (
+                f"the label sets differ: only the old version has {sorted(old_labels - new_labels)}, only the "
+                f"new one has {sorted(new_labels - old_labels)}; an input whose label was renamed counts as flipped"
+            )
         flipped = [i for i, (a, b) in enumerate(zip(old_top, new_top, strict=True)) if a != b]
         return TaskDiff(
             task=self.name,
@@ -80,4 +90,5 @@ class TextClassification(TaskDefinition):
                 for i in flipped
             ],
             confusion=Confusion(labels=labels, counts=confusion_counts(old_top, new_top, labels)),
+            note=note,
         )

@@ -1,0 +1,88 @@
+"""Two versions served side by side in one real TorchServe (diff/run.py), without publishing: embeddings of a
+re-initialised encoder are reported incompatible, with the cosines a test computes itself in transformers;
+the very same archive under two version numbers changes nothing. And what cannot be compared says so."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from conftest import packaged
+from tiny_models import EXAMPLES, save_tiny_bert, write_spec
+from torchship.diff.run import check_comparable, run_diff
+from torchship.diff.versions import VersionFiles
+from torchship.errors import TorchshipError
+from torchship.tasks import task_definition
+
+pytestmark = pytest.mark.torchserve
+
+
+def _files(version: str, mar, task: str = "embeddings") -> VersionFiles:
+    return VersionFiles(version=version, origin=f"test {version}", mar=mar, task=task, sheet=None)
+
+
+def _sentence_vectors(model_dir, texts: list[str]) -> torch.Tensor:
+    """Mean of the last hidden states over real tokens, L2-normalised: the tiny model's pooling config."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    vectors = []
+    with torch.no_grad():
+        for text in texts:
+            batch = tokenizer(text, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state[0]
+            mask = batch["attention_mask"][0].unsqueeze(-1).float()
+            vectors.append(torch.nn.functional.normalize((hidden * mask).sum(0) / mask.sum(), dim=0))
+    return torch.stack(vectors)
+
+
+@pytest.fixture(scope="module")
+def reinitialised(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reinit")
+    model_dir = save_tiny_bert(root / "model", seed=1)
+    return packaged(write_spec(root / "spec", str(model_dir)), root / "outputs"), model_dir
+
+
+def test_a_reinitialised_encoder_is_reported_incompatible(tiny_package, tiny_model_dir, reinitialised):
+    spec, settings, old_mar = tiny_package
+    (_, _, new_mar), new_dir = reinitialised
+    record = run_diff(spec, settings, _files("0.1.0", old_mar), _files("0.2.0", new_mar), lambda _: None)
+    task = record.task_diff
+    assert task.compatible is False and "Do not mix the two versions' vectors in one index" in task.note
+    want = (_sentence_vectors(tiny_model_dir, EXAMPLES) * _sentence_vectors(new_dir, EXAMPLES)).sum(dim=1)
+    assert [r["text"] for r in record.requests] == EXAMPLES
+    assert task.cosines == pytest.approx(want.tolist(), abs=1e-4)
+    assert task.measure("min_cosine").value == pytest.approx(min(want.tolist()), abs=1e-4)
+    assert record.latency is not None and record.latency.old.requests == record.latency.new.requests > 0
+
+
+def test_the_same_archive_under_two_versions_changes_nothing(tiny_package):
+    spec, settings, mar = tiny_package
+    record = run_diff(spec, settings, _files("0.1.0", mar), _files("0.1.1", mar), lambda _: None)
+    task = record.task_diff
+    assert task.compatible is True and task.changed == []
+    assert task.measure("min_cosine").value == pytest.approx(1.0, abs=1e-6)
+    assert task.measure("neighbour_overlap").value == 1.0
+
+
+def test_versions_of_other_tasks_or_the_same_version_are_not_compared(tiny_package):
+    spec, _, mar = tiny_package
+    with pytest.raises(
+        TorchshipError, match="is a text-classification model and the spec's task is embeddings"
+    ):
+        check_comparable(spec, _files("0.1.0", mar, "text-classification"), _files("0.2.0", mar))
+    with pytest.raises(TorchshipError, match="nothing to compare"):
+        check_comparable(spec, _files("0.1.0", mar), _files("0.1.0", mar))
+
+
+def test_classification_label_sets_that_differ_are_said_and_still_compared():
+    old = [[{"label": "neg", "score": 0.9}, {"label": "pos", "score": 0.1}]] * 2
+    new = [
+        [{"label": "negative", "score": 0.8}, {"label": "pos", "score": 0.2}],
+        [{"label": "pos", "score": 0.7}, {"label": "negative", "score": 0.3}],
+    ]
+    diff = task_definition("text-classification").diff([{"text": "a"}, {"text": "b"}], old, new)
+    assert (
+        "only the old version has ['neg']" in diff.note and "only the new one has ['negative']" in diff.note
+    )
+    assert diff.measure("flip_rate").value == 1.0  # a renamed label is a flip to a client reading it
