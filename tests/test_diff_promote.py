@@ -163,6 +163,7 @@ def test_diff_counts_the_flips_and_promotion_is_refused_then_accepted(versions, 
     assert measures["flip_rate"] == pytest.approx(len(flipped) / len(texts))
     assert sorted(c["index"] for c in record["task_diff"]["changed"]) == flipped
     assert [b["measure"] for b in record["breaches"]] == ["flip_rate"]
+    assert record["notes"] == []  # both versions, served again, gave the answers their sheets recorded
     assert record["latency"]["old"]["requests"] == record["latency"]["new"]["requests"] == 2 * len(texts)
     assert "diff.jsonl:41" in {s["where"] for s in record["skipped"]}
     assert "flip_rate" in diffed.stdout and "BREACH" in diffed.stdout

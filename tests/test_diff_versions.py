@@ -86,3 +86,40 @@ def test_classification_label_sets_that_differ_are_said_and_still_compared():
         "only the old version has ['neg']" in diff.note and "only the new one has ['negative']" in diff.note
     )
     assert diff.measure("flip_rate").value == 1.0  # a renamed label is a flip to a client reading it
+
+
+def test_a_version_that_no_longer_gives_its_recorded_answers_is_said(tiny_package):
+    from torchship.diff.answers import AnswerSheet
+    from torchship.diff.run import sheet_note
+
+    spec, _, mar = tiny_package
+    requests = [{"text": "a"}, {"text": "b"}, {"text": "c"}]
+    recorded = AnswerSheet(
+        name=spec.name, version="0.1.0", task="embeddings", inputs_origin=["examples.jsonl"],
+        requests=requests, answers=[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
+    )  # fmt: skip
+    files = VersionFiles(version="0.1.0", origin="test", mar=mar, task="embeddings", sheet=recorded)
+    assert sheet_note(files, requests, [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], spec) is None
+    note = sheet_note(files, requests, [[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]], spec)
+    assert note is not None and "answered 1 of 3 inputs differently from its answer sheet" in note
+
+
+def test_promote_limits_are_checked_against_the_task_s_measures(tmp_path, tiny_model_dir):
+    from torchship.diff.limits import check_limit_names
+    from torchship.errors import SpecError
+    from torchship.spec import load_spec
+
+    def spec_with(promote: str):
+        return load_spec(write_spec(tmp_path / "s", str(tiny_model_dir), extra=f"promote: {promote}\n"))
+
+    good = spec_with("{min_neighbour_overlap: 0.9, max_p99_ratio: 1.5}")
+    assert check_limit_names(good, task_definition("embeddings")) == {
+        "min_neighbour_overlap": 0.9, "max_p99_ratio": 1.5,
+    }  # fmt: skip
+    with pytest.raises(SpecError, match="the embeddings diff has no measure 'flip_rate'") as caught:
+        check_limit_names(spec_with("{max_flip_rate: 0.1}"), task_definition("embeddings"))
+    assert "neighbour_overlap" in (caught.value.hint or "")
+    with pytest.raises(SpecError, match="unknown key 'flip_rate'"):
+        spec_with("{flip_rate: 0.1}")
+    with pytest.raises(SpecError, match="must be a number >= 0"):
+        spec_with("{max_flip_rate: -1}")

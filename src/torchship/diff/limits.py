@@ -24,7 +24,7 @@ def check_limit_names(spec: ModelSpec, definition: TaskDefinition) -> dict[str, 
         measure = key.split("_", 1)[1]
         if measure not in names:
             raise SpecError(
-                f"{spec.spec_path}: key 'promote.{key}': a {definition.name} diff has no measure '{measure}'",
+                f"{spec.spec_path}: key 'promote.{key}': the {definition.name} diff has no measure '{measure}'",
                 hint=f"The {definition.name} measures: {', '.join(names)} (limits: max_<name> or min_<name>).",
             )
     return limits

@@ -21,6 +21,7 @@ import torchship
 from torchship.archiver.package import mar_path
 from torchship.diff.answers import AnswerSheet
 from torchship.diff.inputs import spec_diff_inputs
+from torchship.diff.limits import check_limit_names
 from torchship.diff.record import SkippedInput
 from torchship.diff.serve import Endpoint, answers
 from torchship.errors import ServedParityError, ServingError, ValidationFailed
@@ -196,6 +197,7 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
 def record_answers(ctx: StageContext, server: TorchServe) -> AnswerSheet:
     """The answer sheet: the served answers to every request `diff` compares on (examples, diff.jsonl)."""
     spec = ctx.spec
+    check_limit_names(spec, task_definition(spec.task))  # a misnamed promote limit fails here, not at promote
     inputs = spec_diff_inputs(spec)
     ctx.progress(f"recording the answer sheet: {len(inputs.requests)} requests ({', '.join(inputs.origins)})")
     with server.client() as client:
