@@ -31,6 +31,22 @@ def write_diff(record: DiffRecord, folder: Path) -> Path:
     return folder
 
 
+def _confusion_lines(record: DiffRecord) -> list[str]:
+    """The label table: a row per old top label, a column per new one (the diagonal: unchanged)."""
+    confusion = record.task_diff.confusion
+    if confusion is None:
+        return []
+    width = max(6, *(len(label) for label in confusion.labels)) + 1
+    corner = "old/new"
+    width = max(width, len(corner) + 1)
+    header = f"  {corner:<{width}}" + "".join(f"{label:>{width}}" for label in confusion.labels)
+    rows = [
+        f"  {label:<{width}}" + "".join(f"{count:>{width}}" for count in counts)
+        for label, counts in zip(confusion.labels, confusion.counts, strict=True)
+    ]
+    return [header, *rows]
+
+
 def summary_lines(record: DiffRecord) -> list[str]:
     """What a user reads in the terminal: the measures, what changed (a few inputs), latency, the verdict."""
     task = record.task_diff
@@ -41,6 +57,12 @@ def summary_lines(record: DiffRecord) -> list[str]:
     for m in task.measures:
         value = "n/a" if m.value is None else f"{m.value:.4g}"
         lines.append(f"  {m.name:<20} {value:>10}   {m.meaning}")
+    lines.extend(_confusion_lines(record))
+    for kind, counts in (task.entity_types or {}).items():
+        lines.append(
+            f"  {kind:<12} unchanged {counts.unchanged}, added {counts.added}, removed {counts.removed}, "
+            f"relabelled {counts.relabelled}, re-spanned {counts.respanned}"
+        )
     if task.note:
         lines.append(f"  ! {task.note}")
     lines.extend(f"  note: {n}" for n in record.notes)
