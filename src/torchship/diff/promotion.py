@@ -4,6 +4,7 @@ reason. Every promotion goes into the registry's history with who, when, why and
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ class Promotion:
 def refusal(record: DiffRecord, stage: str, spec_path: Path) -> PromotionRefused:
     shown = []
     for breach in record.breaches:
-        inputs = [record.requests[i] for i in breach.inputs[:SHOWN_INPUTS]] if breach.inputs else []
-        shown.append(breach.message + (f" (inputs that changed, e.g. {inputs})" if inputs else ""))
+        inputs = ", ".join(json.dumps(record.requests[i], ensure_ascii=False) for i in breach.inputs[:SHOWN_INPUTS])
+        more = f" and {len(breach.inputs) - SHOWN_INPUTS} more" if len(breach.inputs) > SHOWN_INPUTS else ""
+        shown.append(breach.message + (f" (inputs that changed: {inputs}{more})" if inputs else ""))
     return PromotionRefused(
         f"refusing to promote {record.name} {record.new.version} to {stage} (serving {record.old.version}): "
         + "; ".join(shown),
