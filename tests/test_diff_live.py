@@ -125,7 +125,9 @@ def test_replay_collects_both_answers_and_reports_bad_lines_and_refusals(endpoin
         "requests.jsonl:2", "requests.jsonl:5", "requests.jsonl:6", "requests.jsonl:7",
     ]  # fmt: skip
     assert answers.skipped[0].reason.startswith("not JSON (Expecting property name")
-    assert answers.skipped[1] == SkippedInput(where="requests.jsonl:5", reason="empty object: nothing to send")
+    assert answers.skipped[1] == SkippedInput(
+        where="requests.jsonl:5", reason="empty object: nothing to send"
+    )
     assert answers.skipped[2] == SkippedInput(
         where="requests.jsonl:6", reason="canary answered 400: text is too long"
     )
@@ -173,7 +175,9 @@ def test_an_unreachable_url_fails_before_any_request_is_sent(endpoints, tmp_path
 def test_the_bearer_token_reaches_both_sides(endpoints, tmp_path):
     stable, canary = endpoints(token=TOKEN)
     replay = write_replay(tmp_path, [json.dumps({"text": "hello"})])
-    with pytest.raises(LiveEndpointUnreachable, match="answered 401 to GET /ping: .*Token Authorization failed"):
+    with pytest.raises(
+        LiveEndpointUnreachable, match=r"answered 401 to GET /ping: .*Token Authorization failed"
+    ):
         replay_live(stable.url, canary.url, MODEL, replay)
     assert stable.predictions == canary.predictions == 0
     answers = replay_live(stable.url, canary.url, MODEL, replay, token=TOKEN)

@@ -73,10 +73,10 @@ def _bad_body(body: Any) -> str | None:
     a JSON object ({"text": ...}), a list of texts, or one text."""
     if body is None:
         return "null is not a request body"
-    if isinstance(body, bool) or isinstance(body, int | float):
-        return f"a bare {type(body).__name__} is not a request body (expected a JSON object, e.g. {{\"text\": ...}})"
+    if isinstance(body, bool | int | float):
+        return f'a bare {type(body).__name__} is not a request body (expected a JSON object, e.g. {{"text": ...}})'
     if isinstance(body, dict | list | str) and not body:
-        kind = {dict: "object", list: "list", str: "string"}[type(body)]
+        kind = "object" if isinstance(body, dict) else "list" if isinstance(body, list) else "string"
         return f"empty {kind}: nothing to send"
     return None
 
@@ -91,7 +91,7 @@ def read_replay(path: Path) -> tuple[list[ReplayLine], list[SkippedInput]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise LiveReplayError(
             f"cannot read the replay file {path}: {exc}",
-            hint="Pass a UTF-8 JSON-lines file with one request body per line (e.g. {\"text\": \"...\"}).",
+            hint='Pass a UTF-8 JSON-lines file with one request body per line (e.g. {"text": "..."}).',
         ) from None
     good: list[ReplayLine] = []
     bad: list[SkippedInput] = []
@@ -101,7 +101,7 @@ def read_replay(path: Path) -> tuple[list[ReplayLine], list[SkippedInput]]:
         where = f"{path.name}:{number}"
         try:
             body = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             bad.append(SkippedInput(where=where, reason=f"not JSON ({exc.msg} at column {exc.colno})"))
             continue
         reason = _bad_body(body)
@@ -196,9 +196,7 @@ async def _replay(
     for index in range(len(lines)):
         pending.put_nowait(index)
     limits = httpx.Limits(max_connections=2 * clients, max_keepalive_connections=2 * clients)
-    async with httpx.AsyncClient(
-        headers=_headers(token), timeout=REQUEST_TIMEOUT_S, limits=limits
-    ) as client:
+    async with httpx.AsyncClient(headers=_headers(token), timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
 
         async def worker() -> None:
             while True:
@@ -250,7 +248,7 @@ def replay_live(
         raise LiveReplayError(
             f"{replay_file} has no request to replay ({len(skipped)} bad line(s))",
             details="\n".join(f"{s.where}: {s.reason}" for s in skipped) or None,
-            hint="Write one request body per line, e.g. {\"text\": \"...\"}.",
+            hint='Write one request body per line, e.g. {"text": "..."}.',
         )
     urls = {"stable": stable_url, "canary": canary_url}
     for side, url in urls.items():
@@ -270,6 +268,8 @@ def replay_live(
             samples[side].append(outcome.latency_ms[side])
     skipped.sort(key=lambda s: int(s.where.rsplit(":", 1)[1]))
     latency = LatencyComparison(
-        old=latency_run(samples["stable"], clients), new=latency_run(samples["canary"], clients), clients=clients
+        old=latency_run(samples["stable"], clients),
+        new=latency_run(samples["canary"], clients),
+        clients=clients,
     )
     return LiveAnswers(requests, stable, canary, latency, skipped, origins)
