@@ -26,8 +26,68 @@ def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False, env:
     return spec, rendering.render(spec, inputs)
 
 
+CanaryOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--canary",
+        metavar="PERCENT",
+        help="a canary of the spec's version beside the stable one, with this share of the traffic (1-99)",
+    ),
+]
+CanaryRouteOpt = Annotated[
+    str,
+    typer.Option(
+        "--canary-route",
+        help="how the traffic is split: replicas (pods in proportion behind the shared Service) or gateway "
+        "(a Gateway API HTTPRoute's weights; needs a mesh that implements it)",
+    ),
+]
+
+
+def _route(value: str):
+    from torchship.deploy.canary import ROUTES
+    from torchship.deploy.errors import DeployError
+
+    if value not in ROUTES:
+        raise DeployError(
+            f"--canary-route {value!r}: choose one of {', '.join(ROUTES)}",
+            hint="replicas works on any cluster; gateway needs the Gateway API CRDs and a mesh.",
+        )
+    return value
+
+
+def _rendered_canary(spec_path, settings, spec_only, env, percent, route, stable_version, stable_image):
+    from torchship.deploy.canary import CanaryPlan, render_canary, stable_ref
+    from torchship.deploy.errors import DeployError
+    from torchship.deploy.inputs import gather_inputs, unmeasured_inputs
+
+    spec = load_spec(spec_path, env)
+    if not stable_version:
+        raise DeployError(
+            "--canary needs the version the stable Deployment runs (--stable-version)",
+            hint=f"e.g. torchship render {spec_path} --canary {percent} --stable-version <the version serving now> "
+            "[--stable-image REPO@sha256:…]; `torchship deploy --canary` reads it from the cluster instead.",
+        )
+    inputs = unmeasured_inputs(spec) if spec_only else gather_inputs(spec, settings)
+    stable = stable_ref(spec, settings, stable_version, stable_image)
+    return spec, render_canary(spec, inputs, CanaryPlan(percent, route, stable))
+
+
 def _print_derivations(rendered) -> None:
     c, d = rendered.context, rendered.context.derived
+    k = rendered.context.canary
+    if k is not None:
+        canary = rendered.canary_context
+        out.print(
+            f"canary {k.canary_version} ({canary.image}) beside stable {k.stable_version} ({c.image}): "
+            + (
+                f"HTTPRoute weights {k.weight}/{100 - k.weight}, {k.canary_replicas} canary pod(s)"
+                if k.route == "gateway"
+                else f"{k.canary_replicas} canary + {k.stable_replicas} stable pod(s) at rest = "
+                f"{k.actual_percent:.1f}% of requests to the canary (asked {k.percent}%)"
+            ),
+            highlight=False,
+        )
     out.print(
         f"image {c.image} (pinned by {rendered.inputs.image_pinned_by})\n"
         f"time to ready {c.time_to_ready_s:.1f} s ({c.time_to_ready_source}) → startup budget "
@@ -61,6 +121,20 @@ def render_command(
         ),
     ] = False,
     env: EnvOpt = None,
+    canary: CanaryOpt = None,
+    canary_route: CanaryRouteOpt = "replicas",
+    stable_version: Annotated[
+        str | None,
+        typer.Option(
+            "--stable-version",
+            help="with --canary: the version the stable Deployment runs (its image: that version's image.json, "
+            "else deploy.image:VERSION)",
+        ),
+    ] = None,
+    stable_image: Annotated[
+        str | None,
+        typer.Option("--stable-image", help="with --canary: the stable's image reference, given outright"),
+    ] = None,
 ) -> None:
     """Render Kubernetes manifests (a kustomize base) for the model; --check validates them."""
     from torchship.deploy.check import check_base
@@ -68,15 +142,35 @@ def render_command(
 
     with reported():
         settings = Settings()
-        spec, rendered = _rendered(spec_path, settings, spec_only, env)
+        if canary is None:
+            if stable_version or stable_image or canary_route != "replicas":
+                from torchship.deploy.errors import DeployError
+
+                raise DeployError(
+                    "--stable-version, --stable-image and --canary-route describe a canary: add --canary PERCENT",
+                    hint="Without --canary, render writes the stable base of the spec's own version.",
+                )
+            spec, rendered = _rendered(spec_path, settings, spec_only, env)
+        else:
+            spec, rendered = _rendered_canary(
+                spec_path,
+                settings,
+                spec_only,
+                env,
+                canary,
+                _route(canary_route),
+                stable_version,
+                stable_image,
+            )
         report = check_base(rendered, spec) if check else None
         if report is not None:
             for line in report.lines():
                 err.print(line, highlight=False, markup=False)
             report.raise_if_failed()
         root = settings.stage_root(spec.name, spec.version)
+        environment = chosen_environment(env, settings)
         target = write_base(
-            rendered.files, out_dir or default_out_dir(root, chosen_environment(env, settings))
+            rendered.files, out_dir or default_out_dir(root, environment, canary=canary is not None)
         )
     out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
     _print_derivations(rendered)
