@@ -198,6 +198,18 @@ def deploy_command(
         bool, typer.Option("--smoke/--no-smoke", help="send one example through kubectl port-forward")
     ] = True,
     env: EnvOpt = None,
+    canary: CanaryOpt = None,
+    canary_route: CanaryRouteOpt = "replicas",
+    promote_canary: Annotated[
+        bool,
+        typer.Option(
+            "--promote-canary",
+            help="move the stable to the canary's version and image, wait for it, then remove the canary",
+        ),
+    ] = False,
+    abort_canary: Annotated[
+        bool, typer.Option("--abort-canary", help="send everything back to the stable and remove the canary")
+    ] = False,
 ) -> None:
     """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
     from torchship.deploy.kubectl import Kubectl
@@ -205,8 +217,20 @@ def deploy_command(
     from torchship.deploy.rollout import deploy
 
     with reported():
+        chosen = [flag for flag, on in (("--canary", canary is not None), ("--promote-canary", promote_canary),
+                                        ("--abort-canary", abort_canary)) if on]  # fmt: skip
+        if len(chosen) > 1:
+            from torchship.deploy.errors import DeployError
+
+            raise DeployError(
+                f"{' and '.join(chosen)} do different things: choose one",
+                hint="Start a canary with --canary, then later either --promote-canary or --abort-canary.",
+            )
         spec = load_spec(spec_path, env)
         kubectl = Kubectl(context=context, namespace=namespace or namespace_of(spec))
+        if chosen:
+            _canary_step(spec, kubectl, canary, _route(canary_route), promote_canary, dry_run, smoke)
+            return
         result = deploy(
             spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
             progress=progress,
@@ -219,6 +243,55 @@ def deploy_command(
     out.print(f"[green]rolled out[/] deployment/{spec.name}", highlight=False)
     if result.smoke:
         out.print(f"smoke: {result.smoke}", highlight=False)
+
+
+def _canary_step(spec, kubectl, percent, route, promote, dry_run, smoke) -> None:
+    """deploy --canary / --promote-canary / --abort-canary (deploy/canary_rollout.py); inside `reported()`."""
+    from torchship.deploy import canary_rollout
+    from torchship.deploy.errors import DeployError
+
+    settings = Settings()
+    if percent is not None:
+        result = canary_rollout.deploy_canary(
+            spec, settings, kubectl, percent, route, dry_run=dry_run, smoke=smoke, progress=progress
+        )
+    elif dry_run:
+        raise DeployError(
+            "--dry-run previews a deploy or a canary's start, not --promote-canary/--abort-canary",
+            hint="Run without --dry-run; each step says what it applies and removes.",
+        )
+    elif promote:
+        result = canary_rollout.promote_canary(spec, settings, kubectl, progress=progress)
+    else:
+        result = canary_rollout.abort_canary(spec, settings, kubectl, progress=progress)
+    if result.dry_run_output:
+        out.print(result.dry_run_output, highlight=False, markup=False)
+        return
+    for line in [*result.applied, *result.removed]:
+        out.print(line, highlight=False)
+    name = spec.name
+    if result.action == "canary":
+        out.print(
+            f"[green]canary running[/] deployment/{name}-canary {result.canary.version} beside deployment/{name} "
+            f"{result.stable.version}: {result.split}",
+            highlight=False,
+        )
+        if result.smoke:
+            out.print(f"smoke: {result.smoke}", highlight=False)
+    elif result.action == "promote":
+        out.print(
+            f"[green]promoted[/] deployment/{name} now runs {result.canary.version} ({result.canary.image}); "
+            "the canary is removed",
+            highlight=False,
+        )
+    elif result.canary is None:
+        out.print(f"no canary of {name} was running; nothing left behind", highlight=False)
+    else:
+        out.print(
+            f"[yellow]canary aborted[/]: deployment/{name}-canary {result.canary.version} removed; "
+            f"deployment/{name} {result.stable.version} takes all requests",
+            highlight=False,
+        )
 
 
 @commands.command(name="rehearse")

@@ -343,7 +343,7 @@ def _replicas(inputs: PolicyInputs):
         elif replicas is None and hpa is None:
             yield f"Deployment/{m.name}", "no replicas and no HorizontalPodAutoscaler: it runs a single pod"
     for name, m in autoscaled.items():
-        if (m.doc.get("spec") or {}).get("minReplicas", 1) < 2 and shared.get(name, 0) < 2:
+        if (m.doc.get("spec") or {}).get("minReplicas", 1) < 2 and shared.get(str(name), 0) < 2:
             yield (
                 f"HorizontalPodAutoscaler/{m.name}",
                 f"minReplicas below 2 scales deployment/{name} to a single pod",
