@@ -270,7 +270,9 @@ def _canary_step(spec, kubectl, percent, route, promote, dry_run, smoke) -> None
     for line in [*result.applied, *result.removed]:
         out.print(line, highlight=False)
     name = spec.name
-    if result.action == "canary":
+    if result.canary is None or result.stable is None:
+        out.print(f"no canary of {name} was running; nothing left behind", highlight=False)
+    elif result.action == "canary":
         out.print(
             f"[green]canary running[/] deployment/{name}-canary {result.canary.version} beside deployment/{name} "
             f"{result.stable.version}: {result.split}",
@@ -284,8 +286,6 @@ def _canary_step(spec, kubectl, percent, route, promote, dry_run, smoke) -> None
             "the canary is removed",
             highlight=False,
         )
-    elif result.canary is None:
-        out.print(f"no canary of {name} was running; nothing left behind", highlight=False)
     else:
         out.print(
             f"[yellow]canary aborted[/]: deployment/{name}-canary {result.canary.version} removed; "
@@ -299,12 +299,29 @@ def rehearse_command(
     spec_path: SpecArg,
     keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
     env: EnvOpt = None,
+    canary: CanaryOpt = None,
+    stable_version: Annotated[
+        str | None,
+        typer.Option(
+            "--stable-version",
+            help="with --canary: the stable version to play beside the spec's (its image.json must exist)",
+        ),
+    ] = None,
 ) -> None:
     """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
     import time
 
     from torchship.deploy.rehearse import container_state, rehearse
     from torchship.serving.signals import install_stop_handlers
+
+    def wait_for_ctrl_c(containers: list[str]) -> None:
+        install_stop_handlers()  # SIGTERM/SIGHUP end the wait like Ctrl-C; the pod is then torn down
+        try:
+            while all(container_state(container)[0] == "running" for container in containers):
+                time.sleep(1.0)
+            err.print("[red]a container stopped[/]")
+        except KeyboardInterrupt:
+            err.print("stopping …")
 
     def keep_serving(rehearsal) -> None:
         if not keep:
@@ -319,16 +336,43 @@ def rehearse_command(
             highlight=False,
         )
         out.print("Ctrl-C stops it and tears everything down.")
-        install_stop_handlers()  # SIGTERM/SIGHUP end the wait like Ctrl-C; the pod is then torn down
-        try:
-            while container_state(rehearsal.container)[0] == "running":
-                time.sleep(1.0)
-            err.print("[red]the container stopped[/]")
-        except KeyboardInterrupt:
-            err.print("stopping …")
+        wait_for_ctrl_c([rehearsal.container])
+
+    def keep_serving_both(result) -> None:
+        if not keep:
+            return
+        for track in result.tracks.values():
+            rehearsal = track.rehearsal
+            out.print(
+                f"[bold green]serving[/] {track.track} {track.version} at {rehearsal.url}/predictions/{rehearsal.model}",
+                highlight=False,
+            )
+        stable_pod, canary_pod = result.tracks["stable"].rehearsal, result.tracks["canary"].rehearsal
+        out.print(
+            f"  compare them live: torchship diff --live {stable_pod.url} {canary_pod.url} --replay requests.jsonl",
+            highlight=False,
+        )
+        out.print("Ctrl-C stops both and tears everything down.")
+        wait_for_ctrl_c([track.rehearsal.container for track in result.tracks.values()])
 
     with reported(on_interrupt="[red]interrupted[/]: the rehearsal pod was torn down"):
         spec = load_spec(spec_path, env)
+        if canary is not None:
+            from torchship.deploy.canary import check_percent
+            from torchship.deploy.errors import DeployError
+            from torchship.deploy.rehearse_canary import rehearse_canary
+
+            check_percent(canary)
+            if not stable_version:
+                raise DeployError(
+                    "rehearse --canary needs the stable version to play beside the spec's (--stable-version)",
+                    hint="Its image must be built: torchship image SPEC_OF_THAT_VERSION.",
+                )
+            both = rehearse_canary(
+                spec, Settings(), canary, stable_version, on_ready=keep_serving_both, progress=progress
+            )
+            _print_canary_rehearsal(both)
+            return
         rehearsal = rehearse(
             spec, Settings(), on_ready=keep_serving,
             progress=progress,
@@ -339,3 +383,12 @@ def rehearse_command(
         f"{parity['compared']} results); torn down",
         highlight=False,
     )
+
+
+def _print_canary_rehearsal(both) -> None:
+    for track in both.tracks.values():
+        out.print(
+            f"{track.track} {track.version}: ready in {track.rehearsal.ready_s:.1f} s; {track.checked}",
+            highlight=False,
+        )
+    out.print(f"canary rehearsal ok ({both.split}); torn down", highlight=False)
