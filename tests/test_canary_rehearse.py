@@ -127,6 +127,7 @@ def test_demo_stable_and_canary_rehearsed_side_by_side(demo_image_built, monkeyp
     spec = load_spec(DEMO_SPEC)
     stable = ImageRecord(**{**record.model_dump(), "model_version": "0.9.0"})
     stand_in = REHEARSE_OUTPUTS / spec.name / "0.9.0"
+    (stand_in / "image").mkdir(parents=True, exist_ok=True)
     stable.write(stand_in / "image")
     request.addfinalizer(lambda: shutil.rmtree(stand_in, ignore_errors=True))
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(REHEARSE_OUTPUTS))
