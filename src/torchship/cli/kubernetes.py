@@ -211,7 +211,10 @@ def deploy_command(
         bool, typer.Option("--abort-canary", help="send everything back to the stable and remove the canary")
     ] = False,
 ) -> None:
-    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
+    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure.
+
+    With --canary PERCENT: start the spec's version beside the stable the cluster runs (the stable is not
+    touched); later --promote-canary (the stable moves to the canary's version and image) or --abort-canary."""
     from torchship.deploy.kubectl import Kubectl
     from torchship.deploy.render import namespace_of
     from torchship.deploy.rollout import deploy
@@ -308,7 +311,9 @@ def rehearse_command(
         ),
     ] = None,
 ) -> None:
-    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
+    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down.
+
+    With --canary PERCENT --stable-version V: the stable (V's image) and the canary side by side."""
     import time
 
     from torchship.deploy.rehearse import container_state, rehearse
