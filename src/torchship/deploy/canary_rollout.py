@@ -42,7 +42,7 @@ from torchship.deploy.check import check_base
 from torchship.deploy.errors import ClusterUnreachable, DeployError, RolloutFailed
 from torchship.deploy.inputs import gather_inputs
 from torchship.deploy.kubectl import FIELD_MANAGER, Kubectl, last_line
-from torchship.deploy.render import RenderedBase, render, write_base
+from torchship.deploy.render import KUSTOMIZATION, RenderedBase, render, render_files, write_base
 from torchship.deploy.rollout import (
     current_revision,
     dry_run_diff,
@@ -237,9 +237,8 @@ def deploy_canary(
     with tempfile.TemporaryDirectory(prefix="torchship-canary-") as tmp:
         base = write_base(rendered.files, Path(tmp) / "k8s")
         if dry_run:
-            subset = {f: rendered.files[f] for f in (*START[route], *SHARE[route])}
-            subset_base = write_base(subset, Path(tmp) / "subset")
-            result.dry_run_output = _dry_run(kubectl, subset_base, subset, progress)
+            files = (*START[route], *SHARE[route])
+            result.dry_run_output = _dry_run(kubectl, spec, rendered, files, Path(tmp), progress)
             return result
         result.applied = _apply(kubectl, base, START[route])
         canary_name = f"{name}{CANARY_SUFFIX}"
@@ -271,13 +270,15 @@ def deploy_canary(
     return result
 
 
-def _dry_run(kubectl: Kubectl, base: Path, files: dict[str, str], progress) -> str:
-    # A kustomization over just these files, so dry_run_diff's `-k` sees what would be applied and nothing else.
-    import yaml
-
-    kustomization = yaml.safe_dump({"resources": list(files)})
-    (base / "kustomization.yaml").write_text(kustomization)
-    return dry_run_diff(kubectl, base, progress)
+def _dry_run(
+    kubectl: Kubectl, spec: ModelSpec, rendered: RenderedBase, files: tuple[str, ...], tmp: Path, progress
+) -> str:
+    """`kubectl diff` of just `files`: a base of those and a kustomization listing only them."""
+    subset = {file: rendered.files[file] for file in files}
+    subset.update(
+        render_files(spec, {KUSTOMIZATION: dataclasses.replace(rendered.context, resource_files=files)})
+    )
+    return dry_run_diff(kubectl, write_base(subset, tmp / "subset"), progress)
 
 
 def _live_canary(kubectl: Kubectl, name: str) -> tuple[StableRef, Route, int] | None:
