@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from deploy_helpers import spec_file, write_image_record
 from torchship.cli import app
-from torchship.deploy.canary import CanaryPlan, StableRef, render_canary, stable_ref
+from torchship.deploy.canary import CanaryPlan, TrackImage, render_canary, stable_ref
 from torchship.deploy.check import check_base
 from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import unmeasured_inputs
@@ -24,7 +24,7 @@ from torchship.spec import load_spec
 
 runner = CliRunner()
 NAME = "tiny-embeddings"
-STABLE = StableRef("0.0.9", "registry.example/tiny@sha256:" + "ab" * 32, "digest")
+STABLE = TrackImage("0.0.9", "registry.example/tiny@sha256:" + "ab" * 32, "digest")
 BASE_LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": NAME}
 
 
@@ -178,7 +178,7 @@ def test_a_canary_of_the_stable_version_is_refused(tmp_path):
     with pytest.raises(
         DeployError, match=re.escape("the canary would be version 0.1.0, the version the stable already runs")
     ):
-        canary_base(tmp_path, stable=StableRef("0.1.0", "torchship/tiny-embeddings:0.1.0", "tag"))
+        canary_base(tmp_path, stable=TrackImage("0.1.0", "torchship/tiny-embeddings:0.1.0", "tag"))
 
 
 def test_the_stable_image_comes_from_its_versions_image_json(tmp_path):
@@ -187,9 +187,11 @@ def test_the_stable_image_comes_from_its_versions_image_json(tmp_path):
     pushed = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/torchship/tiny@sha256:" + "cd" * 32
     write_image_record(outputs, spec.model_copy(update={"version": "0.0.9"}), pushed=pushed)
     settings = Settings(outputs_dir=outputs)
-    assert stable_ref(spec, settings, "0.0.9") == StableRef("0.0.9", pushed, "digest")
+    assert stable_ref(spec, settings, "0.0.9") == TrackImage("0.0.9", pushed, "digest")
     # No record for that version: the repository with the version as tag, as a plain render would.
-    assert stable_ref(spec, settings, "0.0.8") == StableRef("0.0.8", "torchship/tiny-embeddings:0.0.8", "tag")
+    assert stable_ref(spec, settings, "0.0.8") == TrackImage(
+        "0.0.8", "torchship/tiny-embeddings:0.0.8", "tag"
+    )
     assert stable_ref(spec, settings, "0.0.8", "mine:0.0.8").image == "mine:0.0.8"
 
 

@@ -50,8 +50,9 @@ VERSION_LABEL = "app.kubernetes.io/version"
 
 
 @dataclass(frozen=True)
-class StableRef:
-    """The version the cluster serves now, and the image it runs."""
+class TrackImage:
+    """One track's version and the image that runs it: the stable's (given, or read from the cluster), or the
+    canary's as the cluster runs it."""
 
     version: str
     image: str
@@ -62,7 +63,7 @@ class StableRef:
 class CanaryPlan:
     percent: int
     route: Route
-    stable: StableRef
+    stable: TrackImage
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def split(spec: ModelSpec, percent: int, route: Route) -> Split:
     return Split(total, canary, stable, canary_max, max(stable, most - canary_max))
 
 
-def check_versions(spec: ModelSpec, stable: StableRef) -> None:
+def check_versions(spec: ModelSpec, stable: TrackImage) -> None:
     if stable.version == spec.version:
         raise DeployError(
             f"the canary would be version {spec.version}, the version the stable already runs "
@@ -112,16 +113,16 @@ def check_versions(spec: ModelSpec, stable: StableRef) -> None:
         )
 
 
-def stable_ref(spec: ModelSpec, settings: Settings, version: str, image: str | None = None) -> StableRef:
+def stable_ref(spec: ModelSpec, settings: Settings, version: str, image: str | None = None) -> TrackImage:
     """The stable for `render --canary`: `image` when given, else that version's image the way a plain render
     of it finds one (its image.json under outputs/, else deploy.image with the version as tag)."""
     if image:
-        return StableRef(version, image, "digest" if "@sha256:" in image else "tag")
+        return TrackImage(version, image, "digest" if "@sha256:" in image else "tag")
     old = spec.model_copy(update={"version": version})
     found, pinned_by = image_of(
         old, read_image_record(settings.stage_root(spec.name, version) / IMAGE_RECORD)
     )
-    return StableRef(version, found, pinned_by)
+    return TrackImage(version, found, pinned_by)
 
 
 def _track_spec(spec: ModelSpec, version: str, replicas: int, max_replicas: int) -> ModelSpec:

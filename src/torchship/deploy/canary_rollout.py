@@ -33,7 +33,7 @@ from torchship.deploy.canary import (
     VERSION_LABEL,
     CanaryPlan,
     Route,
-    StableRef,
+    TrackImage,
     check_percent,
     check_versions,
     gathered_canary,
@@ -68,8 +68,8 @@ DELETE_TIMEOUT_S = 300
 @dataclass
 class CanaryResult:
     action: str  # "canary", "promote", "abort"
-    stable: StableRef | None = None
-    canary: StableRef | None = None
+    stable: TrackImage | None = None
+    canary: TrackImage | None = None
     route: str = "replicas"
     applied: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -87,14 +87,14 @@ def live_deployment(kubectl: Kubectl, name: str) -> dict[str, Any] | None:
     return json.loads(result.stdout)
 
 
-def running(deployment: dict[str, Any]) -> StableRef:
+def running(deployment: dict[str, Any]) -> TrackImage:
     """The version (label) and image a live Deployment's pod template runs."""
     template = deployment.get("spec", {}).get("template", {})
     containers = template.get("spec", {}).get("containers") or [{}]
     container = next((c for c in containers if c.get("name") == "torchserve"), containers[0])
     image = str(container.get("image", ""))
     version = (template.get("metadata", {}).get("labels") or {}).get(VERSION_LABEL) or "(unlabelled)"
-    return StableRef(version, image, "digest" if "@sha256:" in image else "tag")
+    return TrackImage(version, image, "digest" if "@sha256:" in image else "tag")
 
 
 def _cluster(kubectl: Kubectl, progress: Callable[[str], None]) -> None:
@@ -109,7 +109,7 @@ def _cluster(kubectl: Kubectl, progress: Callable[[str], None]) -> None:
     progress(f"cluster {server} ({kubectl.where()})")
 
 
-def _stable(kubectl: Kubectl, name: str) -> tuple[dict[str, Any], StableRef]:
+def _stable(kubectl: Kubectl, name: str) -> tuple[dict[str, Any], TrackImage]:
     live = live_deployment(kubectl, name)
     if live is None:
         raise DeployError(
@@ -231,7 +231,7 @@ def deploy_canary(
     canary_context = rendered.canary_context
     assert canary_context is not None
     result = CanaryResult(
-        "canary", stable=stable, canary=StableRef(spec.version, canary_context.image, rendered.inputs.image_pinned_by),
+        "canary", stable=stable, canary=TrackImage(spec.version, canary_context.image, rendered.inputs.image_pinned_by),
         route=route, split=_split_line(rendered),
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="torchship-canary-") as tmp:
@@ -281,7 +281,7 @@ def _dry_run(
     return dry_run_diff(kubectl, write_base(subset, tmp / "subset"), progress)
 
 
-def _live_canary(kubectl: Kubectl, name: str) -> tuple[StableRef, Route, int] | None:
+def _live_canary(kubectl: Kubectl, name: str) -> tuple[TrackImage, Route, int] | None:
     live = live_deployment(kubectl, f"{name}{CANARY_SUFFIX}")
     if live is None:
         return None
@@ -299,8 +299,8 @@ def _drain_route(
     settings: Settings,
     kubectl: Kubectl,
     base_dir: Path,
-    canary: StableRef,
-    stable: StableRef,
+    canary: TrackImage,
+    stable: TrackImage,
     percent: int,
 ) -> list[str]:
     """The HTTPRoute with the canary's weight at 0: the mesh stops sending it requests before its pods go."""

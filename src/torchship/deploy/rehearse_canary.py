@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torchship.deploy.canary import CanaryPlan, StableRef, render_canary
+from torchship.deploy.canary import CanaryPlan, TrackImage, render_canary
 from torchship.deploy.check import check_base
 from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import gather_inputs, image_of
@@ -102,7 +102,7 @@ def rehearse_canary(
     }
     specs = {"stable": stable_spec, "canary": spec}
     image, pinned_by = image_of(stable_spec, records["stable"])
-    plan = CanaryPlan(percent, "replicas", StableRef(stable_version, image, pinned_by))
+    plan = CanaryPlan(percent, "replicas", TrackImage(stable_version, image, pinned_by))
     rendered = render_canary(spec, gather_inputs(spec, settings), plan)
     check_base(rendered, spec).raise_if_failed()
     k = rendered.context.canary
