@@ -6,7 +6,9 @@ application/apply-patch+yaml), reads and watches of Deployments, ReplicaSets and
 status is set the way the deployment controller would set it, per `scenario`:
   "healthy": every replica updated and available;
   "stuck":   the new ReplicaSet's pod never gets ready and the progress deadline is exceeded.
-It is not a scheduler or a kubelet: pods, probes and port-forwarding do not exist here.
+It is not a scheduler or a kubelet: pods, probes and port-forwarding do not exist here. DELETE removes an
+object at once (a Deployment with its ReplicaSets and pods), as the garbage collector would soon after.
+With `gateway_api=True` it also serves the Gateway API's HTTPRoute, as a cluster with those CRDs does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ GROUPS = {
     "policy/v1": {"poddisruptionbudgets": "PodDisruptionBudget"},
     "networking.k8s.io/v1": {"networkpolicies": "NetworkPolicy"},
 }
+# Served only by a cluster with the Gateway API CRDs installed (FakeKubeAPI(gateway_api=True)).
+GATEWAY_GROUP = {"gateway.networking.k8s.io/v1": {"httproutes": "HTTPRoute"}}
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -42,7 +46,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-ALL_GV = {"v1": {p: k for p, (k, _) in CORE.items()}, **GROUPS}
+ALL_GV = {"v1": {p: k for p, (k, _) in CORE.items()}, **GROUPS, **GATEWAY_GROUP}
 
 
 def gv_path(group_version: str) -> str:
@@ -98,10 +102,12 @@ def _resource_list(group_version: str, resources: dict[str, str]) -> dict:
 
 
 class FakeKubeAPI:
-    def __init__(self, scenario: str = "healthy"):
+    def __init__(self, scenario: str = "healthy", gateway_api: bool = False):
         self.scenario = scenario
+        self.groups = {**GROUPS, **(GATEWAY_GROUP if gateway_api else {})}
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, namespace, name) -> object
         self.requests: list[tuple[str, str, str]] = []  # (method, path with query, content type)
+        self.applied: list[dict] = []  # every server-side apply's object, as sent (dry runs too)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
@@ -342,19 +348,20 @@ class FakeKubeAPI:
                     )
                 elif path == "/apis":
                     groups = []
-                    for gv in GROUPS:
+                    for gv in api.groups:
                         group, version = gv.split("/")
                         entry = {"groupVersion": gv, "version": version}
                         groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
                     self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
                 elif path == "/api/v1":
                     self._send(200, _resource_list("v1", {p: k for p, (k, _) in CORE.items()}))
-                elif path.startswith("/apis/") and path.count("/") == 3 and path[6:] in GROUPS:
-                    self._send(200, _resource_list(path[6:], GROUPS[path[6:]]))
+                elif path.startswith("/apis/") and path.count("/") == 3 and path[6:] in api.groups:
+                    self._send(200, _resource_list(path[6:], api.groups[path[6:]]))
                 elif path == "/openapi/v3":
                     paths = {
                         gv_path(gv): {"serverRelativeURL": f"/openapi/v3/{gv_path(gv)}?hash=1"}
                         for gv in ALL_GV
+                        if gv == "v1" or gv in api.groups
                     }
                     self._send(200, {"paths": paths})
                 elif path.startswith("/openapi/v3/"):
@@ -392,7 +399,7 @@ class FakeKubeAPI:
                     if query.get("watch") in ("true", "1"):
                         return self._send(200, lines=[{"type": "ADDED", "object": o} for o in items])
                     kind = (
-                        CORE.get(plural, (None,))[0] or GROUPS.get(group_version, {}).get(plural)
+                        CORE.get(plural, (None,))[0] or api.groups.get(group_version, {}).get(plural)
                     ) + "List"
                     self._send(200, {"kind": kind, "apiVersion": group_version,
                                      "metadata": {"resourceVersion": str(len(api.requests))}, "items": items})  # fmt: skip
@@ -407,6 +414,7 @@ class FakeKubeAPI:
                     existing = api.objects.get((plural, namespace, name))
                     if content_type.startswith("application/apply-patch"):
                         obj = yaml.safe_load(body)
+                        api.applied.append(copy.deepcopy(obj))
                         if query.get("fieldManager") is None:
                             return self._status(400, "BadRequest", "fieldManager is required for apply")
                         merged = copy.deepcopy(obj)
@@ -444,6 +452,24 @@ class FakeKubeAPI:
                         api._settle(existing, healthy=True)
                         return self._send(200, existing)
                     return self._status(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
+
+            def do_DELETE(self) -> None:
+                self._body()
+                with api.lock:
+                    api.requests.append(("DELETE", self.path, self.headers.get("Content-Type", "")))
+                _gv, namespace, plural, name, _sub, _query = self._route()
+                with api.lock:
+                    obj = api.objects.pop((plural, namespace, name), None)
+                    if obj is None:
+                        return self._status(404, "NotFound", f'{plural} "{name}" not found')
+                    if plural == "deployments":
+                        for rs in api._replica_sets(namespace, obj):
+                            api.objects.pop(("replicasets", namespace, rs["metadata"]["name"]), None)
+                            owned = rs["metadata"]["name"]
+                            for key in [k for k in api.objects if k[0] == "pods" and k[1] == namespace
+                                        and k[2].startswith(f"{owned}-")]:  # fmt: skip
+                                del api.objects[key]
+                    return self._send(200, obj)
 
             def do_POST(self) -> None:
                 self._body()

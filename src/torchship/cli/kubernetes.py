@@ -26,8 +26,68 @@ def _rendered(spec_path: Path, settings: Settings, spec_only: bool = False, env:
     return spec, rendering.render(spec, inputs)
 
 
+CanaryOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--canary",
+        metavar="PERCENT",
+        help="a canary of the spec's version beside the stable one, with this share of the traffic (1-99)",
+    ),
+]
+CanaryRouteOpt = Annotated[
+    str,
+    typer.Option(
+        "--canary-route",
+        help="how the traffic is split: replicas (pods in proportion behind the shared Service) or gateway "
+        "(a Gateway API HTTPRoute's weights; needs a mesh that implements it)",
+    ),
+]
+
+
+def _route(value: str):
+    from torchship.deploy.canary import ROUTES
+    from torchship.deploy.errors import DeployError
+
+    if value not in ROUTES:
+        raise DeployError(
+            f"--canary-route {value!r}: choose one of {', '.join(ROUTES)}",
+            hint="replicas works on any cluster; gateway needs the Gateway API CRDs and a mesh.",
+        )
+    return value
+
+
+def _rendered_canary(spec_path, settings, spec_only, env, percent, route, stable_version, stable_image):
+    from torchship.deploy.canary import CanaryPlan, render_canary, stable_ref
+    from torchship.deploy.errors import DeployError
+    from torchship.deploy.inputs import gather_inputs, unmeasured_inputs
+
+    spec = load_spec(spec_path, env)
+    if not stable_version:
+        raise DeployError(
+            "--canary needs the version the stable Deployment runs (--stable-version)",
+            hint=f"e.g. torchship render {spec_path} --canary {percent} --stable-version <the version serving now> "
+            "[--stable-image REPO@sha256:…]; `torchship deploy --canary` reads it from the cluster instead.",
+        )
+    inputs = unmeasured_inputs(spec) if spec_only else gather_inputs(spec, settings)
+    stable = stable_ref(spec, settings, stable_version, stable_image)
+    return spec, render_canary(spec, inputs, CanaryPlan(percent, route, stable))
+
+
 def _print_derivations(rendered) -> None:
     c, d = rendered.context, rendered.context.derived
+    k = rendered.context.canary
+    if k is not None:
+        canary = rendered.canary_context
+        out.print(
+            f"canary {k.canary_version} ({canary.image}) beside stable {k.stable_version} ({c.image}): "
+            + (
+                f"HTTPRoute weights {k.weight}/{100 - k.weight}, {k.canary_replicas} canary pod(s)"
+                if k.route == "gateway"
+                else f"{k.canary_replicas} canary + {k.stable_replicas} stable pod(s) at rest = "
+                f"{k.actual_percent:.1f}% of requests to the canary (asked {k.percent}%)"
+            ),
+            highlight=False,
+        )
     out.print(
         f"image {c.image} (pinned by {rendered.inputs.image_pinned_by})\n"
         f"time to ready {c.time_to_ready_s:.1f} s ({c.time_to_ready_source}) → startup budget "
@@ -61,6 +121,20 @@ def render_command(
         ),
     ] = False,
     env: EnvOpt = None,
+    canary: CanaryOpt = None,
+    canary_route: CanaryRouteOpt = "replicas",
+    stable_version: Annotated[
+        str | None,
+        typer.Option(
+            "--stable-version",
+            help="with --canary: the version the stable Deployment runs (its image: that version's image.json, "
+            "else deploy.image:VERSION)",
+        ),
+    ] = None,
+    stable_image: Annotated[
+        str | None,
+        typer.Option("--stable-image", help="with --canary: the stable's image reference, given outright"),
+    ] = None,
 ) -> None:
     """Render Kubernetes manifests (a kustomize base) for the model; --check validates them."""
     from torchship.deploy.check import check_base
@@ -68,15 +142,35 @@ def render_command(
 
     with reported():
         settings = Settings()
-        spec, rendered = _rendered(spec_path, settings, spec_only, env)
+        if canary is None:
+            if stable_version or stable_image or canary_route != "replicas":
+                from torchship.deploy.errors import DeployError
+
+                raise DeployError(
+                    "--stable-version, --stable-image and --canary-route describe a canary: add --canary PERCENT",
+                    hint="Without --canary, render writes the stable base of the spec's own version.",
+                )
+            spec, rendered = _rendered(spec_path, settings, spec_only, env)
+        else:
+            spec, rendered = _rendered_canary(
+                spec_path,
+                settings,
+                spec_only,
+                env,
+                canary,
+                _route(canary_route),
+                stable_version,
+                stable_image,
+            )
         report = check_base(rendered, spec) if check else None
         if report is not None:
             for line in report.lines():
                 err.print(line, highlight=False, markup=False)
             report.raise_if_failed()
         root = settings.stage_root(spec.name, spec.version)
+        environment = chosen_environment(env, settings)
         target = write_base(
-            rendered.files, out_dir or default_out_dir(root, chosen_environment(env, settings))
+            rendered.files, out_dir or default_out_dir(root, environment, canary=canary is not None)
         )
     out.print(f"rendered {len(rendered.files)} files into {target}", highlight=False)
     _print_derivations(rendered)
@@ -104,15 +198,42 @@ def deploy_command(
         bool, typer.Option("--smoke/--no-smoke", help="send one example through kubectl port-forward")
     ] = True,
     env: EnvOpt = None,
+    canary: CanaryOpt = None,
+    canary_route: CanaryRouteOpt = "replicas",
+    promote_canary: Annotated[
+        bool,
+        typer.Option(
+            "--promote-canary",
+            help="move the stable to the canary's version and image, wait for it, then remove the canary",
+        ),
+    ] = False,
+    abort_canary: Annotated[
+        bool, typer.Option("--abort-canary", help="send everything back to the stable and remove the canary")
+    ] = False,
 ) -> None:
-    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure."""
+    """Apply the checked manifests server-side, wait for the rollout, smoke-test it; undo it on failure.
+
+    With --canary PERCENT: start the spec's version beside the stable the cluster runs (the stable is not
+    touched); later --promote-canary (the stable moves to the canary's version and image) or --abort-canary."""
     from torchship.deploy.kubectl import Kubectl
     from torchship.deploy.render import namespace_of
     from torchship.deploy.rollout import deploy
 
     with reported():
+        chosen = [flag for flag, on in (("--canary", canary is not None), ("--promote-canary", promote_canary),
+                                        ("--abort-canary", abort_canary)) if on]  # fmt: skip
+        if len(chosen) > 1:
+            from torchship.deploy.errors import DeployError
+
+            raise DeployError(
+                f"{' and '.join(chosen)} do different things: choose one",
+                hint="Start a canary with --canary, then later either --promote-canary or --abort-canary.",
+            )
         spec = load_spec(spec_path, env)
         kubectl = Kubectl(context=context, namespace=namespace or namespace_of(spec))
+        if chosen:
+            _canary_step(spec, kubectl, canary, _route(canary_route), promote_canary, dry_run, smoke)
+            return
         result = deploy(
             spec, Settings(), kubectl, dry_run=dry_run, smoke=smoke,
             progress=progress,
@@ -127,17 +248,85 @@ def deploy_command(
         out.print(f"smoke: {result.smoke}", highlight=False)
 
 
+def _canary_step(spec, kubectl, percent, route, promote, dry_run, smoke) -> None:
+    """deploy --canary / --promote-canary / --abort-canary (deploy/canary_rollout.py); inside `reported()`."""
+    from torchship.deploy import canary_rollout
+    from torchship.deploy.errors import DeployError
+
+    settings = Settings()
+    if percent is not None:
+        result = canary_rollout.deploy_canary(
+            spec, settings, kubectl, percent, route, dry_run=dry_run, smoke=smoke, progress=progress
+        )
+    elif dry_run:
+        raise DeployError(
+            "--dry-run previews a deploy or a canary's start, not --promote-canary/--abort-canary",
+            hint="Run without --dry-run; each step says what it applies and removes.",
+        )
+    elif promote:
+        result = canary_rollout.promote_canary(spec, settings, kubectl, progress=progress)
+    else:
+        result = canary_rollout.abort_canary(spec, settings, kubectl, progress=progress)
+    if result.dry_run_output:
+        out.print(result.dry_run_output, highlight=False, markup=False)
+        return
+    for line in [*result.applied, *result.removed]:
+        out.print(line, highlight=False)
+    name = spec.name
+    if result.canary is None or result.stable is None:
+        out.print(f"no canary of {name} was running; nothing left behind", highlight=False)
+    elif result.action == "canary":
+        out.print(
+            f"[green]canary running[/] deployment/{name}-canary {result.canary.version} beside deployment/{name} "
+            f"{result.stable.version}: {result.split}",
+            highlight=False,
+        )
+        if result.smoke:
+            out.print(f"smoke: {result.smoke}", highlight=False)
+    elif result.action == "promote":
+        out.print(
+            f"[green]promoted[/] deployment/{name} now runs {result.canary.version} ({result.canary.image}); "
+            "the canary is removed",
+            highlight=False,
+        )
+    else:
+        out.print(
+            f"[yellow]canary aborted[/]: deployment/{name}-canary {result.canary.version} removed; "
+            f"deployment/{name} {result.stable.version} takes all requests",
+            highlight=False,
+        )
+
+
 @commands.command(name="rehearse")
 def rehearse_command(
     spec_path: SpecArg,
     keep: Annotated[bool, typer.Option("--keep", help="keep serving after the checks until Ctrl-C")] = False,
     env: EnvOpt = None,
+    canary: CanaryOpt = None,
+    stable_version: Annotated[
+        str | None,
+        typer.Option(
+            "--stable-version",
+            help="with --canary: the stable version to play beside the spec's (its image.json must exist)",
+        ),
+    ] = None,
 ) -> None:
-    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down."""
+    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down.
+
+    With --canary PERCENT --stable-version V: the stable (V's image) and the canary side by side."""
     import time
 
     from torchship.deploy.rehearse import container_state, rehearse
     from torchship.serving.signals import install_stop_handlers
+
+    def wait_for_ctrl_c(containers: list[str]) -> None:
+        install_stop_handlers()  # SIGTERM/SIGHUP end the wait like Ctrl-C; the pod is then torn down
+        try:
+            while all(container_state(container)[0] == "running" for container in containers):
+                time.sleep(1.0)
+            err.print("[red]a container stopped[/]")
+        except KeyboardInterrupt:
+            err.print("stopping …")
 
     def keep_serving(rehearsal) -> None:
         if not keep:
@@ -152,16 +341,43 @@ def rehearse_command(
             highlight=False,
         )
         out.print("Ctrl-C stops it and tears everything down.")
-        install_stop_handlers()  # SIGTERM/SIGHUP end the wait like Ctrl-C; the pod is then torn down
-        try:
-            while container_state(rehearsal.container)[0] == "running":
-                time.sleep(1.0)
-            err.print("[red]the container stopped[/]")
-        except KeyboardInterrupt:
-            err.print("stopping …")
+        wait_for_ctrl_c([rehearsal.container])
+
+    def keep_serving_both(result) -> None:
+        if not keep:
+            return
+        for track in result.tracks.values():
+            rehearsal = track.rehearsal
+            out.print(
+                f"[bold green]serving[/] {track.track} {track.version} at {rehearsal.url}/predictions/{rehearsal.model}",
+                highlight=False,
+            )
+        stable_pod, canary_pod = result.tracks["stable"].rehearsal, result.tracks["canary"].rehearsal
+        out.print(
+            f"  compare them live: torchship diff --live {stable_pod.url} {canary_pod.url} --replay requests.jsonl",
+            highlight=False,
+        )
+        out.print("Ctrl-C stops both and tears everything down.")
+        wait_for_ctrl_c([track.rehearsal.container for track in result.tracks.values()])
 
     with reported(on_interrupt="[red]interrupted[/]: the rehearsal pod was torn down"):
         spec = load_spec(spec_path, env)
+        if canary is not None:
+            from torchship.deploy.canary import check_percent
+            from torchship.deploy.errors import DeployError
+            from torchship.deploy.rehearse_canary import rehearse_canary
+
+            check_percent(canary)
+            if not stable_version:
+                raise DeployError(
+                    "rehearse --canary needs the stable version to play beside the spec's (--stable-version)",
+                    hint="Its image must be built: torchship image SPEC_OF_THAT_VERSION.",
+                )
+            both = rehearse_canary(
+                spec, Settings(), canary, stable_version, on_ready=keep_serving_both, progress=progress
+            )
+            _print_canary_rehearsal(both)
+            return
         rehearsal = rehearse(
             spec, Settings(), on_ready=keep_serving,
             progress=progress,
@@ -172,3 +388,12 @@ def rehearse_command(
         f"{parity['compared']} results); torn down",
         highlight=False,
     )
+
+
+def _print_canary_rehearsal(both) -> None:
+    for track in both.tracks.values():
+        out.print(
+            f"{track.track} {track.version}: ready in {track.rehearsal.ready_s:.1f} s; {track.checked}",
+            highlight=False,
+        )
+    out.print(f"canary rehearsal ok ({both.split}); torn down", highlight=False)

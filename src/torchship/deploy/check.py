@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torchship.deploy.errors import ManifestCheckFailed
 from torchship.deploy.policy import RULES, Finding, PolicyInputs, check_policy
 from torchship.deploy.render import RenderedBase
-from torchship.deploy.schemas import SchemaFinding, validate_schemas, versions_to_check
+from torchship.deploy.schemas import SchemaFinding, own_schema_kinds, validate_schemas, versions_to_check
 from torchship.spec import ModelSpec
 
 
@@ -17,6 +17,7 @@ class CheckReport:
     schema_findings: list[SchemaFinding]
     policy_findings: list[Finding]
     rules_checked: int
+    own_schema_kinds: list[str] = field(default_factory=list)  # CRDs checked against torchship's own schema
 
     @property
     def ok(self) -> bool:
@@ -28,8 +29,14 @@ class CheckReport:
         return lines
 
     def summary(self) -> str:
+        own = (
+            f" ({', '.join(self.own_schema_kinds)} against torchship's Gateway API v1 schema: "
+            "kubernetes-validate has none)"
+            if self.own_schema_kinds
+            else ""
+        )
         return (
-            f"{len(self.schema_findings)} schema error(s) against Kubernetes {', '.join(self.versions)}; "
+            f"{len(self.schema_findings)} schema error(s) against Kubernetes {', '.join(self.versions)}{own}; "
             f"{len(self.policy_findings)} policy finding(s) from {self.rules_checked} rules"
         )
 
@@ -51,4 +58,5 @@ def check_base(rendered: RenderedBase, spec: ModelSpec) -> CheckReport:
         schema_findings=validate_schemas(rendered.manifests, versions),
         policy_findings=check_policy(PolicyInputs(rendered.manifests, spec.serve.response_timeout_s)),
         rules_checked=len(RULES),
+        own_schema_kinds=own_schema_kinds(rendered.manifests),
     )

@@ -289,21 +289,61 @@ def _network_policy(inputs: PolicyInputs):
                 yield w.resource, f"no NetworkPolicy restricts {direction.lower()} of its pods"
 
 
-@rule("replicas", "kube-score deployment-replicas (an HPA's minReplicas where it owns the scale)")
+def _shared_pods(inputs: PolicyInputs, at_rest: dict[str, int]) -> dict[str, int]:
+    """Per Deployment, the most pods at rest behind one Service that routes to it and to another Deployment.
+
+    A canary's one pod is no single point of failure while the model's Service also routes to the stable's
+    pods: a request finds a pod as long as either track has one."""
+    shared: dict[str, int] = {}
+    deployments = inputs.of_kind("Deployment")
+    for service in inputs.of_kind("Service"):
+        selector = (service.doc.get("spec") or {}).get("selector") or {}
+        if not selector:  # a Service without a selector gets no endpoints from any Deployment
+            continue
+        selected = [
+            d.name
+            for d in deployments
+            if _selects(
+                {"matchLabels": selector},
+                (
+                    (((d.doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
+                    or {}
+                ),
+            )
+        ]
+        if len(selected) > 1:
+            total = sum(at_rest[name] for name in selected)
+            for name in selected:
+                shared[name] = max(shared.get(name, 0), total)
+    return shared
+
+
+@rule(
+    "replicas",
+    "kube-score deployment-replicas (an HPA's minReplicas where it owns the scale; a canary counts with the "
+    "stable behind their shared Service)",
+)
 def _replicas(inputs: PolicyInputs):
     autoscaled = {
         ((m.doc.get("spec") or {}).get("scaleTargetRef") or {}).get("name"): m
         for m in inputs.of_kind("HorizontalPodAutoscaler")
     }
+    at_rest = {}
     for m in inputs.of_kind("Deployment"):
         replicas = (m.doc.get("spec") or {}).get("replicas")
         hpa = autoscaled.get(m.name)
-        if replicas is not None and replicas < 2:
+        minimum = (hpa.doc.get("spec") or {}).get("minReplicas", 1) if hpa is not None else 1
+        at_rest[m.name] = replicas if replicas is not None else minimum
+    shared = _shared_pods(inputs, at_rest)
+    for m in inputs.of_kind("Deployment"):
+        replicas = (m.doc.get("spec") or {}).get("replicas")
+        hpa = autoscaled.get(m.name)
+        if replicas is not None and replicas < 2 and shared.get(m.name, 0) < 2:
             yield f"Deployment/{m.name}", f"replicas {replicas}: one pod is a single point of failure"
         elif replicas is None and hpa is None:
             yield f"Deployment/{m.name}", "no replicas and no HorizontalPodAutoscaler: it runs a single pod"
     for name, m in autoscaled.items():
-        if (m.doc.get("spec") or {}).get("minReplicas", 1) < 2:
+        if (m.doc.get("spec") or {}).get("minReplicas", 1) < 2 and shared.get(str(name), 0) < 2:
             yield (
                 f"HorizontalPodAutoscaler/{m.name}",
                 f"minReplicas below 2 scales deployment/{name} to a single pod",

@@ -97,8 +97,13 @@ def image_record(spec: ModelSpec, settings: Settings) -> ImageRecord:
 
 def rehearsal_documents(rendered: RenderedBase, local_image: str, ports: dict[str, int]) -> list[dict]:
     """The rendered ConfigMap and Deployment with only the rehearsal's changes (see the module doc)."""
-    docs = {m.kind: copy.deepcopy(m.doc) for m in rendered.manifests if m.kind in ("ConfigMap", "Deployment")}
-    config, deployment = docs["ConfigMap"], docs["Deployment"]
+    docs = {m.kind: m.doc for m in rendered.manifests if m.kind in ("ConfigMap", "Deployment")}
+    return track_documents(docs["ConfigMap"], docs["Deployment"], local_image, ports)
+
+
+def track_documents(config: dict, deployment: dict, local_image: str, ports: dict[str, int]) -> list[dict]:
+    """One Deployment and its ConfigMap, copied, with only the rehearsal's changes (see the module doc)."""
+    config, deployment = copy.deepcopy(config), copy.deepcopy(deployment)
     config["data"].update({key: str(port) for key, port in ports.items()})
     config["data"]["TORCHSHIP_BIND_ADDRESS"] = HOST
     deployment["spec"]["replicas"] = 1

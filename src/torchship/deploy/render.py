@@ -37,6 +37,18 @@ RESOURCE_FILES = (
 )
 KUSTOMIZATION = "kustomization.yaml"
 RENDERED_FILES = (*RESOURCE_FILES, KUSTOMIZATION)
+# A canary (deploy/canary.py) adds its own ConfigMap, Deployment and HPA; routed by a Gateway API HTTPRoute,
+# also a Service per track and the route.
+CANARY_REPLICAS_FILES = ("configmap-canary.yaml", "deployment-canary.yaml", "hpa-canary.yaml")
+CANARY_FILES = (*CANARY_REPLICAS_FILES, "service-tracks.yaml", "httproute.yaml")
+# Every file torchship may have written into a base: re-rendering replaces any of them.
+KNOWN_FILES = (*RENDERED_FILES, *CANARY_FILES)
+# A canary's files come from the stable's templates, rendered with the canary's context.
+TEMPLATE_OF = {
+    "configmap-canary.yaml": "configmap.yaml",
+    "deployment-canary.yaml": "deployment.yaml",
+    "hpa-canary.yaml": "hpa.yaml",
+}
 # The instance family each Neuron compile target runs on (node.kubernetes.io/instance-type).
 NEURON_INSTANCE_TYPES = {"inf2": "inf2.xlarge", "trn1": "trn1.2xlarge", "inf1": "inf1.xlarge"}
 
@@ -76,6 +88,24 @@ class RenderContext:
     time_to_ready_s: float
     time_to_ready_source: str
     resource_files: tuple[str, ...] = RESOURCE_FILES
+    suffix: str = ""  # appended to the names of a track's own objects: "-canary"
+    track: str = "stable"  # the pods' torchship.dev/track label
+    canary: CanaryView | None = None  # the split, for the comments of a canary rendering
+
+
+@dataclass(frozen=True)
+class CanaryView:
+    """A canary's split as the rendered comments and the route state it."""
+
+    percent: int  # asked for
+    route: str  # "replicas" or "gateway"
+    weight: int  # the HTTPRoute's canary weight (0 while promote/abort drain it)
+    total: int  # deploy.replicas
+    canary_replicas: int
+    stable_replicas: int
+    actual_percent: float  # of requests to the canary at rest
+    canary_version: str
+    stable_version: str
 
 
 @dataclass(frozen=True)
@@ -98,6 +128,7 @@ class RenderedBase:
     context: RenderContext
     inputs: DeployInputs
     manifests: list[Manifest] = field(default_factory=list)
+    canary_context: RenderContext | None = None  # set when the base holds a canary beside the stable
 
 
 def _volume_name(path: str) -> str:
@@ -146,10 +177,10 @@ def namespace_of(spec: ModelSpec) -> str:
     return spec.deploy.namespace or spec.name
 
 
-def default_out_dir(stage_root: Path, env: str | None) -> Path:
+def default_out_dir(stage_root: Path, env: str | None, canary: bool = False) -> Path:
     """`render`'s default target: one directory per environment, so rendering production never replaces
-    the staging rendering (k8s/ without an environment)."""
-    return stage_root / (f"k8s-{env}" if env else "k8s")
+    the staging rendering (k8s/ without an environment); a canary rendering beside them (k8s-canary)."""
+    return stage_root / ("-".join(["k8s", *([env] if env else []), *(["canary"] if canary else [])]))
 
 
 def context_of(spec: ModelSpec, inputs: DeployInputs) -> RenderContext:
@@ -196,8 +227,8 @@ def _jinja() -> jinja2.Environment:
 
 def parse_manifests(files: dict[str, str]) -> list[Manifest]:
     manifests = []
-    for file in RESOURCE_FILES:
-        if file not in files:
+    for file in files:
+        if file == KUSTOMIZATION:
             continue
         for doc in yaml.safe_load_all(files[file]):
             if doc:
@@ -205,18 +236,21 @@ def parse_manifests(files: dict[str, str]) -> list[Manifest]:
     return manifests
 
 
+def render_files(spec: ModelSpec, contexts: dict[str, RenderContext]) -> dict[str, str]:
+    """Each file from its template with its own context (a canary's files with the canary's)."""
+    env = _jinja()
+    spec_file = f"{spec.spec_dir.name}/{spec.spec_path.name}"
+    files = {}
+    for file, context in contexts.items():
+        template = env.get_template(f"k8s/{TEMPLATE_OF.get(file, file)}.j2")
+        text = template.render(c=context, torchship_version=torchship.__version__, spec_file=spec_file)
+        files[file] = text.rstrip("\n") + "\n"
+    return files
+
+
 def render(spec: ModelSpec, inputs: DeployInputs) -> RenderedBase:
     context = context_of(spec, inputs)
-    env = _jinja()
-    common = {
-        "c": context,
-        "torchship_version": torchship.__version__,
-        "spec_file": f"{spec.spec_dir.name}/{spec.spec_path.name}",
-    }
-    files = {}
-    for file in RENDERED_FILES:
-        text = env.get_template(f"k8s/{file}.j2").render(**common)
-        files[file] = text.rstrip("\n") + "\n"
+    files = render_files(spec, dict.fromkeys(RENDERED_FILES, context))
     return RenderedBase(files, context, inputs, parse_manifests(files))
 
 
@@ -226,7 +260,7 @@ def write_base(files: dict[str, str], out_dir: Path) -> Path:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise DeployError(f"{out_dir} exists and is not a directory", hint="Choose another --out.")
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RENDERED_FILES)
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in KNOWN_FILES)
         if foreign:
             raise DeployError(
                 f"{out_dir} holds files torchship did not render ({', '.join(foreign[:5])}); not overwriting it",

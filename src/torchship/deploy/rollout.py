@@ -103,8 +103,10 @@ def smoke_request(url: str, model: str, body: Any) -> str:
     return f"POST /predictions/{model} → 200 ({len(response.content)} bytes)"
 
 
-def port_forward_smoke(kubectl: Kubectl, name: str, port: int, body: Any) -> str:
-    cmd = kubectl.command("port-forward", f"service/{name}", f":{port}", "--address=127.0.0.1")
+def port_forward_smoke(kubectl: Kubectl, name: str, port: int, body: Any, target: str | None = None) -> str:
+    """One example through `kubectl port-forward` to `target` (default the model's Service; a canary's smoke
+    request goes to its own Deployment, so it is the canary that answers)."""
+    cmd = kubectl.command("port-forward", target or f"service/{name}", f":{port}", "--address=127.0.0.1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import jsonschema
 
 from torchship.deploy.errors import DeployError
+from torchship.deploy.gateway_schema import OWN_SCHEMAS
 from torchship.deploy.render import Manifest
 
 NEWEST_VERSIONS = 3
@@ -74,13 +75,27 @@ def _validator(version: str, kind: str, api_version: str):
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
+@functools.lru_cache(maxsize=8)
+def _own_validator(kind: str, api_version: str):
+    """torchship's own schema for a CRD kind it renders (gateway_schema.py), the same in every version."""
+    schema = OWN_SCHEMAS.get((kind, api_version))
+    return None if schema is None else jsonschema.validators.Draft202012Validator(schema)
+
+
+def own_schema_kinds(manifests: list[Manifest]) -> list[str]:
+    """The kinds checked against torchship's own schema rather than kubernetes-validate's (said in the report)."""
+    return sorted({m.kind for m in manifests if (m.kind, str(m.doc.get("apiVersion"))) in OWN_SCHEMAS})
+
+
 def validate_schemas(manifests: list[Manifest], versions: list[str]) -> list[SchemaFinding]:
     findings = []
     for version in versions:
         for manifest in manifests:
             where = f"{manifest.kind}/{manifest.name} ({manifest.file})"
             api_version = str(manifest.doc.get("apiVersion"))
-            validator = _validator(version, manifest.kind, api_version)
+            validator = _own_validator(manifest.kind, api_version) or _validator(
+                version, manifest.kind, api_version
+            )
             if validator is None:
                 message = f"no schema for kind {manifest.kind} in {api_version} (unknown kind or apiVersion)"
                 findings.append(SchemaFinding(version, where, message))
