@@ -123,3 +123,49 @@ def test_promote_limits_are_checked_against_the_task_s_measures(tmp_path, tiny_m
         spec_with("{flip_rate: 0.1}")
     with pytest.raises(SpecError, match="must be a number >= 0"):
         spec_with("{max_flip_rate: -1}")
+
+
+def test_a_live_diff_replays_traffic_against_two_running_torchserves(tiny_package, reinitialised, tmp_path):
+    """`torchship diff --live`: the stable and the canary are two real TorchServes (each its own token)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from torchship.serving.ports import free_port
+    from torchship.serving.torchserve import TorchServe
+
+    spec, settings, old_mar = tiny_package
+    (_, _, new_mar), _ = reinitialised
+    replay = tmp_path / "requests.jsonl"
+    lines = [json.dumps({"text": t}) for t in EXAMPLES]
+    lines += ["{not json", json.dumps({"texts": ["a", "b"]}), json.dumps({"text": "word " * 300_000})]
+    replay.write_text("\n".join(lines) + "\n")
+
+    def torchship(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "torchship.cli", "diff", spec.spec_path, *map(str, args)],
+            capture_output=True, text=True, env=os.environ, timeout=300,
+        )  # fmt: skip
+
+    with (
+        TorchServe({spec.name: old_mar}, settings) as stable,
+        TorchServe({spec.name: new_mar}, settings) as canary,
+    ):
+        urls = [stable.inference_url, canary.inference_url]
+        tokens = ["--token", stable.inference_token, "--canary-token", canary.inference_token]
+        done = torchship("--live", *urls, "--replay", replay, *tokens, "--out", tmp_path / "live")
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        unreachable = torchship("--live", urls[0], nowhere, "--replay", replay, *tokens)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "live" / "diff.json").read_text())
+    assert [r["text"] for r in record["requests"]] == EXAMPLES
+    assert record["task_diff"]["compatible"] is False
+    skipped = {s["where"]: s["reason"] for s in record["skipped"]}
+    assert set(skipped) == {"requests.jsonl:6", "requests.jsonl:7", "requests.jsonl:8"}
+    assert "items in a list" in skipped["requests.jsonl:7"] and "over the limit of 1048576 bytes" in skipped["requests.jsonl:8"]
+    assert record["old"]["origin"] == urls[0] and record["new"]["origin"] == urls[1]
+    assert (
+        unreachable.returncode != 0 and f"the canary endpoint {nowhere} is unreachable" in unreachable.stderr
+    )
+    assert "nothing was sent" in unreachable.stderr and "Traceback" not in unreachable.stderr

@@ -13,7 +13,7 @@ import typer
 from torchship.cli.arguments import EnvOpt, SpecArg, load_spec
 from torchship.cli.console import RichReporter, err, out
 from torchship.cli.failures import reported
-from torchship.diff.promotion import PromotionRefused
+from torchship.diff.errors import PromotionRefused
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner
 from torchship.publish.registries.base import check_stage

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,11 @@ def _bad_body(body: Any) -> str | None:
     return None
 
 
-def read_replay(path: Path) -> tuple[list[ReplayLine], list[SkippedInput]]:
-    """Every good line of a replay file, and each bad line with its line number and reason.
+def read_replay(
+    path: Path, check_body: Callable[[Any], str | None] | None = None
+) -> tuple[list[ReplayLine], list[SkippedInput]]:
+    """Every good line of a replay file, and each bad line with its line number and reason. `check_body`: the
+    task's own rule (why a body is not one request it answers with one result), applied after the generic one.
 
     Blank lines are not requests and not errors (files often end with one); anything else that is not a
     usable JSON request body is reported and skipped, and reading goes on."""
@@ -105,6 +109,8 @@ def read_replay(path: Path) -> tuple[list[ReplayLine], list[SkippedInput]]:
             bad.append(SkippedInput(where=where, reason=f"not JSON ({exc.msg} at column {exc.colno})"))
             continue
         reason = _bad_body(body)
+        if reason is None and check_body is not None:
+            reason = check_body(body)
         if reason is not None:
             bad.append(SkippedInput(where=where, reason=reason))
         else:
@@ -159,14 +165,20 @@ def _refusal(side: str, response: httpx.Response) -> str:
 
 
 async def _ask(
-    client: httpx.AsyncClient, side: str, url: str, model: str, body: Any, outcome: _Outcome
+    client: httpx.AsyncClient,
+    side: str,
+    url: str,
+    token: str | None,
+    model: str,
+    body: Any,
+    outcome: _Outcome,
 ) -> None:
     started = time.perf_counter()
     try:
         response = await client.post(
             f"{url.rstrip('/')}/predictions/{model}",
             content=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **_headers(token)},
         )
     except httpx.HTTPError as exc:
         outcome.failures.append(f"{side} did not answer ({type(exc).__name__}: {exc})")
@@ -189,14 +201,14 @@ def order_of(index: int) -> tuple[str, str]:
 
 
 async def _replay(
-    lines: list[ReplayLine], urls: dict[str, str], model: str, clients: int, token: str | None
+    lines: list[ReplayLine], urls: dict[str, str], model: str, clients: int, tokens: dict[str, str | None]
 ) -> list[_Outcome]:
     outcomes = [_Outcome() for _ in lines]
     pending: asyncio.Queue[int] = asyncio.Queue()
     for index in range(len(lines)):
         pending.put_nowait(index)
     limits = httpx.Limits(max_connections=2 * clients, max_keepalive_connections=2 * clients)
-    async with httpx.AsyncClient(headers=_headers(token), timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
 
         async def worker() -> None:
             while True:
@@ -205,7 +217,9 @@ async def _replay(
                 except asyncio.QueueEmpty:
                     return
                 for side in order_of(index):
-                    await _ask(client, side, urls[side], model, lines[index].body, outcomes[index])
+                    await _ask(
+                        client, side, urls[side], tokens[side], model, lines[index].body, outcomes[index]
+                    )
 
         await asyncio.gather(*(worker() for _ in range(clients)))
     return outcomes
@@ -234,16 +248,19 @@ def replay_live(
     replay_file: Path,
     clients: int = DEFAULT_CLIENTS,
     token: str | None = None,
+    check_body: Callable[[Any], str | None] | None = None,
+    canary_token: str | None = None,
 ) -> LiveAnswers:
     """Replay `replay_file` (one JSON request body per line) against both live endpoints.
 
     `stable_url`/`canary_url` are inference base URLs (`http://127.0.0.1:8080`); requests go to
-    `/predictions/<model>` with `token` as a bearer token when given. Both URLs must answer `GET /ping`
+    `/predictions/<model>` with `token` as a bearer token when given (`canary_token`: the canary's own, when
+    the two servers have different tokens). Both URLs must answer `GET /ping`
     before any request is sent (`LiveEndpointUnreachable` otherwise). Bad lines and requests either side
     refused are in `skipped`; a file without one usable line is a `LiveReplayError`."""
     if clients < 1:
         raise LiveReplayError(f"clients must be at least 1, not {clients}", hint="Pass --clients 1 or more.")
-    lines, skipped = read_replay(replay_file)
+    lines, skipped = read_replay(replay_file, check_body)
     if not lines:
         raise LiveReplayError(
             f"{replay_file} has no request to replay ({len(skipped)} bad line(s))",
@@ -251,9 +268,10 @@ def replay_live(
             hint='Write one request body per line, e.g. {"text": "..."}.',
         )
     urls = {"stable": stable_url, "canary": canary_url}
+    tokens = {"stable": token, "canary": canary_token or token}
     for side, url in urls.items():
-        check_reachable(side, url, token)
-    outcomes = asyncio.run(_replay(lines, urls, model, clients, token))
+        check_reachable(side, url, tokens[side])
+    outcomes = asyncio.run(_replay(lines, urls, model, clients, tokens))
     requests, origins, stable, canary = [], [], [], []
     samples: dict[str, list[float]] = {"stable": [], "canary": []}
     for line, outcome in zip(lines, outcomes, strict=True):

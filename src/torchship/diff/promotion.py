@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchship.diff.errors import PromotionRefused
 from torchship.diff.output import write_diff
 from torchship.diff.record import DiffRecord
 from torchship.diff.run import run_diff
@@ -24,14 +25,6 @@ from torchship.spec import ModelSpec
 
 Progress = Callable[[str], None]
 SHOWN_INPUTS = 5
-
-
-class PromotionRefused(TorchshipError):
-    """A diff against the stage's version broke a promotion limit; `record` is that diff."""
-
-    def __init__(self, message: str, *, hint: str, record: DiffRecord):
-        super().__init__(message, hint=hint)
-        self.record = record
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,9 @@ class Promotion:
 def refusal(record: DiffRecord, stage: str, spec_path: Path) -> PromotionRefused:
     shown = []
     for breach in record.breaches:
-        inputs = ", ".join(json.dumps(record.requests[i], ensure_ascii=False) for i in breach.inputs[:SHOWN_INPUTS])
+        inputs = ", ".join(
+            json.dumps(record.requests[i], ensure_ascii=False) for i in breach.inputs[:SHOWN_INPUTS]
+        )
         more = f" and {len(breach.inputs) - SHOWN_INPUTS} more" if len(breach.inputs) > SHOWN_INPUTS else ""
         shown.append(breach.message + (f" (inputs that changed: {inputs}{more})" if inputs else ""))
     return PromotionRefused(

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torchship.errors import TorchshipError
 from torchship.serving.torchserve import TorchServe
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
-from torchship.tasks import TaskDefinition, task_definition
+from torchship.tasks import task_definition
 from torchship.validate.jsondiff import compare_json
 
 Progress = Callable[[str], None]
@@ -116,8 +117,7 @@ def _key(body: Any) -> str:
 def run_diff(
     spec: ModelSpec, settings: Settings, old: VersionFiles, new: VersionFiles, progress: Progress
 ) -> DiffRecord:
-    definition: TaskDefinition = task_definition(spec.task)
-    limits = check_limit_names(spec, definition)
+    check_limit_names(spec, task_definition(spec.task))  # before minutes of serving, not after
     check_comparable(spec, old, new)
     inputs = spec_diff_inputs(spec)
     for skipped in inputs.skipped:
@@ -136,20 +136,47 @@ def run_diff(
             "no input was answered by both versions: nothing to compare",
             hint="Look at the skipped inputs above: each says which version refused it and why.",
         )
-    task_diff = definition.diff(requests, olds, news)
     notes = [n for n in (sheet_note(f, requests, a, spec) for f, a in ((old, olds), (new, news))) if n]
+    return build_record(
+        spec,
+        VersionRef(version=old.version, origin=old.origin),
+        VersionRef(version=new.version, origin=new.origin),
+        Compared(inputs.origins, requests, olds, news, latency, [*inputs.skipped, *refused]),
+        notes,
+    )
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Both sides' answers to the same requests (refused ones already left out), and their latency."""
+
+    origins: list[str]
+    requests: list[Any]
+    old: list[Any]
+    new: list[Any]
+    latency: LatencyComparison | None
+    skipped: list[SkippedInput]
+
+
+def build_record(
+    spec: ModelSpec, old: VersionRef, new: VersionRef, compared: Compared, notes: Sequence[str] = ()
+) -> DiffRecord:
+    """The task's measures on the answers, the spec's limits checked: a local diff's and a live one's record."""
+    definition = task_definition(spec.task)
+    limits = check_limit_names(spec, definition)
+    task_diff = definition.diff(compared.requests, compared.old, compared.new)
     return DiffRecord(
         name=spec.name,
         task=spec.task,
-        old=VersionRef(version=old.version, origin=old.origin),
-        new=VersionRef(version=new.version, origin=new.origin),
-        inputs_origin=inputs.origins,
-        requests=requests,
+        old=old,
+        new=new,
+        inputs_origin=compared.origins,
+        requests=compared.requests,
         task_diff=task_diff,
-        latency=latency,
-        skipped=[*inputs.skipped, *refused],
-        breaches=breaches(limits, task_diff, latency),
-        notes=notes,
+        latency=compared.latency,
+        skipped=compared.skipped,
+        breaches=breaches(limits, task_diff, compared.latency),
+        notes=list(notes),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         torchship_version=torchship.__version__,
     )
