@@ -354,7 +354,8 @@ def rehearse_command(
             )
         stable_pod, canary_pod = result.tracks["stable"].rehearsal, result.tracks["canary"].rehearsal
         out.print(
-            f"  compare them live: torchship diff --live {stable_pod.url} {canary_pod.url} --replay requests.jsonl",
+            f"  compare them live: torchship diff {spec_path} --live {stable_pod.url} {canary_pod.url} "
+            "--replay requests.jsonl",
             highlight=False,
         )
         out.print("Ctrl-C stops both and tears everything down.")
