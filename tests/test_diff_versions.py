@@ -163,7 +163,10 @@ def test_a_live_diff_replays_traffic_against_two_running_torchserves(tiny_packag
     assert record["task_diff"]["compatible"] is False
     skipped = {s["where"]: s["reason"] for s in record["skipped"]}
     assert set(skipped) == {"requests.jsonl:6", "requests.jsonl:7", "requests.jsonl:8"}
-    assert "items in a list" in skipped["requests.jsonl:7"] and "over the limit of 1048576 bytes" in skipped["requests.jsonl:8"]
+    assert (
+        "items in a list" in skipped["requests.jsonl:7"]
+        and "over the limit of 1048576 bytes" in skipped["requests.jsonl:8"]
+    )
     assert record["old"]["origin"] == urls[0] and record["new"]["origin"] == urls[1]
     assert (
         unreachable.returncode != 0 and f"the canary endpoint {nowhere} is unreachable" in unreachable.stderr
