@@ -10,6 +10,7 @@ real traffic keeps going past a bad line rather than failing on it. Exact duplic
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,16 +74,23 @@ def read_request_lines(path: Path, definition: TaskDefinition, into: DiffInputs)
     except (OSError, UnicodeDecodeError) as exc:
         raise TorchshipError(f"{path} cannot be read: {exc}", hint="Give a UTF-8 JSONL file.") from None
     into.origins.append(str(path))
+    for where, body, not_json in json_lines(path.name, text):
+        if not_json is not None:
+            into.skipped.append(SkippedInput(where=where, reason=not_json))
+        else:
+            into.add(definition, body, where)
+
+
+def json_lines(name: str, text: str) -> Iterator[tuple[str, Any, str | None]]:
+    """("name:LINE", body, None) per non-blank line, or ("name:LINE", None, why) when it is not JSON. Blank
+    lines are neither requests nor errors (files often end with one)."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{path.name}:{number}"
         try:
-            body = json.loads(line)
-        except ValueError as exc:
-            into.skipped.append(SkippedInput(where=where, reason=f"not valid JSON: {exc}"))
-            continue
-        into.add(definition, body, where)
+            yield f"{name}:{number}", json.loads(line), None
+        except json.JSONDecodeError as exc:
+            yield f"{name}:{number}", None, f"not JSON ({exc.msg} at column {exc.colno})"
 
 
 def spec_diff_inputs(spec: ModelSpec) -> DiffInputs:

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from torchship.diff.inputs import json_lines
 from torchship.diff.record import LatencyComparison, LatencyRun, SkippedInput
 from torchship.errors import TorchshipError
 from torchship.validate.records import percentile
@@ -99,14 +100,9 @@ def read_replay(
         ) from None
     good: list[ReplayLine] = []
     bad: list[SkippedInput] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name}:{number}"
-        try:
-            body = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(SkippedInput(where=where, reason=f"not JSON ({exc.msg} at column {exc.colno})"))
+    for where, body, not_json in json_lines(path.name, text):
+        if not_json is not None:
+            bad.append(SkippedInput(where=where, reason=not_json))
             continue
         reason = _bad_body(body)
         if reason is None and check_body is not None:
