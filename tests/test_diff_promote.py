@@ -1,5 +1,6 @@
 """Version against version, end to end: three versions of a tiny classifier through verify (answer sheets),
-published to moto's real S3 server, then `torchship diff`, the promotion gate and the history as subprocesses.
+published to moto's real S3 server, then `torchship diff`, the promotion gate and the history through the
+command line (in-process).
 
 1.0.1 has 1.0.0's weights exactly: nothing changes and promotion goes through. 1.1.0 swaps the head's rows of
 the first two labels: every input whose top label was one of them flips, and no other does; the expected flip
@@ -8,20 +9,20 @@ rate is counted here from the source model in transformers, not from torchship's
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from typer.testing import CliRunner
 
 from conftest import run_stages
 from moto_server import moto_server
 from tiny_models import EXAMPLES, SENTIMENT_LABELS, WORDS, save_tiny_classifier, write_spec
+from torchship.cli import app
 from torchship.publish import make_client
 from torchship.settings import Settings
 from torchship.spec import load_spec
@@ -119,11 +120,19 @@ def env(tmp_path_factory, versions):
         }  # fmt: skip
 
 
-def torchship(*args, env):
-    return subprocess.run(
-        [sys.executable, "-m", "torchship.cli", *map(str, args)],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=600,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def torchship(*args, env) -> Ran:
+    """The real command line, in this process (a subprocess per call would import torch a dozen times)."""
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def test_the_answer_sheet_is_published_and_hashed(versions, env, tmp_path):

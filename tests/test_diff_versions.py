@@ -172,3 +172,21 @@ def test_a_live_diff_replays_traffic_against_two_running_torchserves(tiny_packag
         unreachable.returncode != 0 and f"the canary endpoint {nowhere} is unreachable" in unreachable.stderr
     )
     assert "nothing was sent" in unreachable.stderr and "Traceback" not in unreachable.stderr
+
+
+def test_each_task_s_one_request_one_answer_rule():
+    from torchship.diff.inputs import one_answer_problem
+
+    one = {
+        "embeddings": {"text": "a"},
+        "reranking": {"query": "q", "texts": ["a", "b", "c"]},  # one ranking of three texts
+        "question-answering": {"question": "q", "context": "c"},
+    }
+    many = {
+        "embeddings": {"texts": ["a", "b"]},
+        "question-answering": [{"question": "q", "context": "c"}, {"question": "r", "context": "d"}],
+    }
+    for task, body in one.items():
+        assert one_answer_problem(task_definition(task), body) is None, task
+    for task, body in many.items():
+        assert "items in a list" in (one_answer_problem(task_definition(task), body) or ""), task

@@ -56,7 +56,7 @@ def one_answer_problem(definition: TaskDefinition, body: Any) -> str | None:
         parsed = runtime.request.parse(body, _READ_LIMITS, runtime.options)
     except BadRequest as exc:
         return f"not a {definition.name} request: {exc.message} (e.g. {runtime.request.example})"
-    if not parsed.single:
+    if not definition.one_answer(parsed):
         return f"a request with {len(parsed.items)} items in a list: send one per line (e.g. {runtime.request.example})"
     return None
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from torchship.diff.record import TaskDiff
 from torchship.handlers.model_io import Reduce
+from torchship.handlers.requests import ParsedRequest
 from torchship.handlers.tasks import Task, TaskSettings
 from torchship.spec import ModelSpec
 from torchship.tasks.checkpoints import CheckpointKind
@@ -93,6 +94,10 @@ class TaskDefinition:
     def agrees(self, compiled: Any, source: Any) -> bool:
         """Whether the compiled model gives the source model's answer, as a client would judge it."""
         return self.agreement_key(compiled) == self.agreement_key(source)
+
+    def one_answer(self, parsed: ParsedRequest) -> bool:
+        """Whether a request gets one answer (what `diff` pairs up input by input): a text, not a list of them."""
+        return parsed.single
 
     # The measures `diff` returns for this task, each named once: promote.max_<name> / min_<name> in the spec.
     diff_measures: ClassVar[tuple[str, ...]] = ()

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from torchship.diff.measures import NO_INPUTS, check_lengths, mean, measure, rate, spearman_rho, top_k_overlap
 from torchship.diff.record import Changed, TaskDiff
+from torchship.handlers.requests import ParsedRequest
 from torchship.handlers.tasks.reranking import RerankingSettings, RerankingTask, relevance
 from torchship.spec import ModelSpec
 from torchship.tasks.base import Reduce, TaskDefinition
@@ -62,6 +63,9 @@ class Reranking(TaskDefinition):
     def output(self, spec: ModelSpec, model_dir: Path) -> Reduce:
         # The relevance score of each pair: what the ranking is sorted by.
         return lambda outputs, mask: relevance(outputs["logits"], spec.reranking.score)
+
+    def one_answer(self, parsed: ParsedRequest) -> bool:
+        return True  # a query with its texts is one ranking, however many texts it holds
 
     def agreement_key(self, answer: Any) -> Any:
         return [entry["index"] for entry in answer]  # the order a client reads the texts in
