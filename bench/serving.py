@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,6 +70,10 @@ from torchship.serving.ports import free_port  # noqa: E402
 from torchship.serving.torchserve import TorchServe  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from roofline import gflop_per_text, measure_roofline  # noqa: E402
+
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGE_NAMES, STAGES  # noqa: E402
 from torchship.tune.backends import package_backend  # noqa: E402
@@ -304,6 +309,26 @@ def main() -> None:
         model=load_compiled(root / "compile"),
     )
     texts = {kind: make_texts(task.encoder.tokenizer, token_targets[kind], counts[kind]) for kind in counts}
+    # The roofline of this run: fp32 matmul at every serving thread (workers x threads), and each kind's cost
+    # per text from the config and the texts' real token counts (special tokens included).
+    serving_threads = threads * spec.serve.workers
+    print(f"measuring the fp32 matmul roofline on {serving_threads} thread(s) …", flush=True)
+    roofline = measure_roofline(serving_threads)
+    config = json.loads((model_dir / "config.json").read_text())
+    tokens_per_text = {
+        kind: sum(len(task.encoder.tokenizer(t)["input_ids"]) for t in texts[kind]) / len(texts[kind])
+        for kind in texts
+    }
+    roofline_tps = {
+        kind: roofline.texts_per_s(gflop_per_text(config, tokens_per_text[kind])) for kind in texts
+    }
+    print(
+        f"  fp32 {roofline.fp32_gflops:.1f} GFLOP/s: roofline "
+        + ", ".join(
+            f"{kind} {roofline_tps[kind]:.0f} texts/s ({tokens_per_text[kind]:.1f} tokens)" for kind in texts
+        ),
+        flush=True,
+    )
 
     runs: list[dict] = []
     cold_start: dict[str, float] = {}
@@ -335,11 +360,13 @@ def main() -> None:
             "concurrency": concurrency,
             **load_test(url, token, texts[kind], concurrency).as_dict(),
         }
+        run["roofline_fraction"] = run["throughput_rps"] / roofline_tps[kind]
         runs.append(run)
         print(
             f"  {system:10} {kind:5} c={concurrency:<3}: {run['throughput_rps']:7.1f} req/s  "
             f"p50 {run['p50']:6.1f} ms  p95 {run['p95']:6.1f} ms  p99 {run['p99']:6.1f} ms"
-            f"  client CPU {run['client_cpu_cores']:.2f} cores  failures {run['failures']}",
+            f"  client CPU {run['client_cpu_cores']:.2f} cores  failures {run['failures']}"
+            f"  {run['roofline_fraction']:.0%} of the roofline",
             flush=True,
         )
 
@@ -403,6 +430,9 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    for run in runs:  # the in-process floors too: every throughput as a fraction of this run's roofline
+        run.setdefault("roofline_fraction", run["throughput_rps"] / roofline_tps[run["texts"]])
+
     def run_of(system, kind, concurrency=16):
         return next(
             (
@@ -449,6 +479,10 @@ def main() -> None:
             ) / rps("in-process", "short")
         ratios[f"{best} / stock-style baseline, short, c=16 (target >= 5)"] = short / rps("baseline", "short")
         ratios[f"{best} / fastapi peer, short, c=16 (target >= 3)"] = short / rps("fastapi", "short")
+        ratios[f"{best} / fp32 roofline, short, c=16"] = run_of(best, "short")["roofline_fraction"]
+        ratios[f"{floor} / fp32 roofline, short (target >= 0.85)"] = run_of(floor, "short")[
+            "roofline_fraction"
+        ]
         chosen = run_of(best, "short")
         ratios[f"{best} p99 / p50, short, c=16 (target <= 2)"] = chosen["p99"] / chosen["p50"]
     if "long" in kinds:
@@ -476,6 +510,12 @@ def main() -> None:
         "tuned_backend": tuned_backend,
         "backends": list(mars),
         "cold_start_s": cold_start,
+        "roofline": {
+            **asdict(roofline),
+            "tokens_per_text": tokens_per_text,
+            "gflop_per_text": {kind: gflop_per_text(config, tokens_per_text[kind]) for kind in texts},
+            "texts_per_s": roofline_tps,
+        },
         "runs": runs,
         "ratios": ratios,
     }
