@@ -360,7 +360,7 @@ def main() -> None:
             "concurrency": concurrency,
             **load_test(url, token, texts[kind], concurrency).as_dict(),
         }
-        run["roofline_fraction"] = run["throughput_rps"] / roofline_tps[kind]
+        run["roofline_fraction"] = float(run["throughput_rps"]) / roofline_tps[kind]
         runs.append(run)
         print(
             f"  {system:10} {kind:5} c={concurrency:<3}: {run['throughput_rps']:7.1f} req/s  "

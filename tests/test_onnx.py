@@ -49,6 +49,19 @@ def test_embeddings_onnx_passes_the_gate_and_serves_the_source_models_answers(tm
     details = outcomes[1].record["details"]
     assert details["backend"] == "onnx" and details["serve_requirements"] == ["onnxruntime"]
     assert all(p["ok"] for p in details["probes"]) and len(details["probes"]) == 4
+    # ONNX Runtime's transformer optimizer fused the graph: per layer of the tiny BERT (2 layers) one
+    # attention and two skip + LayerNorm, one embedding + LayerNorm; counted here in the file itself.
+    import onnx
+
+    ops = [node.op_type for node in onnx.load(str(compiled / "model.onnx")).graph.node]
+    layers = json.loads((stage_dir(spec, settings, "fetch") / "model" / "config.json").read_text())[
+        "num_hidden_layers"
+    ]
+    assert (ops.count("Attention"), ops.count("SkipLayerNormalization"), ops.count("EmbedLayerNormalization")) == (
+        layers, 2 * layers, 1,
+    )  # fmt: skip
+    assert details["fusion"]["applied"] and details["fusion"]["fused"]["Attention"] == layers
+    assert not (compiled / "model-plain.onnx").exists()
     with zipfile.ZipFile(mar_path(stage_dir(spec, settings, "package"), spec)) as archive:
         assert "compiled/model.onnx" in archive.namelist()
     # verify compared the served answers with the source model's (served parity in a real TorchServe).
@@ -102,3 +115,11 @@ def test_without_onnxruntime_the_compile_stage_says_what_to_install(tmp_path, ti
     assert failed.status == "failed" and isinstance(failed.error, CompileError)
     assert "onnxruntime is not installed" in str(failed.error)
     assert "pip install onnx onnxruntime" in failed.error.hint
+
+
+def test_an_architecture_the_optimizer_does_not_know_keeps_the_plain_graph(tmp_path):
+    from torchship.compile.onnx_fusion import fuse_graph
+
+    fusion = fuse_graph(tmp_path / "plain.onnx", tmp_path / "fused.onnx", {"model_type": "albert"})
+    assert not fusion.applied and "no fusions for albert" in fusion.note
+    assert not (tmp_path / "fused.onnx").exists()

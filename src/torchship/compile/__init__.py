@@ -78,6 +78,9 @@ def summarize_compile(details: dict[str, Any]) -> str:
     if mode == "dynamic":
         shape = "x".join(map(str, details.get("traced_shape", [])))
         extra = " · optimized" if details.get("optimized") else ""
+        fusion = details.get("fusion")
+        if isinstance(fusion, dict) and fusion.get("applied"):
+            extra += " · fused " + "+".join(f"{n} {op}" for op, n in sorted(fusion.get("fused", {}).items()))
         return f"{details.get('backend')} · traced {shape} · dynamic shapes{extra}"
     if mode == "per-bucket":
         return f"{details.get('backend')} · {len(details.get('shapes', []))} fixed-shape modules (bucket x batch)"

@@ -19,6 +19,8 @@ with ONNX Runtime itself at shapes other than the one exported, like the torchsc
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from torchship.compile.common import (
     trace_error,
     write_manifest,
 )
+from torchship.compile.onnx_fusion import Fusion, fuse_graph
 from torchship.compile.torchscript import probe_inputs
 from torchship.errors import CompileError
 from torchship.handlers.loading import OnnxForward
@@ -39,6 +42,7 @@ from torchship.handlers.model_io import Features, NamedIO
 from torchship.pipeline import StageContext
 
 MODEL_FILE = "model.onnx"
+PLAIN_FILE = "model-plain.onnx"  # the export before fusion; gone once model.onnx is chosen
 OPSET = 17  # supported by every onnxruntime since 1.14; LayerNormalization is a single op from 17 on
 SERVE_REQUIREMENTS = ("onnxruntime",)
 
@@ -87,6 +91,40 @@ def require_onnxruntime() -> None:
         ) from None
 
 
+def _probes(
+    eager: NamedIO, path: Path, inputs: list[Features], atol: float, rtol: float
+) -> list[dict[str, Any]]:
+    """The ONNX graph at `path` in ONNX Runtime against the source model, at the exported shape and others."""
+    runtime = OnnxForward(path, eager.io, threads=torch.get_num_threads())
+    return [compare_at(eager.named, runtime, features, atol, rtol) for features in inputs]
+
+
+def model_config(eager: NamedIO) -> dict[str, Any]:
+    config = getattr(eager.model, "config", None)
+    return config.to_dict() if config is not None else {}
+
+
+@contextmanager
+def plain_attention(eager: NamedIO) -> Iterator[None]:
+    """The model with eager (matmul-softmax-matmul) attention while it is exported: the form ONNX Runtime's
+    attention fusion recognises. The same math as SDPA; the probes and the gate check the result."""
+    model = eager.model
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None or before in (None, "eager"):
+        yield
+        return
+    try:
+        switch("eager")
+    except (ValueError, NotImplementedError):  # an architecture without an eager path keeps its own
+        yield
+        return
+    try:
+        yield
+    finally:
+        switch(before)
+
+
 def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]:
     spec = ctx.spec
     require_onnxruntime()
@@ -97,14 +135,27 @@ def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]
     ctx.progress(
         f"exporting to ONNX (opset {OPSET}) at batch {exported_shape[0]} x length {exported_shape[1]}"
     )
+    plain = ctx.out_dir / PLAIN_FILE
     try:
-        export_onnx(eager, exported_at, path)
+        with plain_attention(eager):
+            export_onnx(eager, exported_at, plain)
     except Exception as exc:  # the exporter raises many types; the message is what the user needs
         raise trace_error("torch.onnx.export", exc) from None
-    ctx.progress("checking the ONNX model in ONNX Runtime at other lengths and batch sizes")
-    runtime = OnnxForward(path, eager.io, threads=torch.get_num_threads())
     inputs = [exported_at, *probe_inputs(tokenizer, eager.io, spec.compile.known_max_length())]
-    probes = [compare_at(eager.named, runtime, features, atol, rtol) for features in inputs]
+    fusion = fuse_graph(plain, path, model_config(eager))
+    ctx.progress(f"ONNX Runtime's transformer optimizer: {fusion.note}")
+    probes: list[dict[str, Any]] = _probes(eager, path, inputs, atol, rtol) if fusion.applied else []
+    if fusion.applied and any(not p["ok"] for p in probes):
+        mismatch = next(p for p in probes if not p["ok"])
+        fusion = Fusion(
+            False,
+            f"the fused graph does not match the source model ({probe_failure(mismatch, atol)}): plain graph",
+        )
+        ctx.progress(fusion.note)
+    if not fusion.applied:
+        plain.replace(path)
+        probes = _probes(eager, path, inputs, atol, rtol)
+    plain.unlink(missing_ok=True)
     bad = next((p for p in probes if not p["ok"]), None)
     if bad is not None:
         why = probe_failure(bad, atol)
@@ -125,6 +176,7 @@ def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]
         "traced_shape": exported_shape,
         "probes": probes,
         "opset": OPSET,
+        "fusion": fusion.as_record(),
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
     } | eager.io.to_manifest()
