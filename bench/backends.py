@@ -38,6 +38,9 @@ from torchship.stages import STAGES  # noqa: E402
 from torchship.synthetic import feature_rows  # noqa: E402
 from torchship.tune.backends import with_backend  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from roofline import gflop_per_text, measure_roofline  # noqa: E402
+
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
 SHAPES = [(8, 14), (1, 16), (8, 200)]  # short texts batched, one short text, long texts batched
 
@@ -68,7 +71,12 @@ def main() -> None:
         variant = with_backend(spec, name)
         variant_settings = settings.model_copy(update={"outputs_dir": settings.outputs_dir / name})
         forwards[name] = load_compiled(compiled_dir(variant, variant_settings))
-    tokenizer = load_tokenizer(fetched.stage_root(spec.name, spec.version) / "fetch" / "model")
+    model_dir = fetched.stage_root(spec.name, spec.version) / "fetch" / "model"
+    tokenizer = load_tokenizer(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    print(f"measuring the fp32 matmul roofline on {args.threads} thread(s) …", flush=True)
+    roofline = measure_roofline(args.threads)
+    print(f"  {roofline.fp32_gflops:.1f} GFLOP/s fp32", flush=True)
     rows = []
     for batch, length in SHAPES:
         features = pad_features(
@@ -90,20 +98,33 @@ def main() -> None:
                     times[name].append((time.perf_counter() - started) * 1000)
         medians = {name: statistics.median(values) for name, values in times.items()}
         base = medians[names[0]]
+        # GFLOP of the batch over its time, against the matmul roofline measured in this run.
+        batch_gflop = batch * gflop_per_text(config, length)
+        fractions = {name: batch_gflop / (ms / 1000) / roofline.fp32_gflops for name, ms in medians.items()}
         row = {
             "batch": batch,
             "tokens": length,
             "median_ms": medians,
             f"speedup_vs_{names[0]}": {name: base / ms for name, ms in medians.items()},
+            "roofline_fraction": fractions,
         }
         rows.append(row)
-        line = " · ".join(f"{name} {ms:.1f} ms ({base / ms:.2f}x)" for name, ms in medians.items())
+        line = " · ".join(
+            f"{name} {ms:.1f} ms ({base / ms:.2f}x, {fractions[name]:.0%} of roofline)"
+            for name, ms in medians.items()
+        )
         print(f"batch {batch} x {length} tokens: {line}", flush=True)
     result = {
         "timestamp": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()}",
         "threads": args.threads,
         "rounds": args.rounds,
+        "roofline": {
+            "fp32_gflops": roofline.fp32_gflops,
+            "bf16_gflops": roofline.bf16_gflops,
+            "int8_native": roofline.int8_native,
+            "flags": roofline.flags,
+        },
         "model": spec.name,
         "rows": rows,
     }
