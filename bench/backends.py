@@ -5,7 +5,7 @@ forward (the handler's own loader) is timed on the same token batches, alternati
 round so the machine's load falls on all of them alike. Prints a table and saves
 bench/results/backends-<timestamp>.json (+ backends-latest.json).
 
-    .venv/bin/python bench/backends.py [--backends torchscript,onnx,eager] [--threads 2] [--rounds 30]
+    .venv/bin/python bench/backends.py [--backends torchscript,onnx,onnx-plain,eager] [--threads 2] [--rounds 30]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def compiled_dir(spec, settings: Settings) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", default="torchscript,onnx")
+    parser.add_argument("--backends", default="torchscript,onnx,onnx-plain")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--outputs", type=Path, default=None, help="outputs dir (default: a temp dir)")
@@ -68,7 +68,12 @@ def main() -> None:
     fetched = settings.model_copy(update={"outputs_dir": settings.outputs_dir / names[0]})
     for name in names:
         print(f"compiling {name} …", flush=True)
-        variant = with_backend(spec, name)
+        # "onnx-plain": the onnx backend without ONNX Runtime's fusions, to measure what they bring.
+        variant = with_backend(spec, name.removesuffix("-plain"))
+        if name.endswith("-plain"):
+            variant = variant.model_copy(
+                update={"compile": variant.compile.model_copy(update={"onnx_fusion": False})}
+            )
         variant_settings = settings.model_copy(update={"outputs_dir": settings.outputs_dir / name})
         forwards[name] = load_compiled(compiled_dir(variant, variant_settings))
     model_dir = fetched.stage_root(spec.name, spec.version) / "fetch" / "model"
@@ -76,7 +81,8 @@ def main() -> None:
     config = json.loads((model_dir / "config.json").read_text())
     print(f"measuring the fp32 matmul roofline on {args.threads} thread(s) …", flush=True)
     roofline = measure_roofline(args.threads)
-    print(f"  {roofline.fp32_gflops:.1f} GFLOP/s fp32", flush=True)
+    engines = ", ".join(f"{e} {g:.1f}" for e, g in roofline.fp32_by_engine.items())
+    print(f"  {roofline.fp32_gflops:.1f} GFLOP/s fp32 (matmul {args.threads} threads: {engines})", flush=True)
     rows = []
     for batch, length in SHAPES:
         features = pad_features(

@@ -63,10 +63,41 @@ def matmul_gflops(
         torch.set_num_threads(previous)
 
 
+def onnxruntime_matmul_gflops(
+    threads: int, size: int = MATMUL_SIZE, min_seconds: float = MIN_SECONDS
+) -> float | None:
+    """The same fp32 product through ONNX Runtime's MatMul (MLAS kernels), None without onnxruntime. On some
+    CPUs its kernels reach twice torch's (AMD EPYC with AVX-512: 416 vs 212 GFLOP/s at 2 threads), so the
+    roofline is the faster of the two: a ceiling torch alone sets would be one engines can beat."""
+    try:
+        import numpy as np
+        import onnxruntime
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    tensor = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("a", "b", "c")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", tensor[:2], tensor[2:]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options)
+    feeds = {n: np.random.randn(size, size).astype(np.float32) for n in ("a", "b")}
+    for _ in range(3):
+        session.run(None, feeds)
+    products, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < min_seconds:
+        session.run(None, feeds)
+        products += 1
+    return 2 * size**3 * products / elapsed / 1e9
+
+
 @dataclass(frozen=True)
 class Roofline:
     threads: int
-    fp32_gflops: float
+    fp32_gflops: float  # the faster of torch's and ONNX Runtime's fp32 matmul
+    fp32_by_engine: dict[str, float]
     bf16_gflops: float | None  # None: no native bf16 on this CPU (emulated bf16 is not a roofline)
     int8_native: bool  # VNNI/AMX present (int8 candidates can beat fp32 on this CPU)
     flags: list[str]
@@ -81,9 +112,14 @@ class Roofline:
 def measure_roofline(threads: int, min_seconds: float = MIN_SECONDS) -> Roofline:
     flags = cpu_flags()
     bf16 = any(flag in flags for flag in BF16_FLAGS)
+    engines = {"torch": matmul_gflops(torch.float32, threads, min_seconds=min_seconds)}
+    onnx_gflops = onnxruntime_matmul_gflops(threads, min_seconds=min_seconds)
+    if onnx_gflops is not None:
+        engines["onnxruntime"] = onnx_gflops
     return Roofline(
         threads=threads,
-        fp32_gflops=matmul_gflops(torch.float32, threads, min_seconds=min_seconds),
+        fp32_gflops=max(engines.values()),
+        fp32_by_engine=engines,
         bf16_gflops=matmul_gflops(torch.bfloat16, threads, min_seconds=min_seconds) if bf16 else None,
         int8_native=any(flag in flags for flag in INT8_FLAGS),
         flags=sorted(f for f in flags if f in (*INT8_FLAGS, *BF16_FLAGS, "avx2", "fma", "avx512f")),

@@ -19,9 +19,10 @@ from torchship.settings import Settings
 from torchship.spec import load_spec
 
 
-def onnx_spec(directory, source, **kwargs):
+def onnx_spec(directory, source, fusion=False, **kwargs):
     path = write_spec(directory, str(source), **kwargs)
-    path.write_text(path.read_text().replace("backend: torchscript", "backend: onnx"))
+    backend = "backend: onnx, onnx_fusion: true" if fusion else "backend: onnx"
+    path.write_text(path.read_text().replace("backend: torchscript", backend))
     return load_spec(path)
 
 
@@ -31,7 +32,7 @@ def stage_dir(spec, settings, stage):
 
 @pytest.mark.torchserve
 def test_embeddings_onnx_passes_the_gate_and_serves_the_source_models_answers(tmp_path, tiny_model_dir):
-    spec = onnx_spec(tmp_path / "spec", tiny_model_dir)
+    spec = onnx_spec(tmp_path / "spec", tiny_model_dir, fusion=True)
     settings = Settings(outputs_dir=tmp_path / "outputs")
     outcomes = run_stages(spec, settings, until="verify")
     assert [o.status for o in outcomes] == ["ran"] * 5, outcomes[-1].error
@@ -79,6 +80,14 @@ def test_onnx_forward_equals_the_eager_model_at_unseen_shapes(tmp_path, tiny_mod
     compiled = load_compiled(stage_dir(spec, settings, "compile"))
     eager = load_source_model(stage_dir(spec, settings, "fetch") / "model", "embeddings", spec.spec_path)
     assert compiled.io == eager.io
+    import onnx
+
+    # By default the plain export is served (ONNX Runtime optimizes it at load; fused was slower batched).
+    ops = {
+        node.op_type
+        for node in onnx.load(str(stage_dir(spec, settings, "compile") / "model.onnx")).graph.node
+    }
+    assert "Attention" not in ops and "MatMul" in ops
     generator = torch.Generator().manual_seed(3)
     for batch, length in [(1, 3), (7, 41), (3, 64)]:
         ids = torch.randint(5, 90, (batch, length), generator=generator)

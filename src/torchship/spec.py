@@ -59,6 +59,11 @@ class CompileSpec(_Strict):
     # torch.jit.optimize_for_inference, kept only where the result still matches the source model. Off by
     # default: on CPU it made MiniLM slower here (8x16: 20.3 vs 18.5 ms frozen; 8x200: 345 vs 341 ms).
     optimize: bool = False
+    # onnx: fuse the exported graph with ONNX Runtime's transformer optimizer where it knows the architecture
+    # (compile/onnx_fusion.py). Off by default: on MiniLM here (bench/backends.py, 2 threads, one run) the
+    # fused graph was slower batched (8x14: 12.5 vs 9.3 ms; 8x200: 125.8 vs 113.9 ms) and faster alone
+    # (1x16: 3.5 vs 4.5 ms) than the plain export that ONNX Runtime optimizes itself at load.
+    onnx_fusion: bool = False
     neuron: NeuronSpec = NeuronSpec()
 
     def fixed_batch_sizes(self) -> list[int]:

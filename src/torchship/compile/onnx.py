@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +137,17 @@ def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]
     )
     plain = ctx.out_dir / PLAIN_FILE
     try:
-        with plain_attention(eager):
+        # Only a graph to fuse is exported with eager attention; otherwise the model's own (SDPA) form.
+        with plain_attention(eager) if spec.compile.onnx_fusion else nullcontext():
             export_onnx(eager, exported_at, plain)
     except Exception as exc:  # the exporter raises many types; the message is what the user needs
         raise trace_error("torch.onnx.export", exc) from None
     inputs = [exported_at, *probe_inputs(tokenizer, eager.io, spec.compile.known_max_length())]
-    fusion = fuse_graph(plain, path, model_config(eager))
+    fusion = (
+        fuse_graph(plain, path, model_config(eager))
+        if spec.compile.onnx_fusion
+        else Fusion(False, "compile.onnx_fusion is false: plain graph")
+    )
     ctx.progress(f"ONNX Runtime's transformer optimizer: {fusion.note}")
     probes: list[dict[str, Any]] = _probes(eager, path, inputs, atol, rtol) if fusion.applied else []
     if fusion.applied and any(not p["ok"] for p in probes):
