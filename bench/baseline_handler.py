@@ -21,6 +21,10 @@ class BaselineHandler:
         self.model = torch.jit.load(str(model_dir / "model.pt")).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
         self.max_length = int(config.get("max_length", 256))
+        # The traced module takes the model contract's inputs in order (input_ids, attention_mask, then
+        # token_type_ids for BERT-family models): as many as its forward has arguments besides self.
+        arguments = len(self.model.forward.schema.arguments) - 1
+        self.inputs = ["input_ids", "attention_mask", "token_type_ids"][:arguments]
 
     def handle(self, data, context):
         answers = []
@@ -36,7 +40,8 @@ class BaselineHandler:
                 return_tensors="pt",
             )
             with torch.inference_mode():
-                hidden = self.model(inputs["input_ids"], inputs["attention_mask"])
+                hidden = self.model(*(inputs[name] for name in self.inputs))
+                hidden = hidden[0] if isinstance(hidden, tuple) else hidden
                 mask = inputs["attention_mask"].unsqueeze(-1).float()
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 answers.append(F.normalize(pooled, dim=1)[0].tolist())

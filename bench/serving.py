@@ -358,7 +358,7 @@ def main() -> None:
             "system": system,
             "texts": kind,
             "concurrency": concurrency,
-            **load_test(url, token, texts[kind], concurrency).as_dict(),
+            **load_test(url, token, [{"text": t} for t in texts[kind]], concurrency).as_dict(),
         }
         run["roofline_fraction"] = float(run["throughput_rps"]) / roofline_tps[kind]
         runs.append(run)
