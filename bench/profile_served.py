@@ -90,14 +90,15 @@ def main() -> None:
     svg, raw = RESULTS / f"profile-served-{stamp}.svg", RESULTS / f"profile-served-{stamp}.txt"
     with TorchServe({spec.name: mar_path(runner.stage_dir("package"), spec)}, settings) as server:
         url, token = f"{server.inference_url}/predictions/{spec.name}", server.inference_token
-        load_test(url, token, texts[:64], args.concurrency)  # warm the worker outside the profile
+        bodies = [{"text": t} for t in texts]  # the request bodies clients send
+        load_test(url, token, bodies[:64], args.concurrency)  # warm the worker outside the profile
         assert server.process is not None, "TorchServe is started inside the with block"
         (pid,) = worker_pids(server.process.pid)
         stop = threading.Event()
 
         def keep_loading() -> None:
             while not stop.is_set():
-                load_test(url, token, texts, args.concurrency, warmup=False)
+                load_test(url, token, bodies, args.concurrency, warmup=False)
 
         loader = threading.Thread(target=keep_loading, daemon=True)
         loader.start()
