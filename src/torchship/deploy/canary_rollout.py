@@ -41,7 +41,7 @@ from torchship.deploy.canary import (
 from torchship.deploy.check import check_base
 from torchship.deploy.errors import ClusterUnreachable, DeployError, RolloutFailed
 from torchship.deploy.inputs import gather_inputs
-from torchship.deploy.kubectl import FIELD_MANAGER, Kubectl, last_line
+from torchship.deploy.kubectl import Kubectl, last_line
 from torchship.deploy.render import KUSTOMIZATION, RenderedBase, render, render_files, write_base
 from torchship.deploy.rollout import (
     current_revision,
@@ -49,6 +49,7 @@ from torchship.deploy.rollout import (
     pod_events,
     port_forward_smoke,
     roll_back,
+    server_side_apply,
     with_namespace,
 )
 from torchship.examples import load_examples
@@ -127,15 +128,7 @@ def _has_gateway_api(kubectl: Kubectl) -> bool:
 
 
 def _apply(kubectl: Kubectl, base: Path, files: tuple[str, ...]) -> list[str]:
-    args = [arg for file in files for arg in ("-f", str(base / file))]
-    applied = kubectl.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", *args, timeout_s=120)
-    if applied.returncode != 0:
-        raise DeployError(
-            f"kubectl apply failed: {last_line(applied.stderr)}",
-            details=applied.stderr.strip(),
-            hint="A field conflict means another manager owns that field: resolve it, then run the command again.",
-        )
-    return [line.strip() for line in applied.stdout.splitlines() if line.strip()]
+    return server_side_apply(kubectl, *(arg for file in files for arg in ("-f", str(base / file))))
 
 
 def canary_objects(name: str, route: str) -> list[str]:
@@ -342,14 +335,7 @@ def promote_canary(
     previous = current_revision(kubectl, name)
     with tempfile.TemporaryDirectory(prefix="torchship-promote-") as tmp:
         base = write_base(rendered.files, Path(tmp) / "k8s")
-        applied = kubectl.run(
-            "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-k", str(base), timeout_s=120
-        )
-        if applied.returncode != 0:
-            raise DeployError(
-                f"kubectl apply failed: {last_line(applied.stderr)}", details=applied.stderr.strip()
-            )
-        result.applied = [line.strip() for line in applied.stdout.splitlines() if line.strip()]
+        result.applied = server_side_apply(kubectl, "-k", str(base))
         timeout_s = rendered.context.derived.rollout_timeout_s
         progress(f"moving deployment/{name} to {canary.version}; waiting up to {timeout_s} s for its rollout")
         failure = _rollout(kubectl, name, timeout_s)

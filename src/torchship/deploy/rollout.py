@@ -135,6 +135,22 @@ def port_forward_smoke(kubectl: Kubectl, name: str, port: int, body: Any, target
         stop_process(proc)
 
 
+def server_side_apply(kubectl: Kubectl, *targets: str) -> list[str]:
+    """`kubectl apply --server-side` as torchship's field manager on `targets` (`-k BASE` or `-f FILE ...`);
+    the lines kubectl printed, one per object. A refusal is a DeployError with kubectl's reason."""
+    applied = kubectl.run(
+        "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", *targets, timeout_s=120
+    )
+    if applied.returncode != 0:
+        raise DeployError(
+            f"kubectl apply failed: {last_line(applied.stderr)}",
+            details=applied.stderr.strip(),
+            hint="A field conflict means another manager owns that field: resolve it, or apply with kubectl "
+            "--force-conflicts yourself.",
+        )
+    return [line.strip() for line in applied.stdout.splitlines() if line.strip()]
+
+
 def deploy(
     spec: ModelSpec,
     settings: Settings,
@@ -154,17 +170,7 @@ def deploy(
         server = kubectl.require_cluster()
         progress(f"cluster {server} ({kubectl.where()})")
         result.previous_revision = current_revision(kubectl, name)
-        applied = kubectl.run(
-            "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-k", str(base), timeout_s=120
-        )
-        if applied.returncode != 0:
-            raise DeployError(
-                f"kubectl apply failed: {last_line(applied.stderr)}",
-                details=applied.stderr.strip(),
-                hint="A field conflict means another manager owns that field: resolve it, or apply with kubectl "
-                "--force-conflicts yourself.",
-            )
-        result.applied = [line.strip() for line in applied.stdout.splitlines() if line.strip()]
+        result.applied = server_side_apply(kubectl, "-k", str(base))
         progress(
             f"applied {len(result.applied)} objects; waiting up to {result.rollout_timeout_s} s for the rollout"
         )
