@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
+def _timed_gflops(product: Callable[[], object], size: int, min_seconds: float) -> float:
+    """GFLOP/s of `product` (one size x size matmul, 2·n³ FLOP), after a warm-up, timed over at least
+    `min_seconds`: the one timing loop every engine's figure comes from, so they compare."""
+    for _ in range(3):
+        product()
+    products, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < min_seconds:
+        product()
+        products += 1
+    return 2 * size**3 * products / elapsed / 1e9
+
+
 def matmul_gflops(
     dtype: torch.dtype, threads: int, size: int = MATMUL_SIZE, min_seconds: float = MIN_SECONDS
 ) -> float:
@@ -52,13 +65,7 @@ def matmul_gflops(
     try:
         a = torch.randn(size, size).to(dtype)
         b = torch.randn(size, size).to(dtype)
-        for _ in range(3):
-            torch.mm(a, b)
-        products, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < min_seconds:
-            torch.mm(a, b)
-            products += 1
-        return 2 * size**3 * products / elapsed / 1e9
+        return _timed_gflops(lambda: torch.mm(a, b), size, min_seconds)
     finally:
         torch.set_num_threads(previous)
 
@@ -84,13 +91,7 @@ def onnxruntime_matmul_gflops(
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = onnxruntime.InferenceSession(model.SerializeToString(), options)
     feeds = {n: np.random.randn(size, size).astype(np.float32) for n in ("a", "b")}
-    for _ in range(3):
-        session.run(None, feeds)
-    products, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < min_seconds:
-        session.run(None, feeds)
-        products += 1
-    return 2 * size**3 * products / elapsed / 1e9
+    return _timed_gflops(lambda: session.run(None, feeds), size, min_seconds)
 
 
 @dataclass(frozen=True)
