@@ -42,11 +42,16 @@ class DiffInputs:
         if reason is not None:
             self.skipped.append(SkippedInput(where=where, reason=reason))
             return
-        key = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        key = request_key(body)
         if key not in self._seen:
             self._seen.add(key)
             self.requests.append(body)
             self.wheres.append(where)
+
+
+def request_key(body: Any) -> str:
+    """A request body as canonical JSON: equal bodies, whatever their key order, have one key."""
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
 
 
 def one_answer_problem(definition: TaskDefinition, body: Any) -> str | None:

@@ -6,7 +6,6 @@ model store by file name and both versions' archives are <name>.mar).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torchship
-from torchship.diff.inputs import DiffInputs, spec_diff_inputs
+from torchship.diff.inputs import DiffInputs, request_key, spec_diff_inputs
 from torchship.diff.limits import breaches, check_limit_names
 from torchship.diff.record import DiffRecord, LatencyComparison, SkippedInput, VersionRef
 from torchship.diff.serve import Answers, Endpoint, side_by_side
@@ -96,8 +95,12 @@ def sheet_note(
     """Whether the version, served now, still gives the answers its sheet recorded at verify."""
     if files.sheet is None:
         return f"{files.version} has no answer sheet (published before torchship kept them)"
-    recorded = {_key(r): a for r, a in zip(files.sheet.requests, files.sheet.answers, strict=True)}
-    common = [(recorded[_key(r)], a) for r, a in zip(requests, answers, strict=True) if _key(r) in recorded]
+    recorded = {request_key(r): a for r, a in zip(files.sheet.requests, files.sheet.answers, strict=True)}
+    common = [
+        (recorded[request_key(r)], a)
+        for r, a in zip(requests, answers, strict=True)
+        if request_key(r) in recorded
+    ]
     differing = sum(
         not compare_json(a, want, spec.validate.atol, spec.validate.rtol).ok for want, a in common
     )
@@ -108,10 +111,6 @@ def sheet_note(
             "not come from the model"
         )
     return None
-
-
-def _key(body: Any) -> str:
-    return json.dumps(body, sort_keys=True, ensure_ascii=False)
 
 
 def run_diff(

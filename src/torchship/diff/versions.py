@@ -3,6 +3,7 @@ or by the stage alias that points at it) pulled from storage with every file's s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from torchship.diff.answers import ANSWERS_JSON, AnswerSheet, read_answer_sheet
 from torchship.errors import TorchshipError
 from torchship.pipeline import Runner
 from torchship.publish import pull, read_manifest
+from torchship.publish.layout import VERSION_MANIFEST
 from torchship.publish.registries.base import STAGE_ALIASES, Registry
 from torchship.spec import ModelSpec
 
@@ -67,7 +69,7 @@ def resolve_version(registry: Registry, client: Any, uri: str, name: str, ref: s
 def published_version(client: Any, uri: str, name: str, version: str, named: str, into: Path) -> VersionFiles:
     """Pull a published version into `into`/<version> (each file checked against the manifest)."""
     dest = pull(uri, name, version, Path(into) / version, client)
-    manifest = read_manifest(client, uri, name, version) or {}
+    manifest = json.loads((dest / VERSION_MANIFEST).read_text())  # pull wrote the manifest it checked against
     sheet_path = dest / ANSWERS_JSON
     return VersionFiles(
         version=version,
