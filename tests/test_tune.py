@@ -21,6 +21,7 @@ from torchship.tune.choose import best_within_budget
 from torchship.tune.plan import ServeConfig, sweep_grid
 from torchship.tune.records import Measurement, TuneResult
 from torchship.tune.spec_edit import with_serve, write_tuned
+from torchship.tune.sweep import verdict as sweep_verdict
 from torchship.tune.variant import write_variant
 
 
@@ -76,6 +77,43 @@ def test_pick_is_the_fastest_within_budget_without_failures():
     assert best_within_budget(ms, budget_p95_ms=None) is fastest_but_slow_tail
     assert best_within_budget(ms, budget_p95_ms=50) is slower
     assert best_within_budget(ms, budget_p95_ms=10) is None
+
+
+def test_pick_holds_p99_within_the_tail_bound():
+    steady = measured(config(batch=16), rps=200, p95=100)  # p99 120 = 2.4x p50 50
+    spiky = measured(config(batch=8), rps=260, p95=100).model_copy(update={"p99_ms": 400.0})  # 8x p50
+    ms = [spiky, steady]
+    assert best_within_budget(ms, budget_p95_ms=None, max_tail_ratio=None) is spiky
+    assert best_within_budget(ms, budget_p95_ms=None, max_tail_ratio=2.5) is steady
+    assert best_within_budget(ms, budget_p95_ms=None, max_tail_ratio=2.0) is None
+    assert (steady.tail_ratio, spiky.tail_ratio) == (120 / 50, 400 / 50)
+    assert sweep_verdict(spiky, None, 2.5) == "misses: p99 over 2.5x p50"
+    assert sweep_verdict(spiky, 90, 2.5) == "misses: p95 over the 90 ms budget, p99 over 2.5x p50"
+    assert sweep_verdict(steady, None, 2.5) == "eligible"
+
+
+def test_engines_are_backend_by_precision_the_spec_first_unbuildable_ones_said(monkeypatch, tmp_path):
+    from torchship.tune import backends
+
+    spec = load_spec(write_spec(tmp_path / "m", "unused"))
+    monkeypatch.setattr(
+        backends,
+        "unsupported_reason",
+        lambda backend, precision: None if (backend, precision) != ("torchscript", "int8-static") else "no",
+    )
+    engines, skipped = backends.engines_to_sweep(spec, ["onnx"], ["fp32", "int8-static"])
+    labels = [e.label for e in engines]
+    assert labels == ["torchscript", "onnx", "onnx int8-static"]
+    assert [(e.label, why) for e, why in skipped.items()] == [("torchscript int8-static", "no")]
+    only_own, _ = backends.engines_to_sweep(spec, [], [])
+    assert [e.label for e in only_own] == ["torchscript"]
+    with pytest.raises(SpecError, match="unknown precision 'fp8'"):
+        backends.engines_to_sweep(spec, None, ["fp8"])
+    monkeypatch.setattr(
+        backends, "unsupported_reason", lambda b, p: None if p == "fp32" else "no CPU support"
+    )
+    with pytest.raises(SpecError, match="no backend here can build bf16"):
+        backends.engines_to_sweep(spec, None, ["bf16"])
 
 
 # --- the .mar variant --------------------------------------------------------------------------------
@@ -246,6 +284,10 @@ def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch)
             "--write",
             "--backends",
             "spec",
+            "--precisions",
+            "spec",
+            "--max-tail-ratio",
+            "0",  # this test is about the budget; the tail bound has its own
         ],
     )
     assert result.exit_code == 0, result.output
@@ -261,7 +303,11 @@ def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch)
     expected = max(eligible, key=lambda m: m["throughput_rps"])["config"]
     assert recorded["chosen"] == expected
     html = (out_dir / "tune.html").read_text()
-    assert html.count("<tr class=") == 2
+    assert html.count('<tr class="chosen">') + html.count('<tr class="meets">') == 2
+    # One engine (the spec's), with its in-process floor: the frontier table's one row.
+    [engine] = recorded["backends"]
+    assert engine["backend"] == "torchscript" and engine["floor_rps"] > 0
+    assert html.count('<tr class="frontier">') == 1
     # --write: serve: holds the chosen values; every other line is as it was.
     written = load_spec(spec.spec_path)
     assert (written.serve.batch_size, written.serve.max_batch_delay_ms) == (
@@ -288,6 +334,7 @@ def test_tune_compares_backends_gated_first_and_writes_the_chosen_backend(
     monkeypatch.setattr(tune_command, "sweep_grid", lambda serve, cores: grid)
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
     args = ["tune", str(spec.spec_path), "--minutes", "3", "--requests", "32", "--backends", "eager,neuron"]
+    args += ["--precisions", "fp32", "--max-tail-ratio", "0"]
     result = CliRunner().invoke(app, [*args, "--write"])
     assert result.exit_code == 0, result.output
     root = settings.stage_root(spec.name, spec.version)
@@ -383,6 +430,7 @@ def test_tune_measures_a_pair_task_with_its_request_bodies(task, from_file, tmp_
     monkeypatch.setattr(tune_command, "sweep_grid", lambda serve, cores: grid)
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
     args = ["tune", str(spec.spec_path), "--minutes", "2", "--requests", "24", "--backends", "spec"]
+    args += ["--precisions", "spec", "--max-tail-ratio", "0"]
     origin = spec.spec_path.parent / "examples.jsonl"
     if from_file:
         origin = tmp_path / "requests.jsonl"

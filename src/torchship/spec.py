@@ -64,6 +64,7 @@ class CompileSpec(_Strict):
     # fused graph was slower batched (8x14: 12.5 vs 9.3 ms; 8x200: 125.8 vs 113.9 ms) and faster alone
     # (1x16: 3.5 vs 4.5 ms) than the plain export that ONNX Runtime optimizes itself at load.
     onnx_fusion: bool = False
+    precision: Literal["fp32", "bf16", "int8-dynamic", "int8-static"] = "fp32"
     neuron: NeuronSpec = NeuronSpec()
 
     def fixed_batch_sizes(self) -> list[int]:

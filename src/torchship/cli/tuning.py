@@ -16,25 +16,27 @@ from torchship.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
     from torchship.tune.command import TuneOutcome
+    from torchship.tune.plan import Engine
     from torchship.tune.records import Measurement
 
 commands = typer.Typer()
 
 
-def _print_tune_outcome(outcome: TuneOutcome, spec_backend: str) -> Measurement:
+def _print_tune_outcome(outcome: TuneOutcome, spec_engine: Engine) -> Measurement:
     """Where tune wrote its results and the configuration it chose (the measurement); none met the budget:
     TorchshipError."""
     result = outcome.result
     out.print(f"wrote {outcome.out_dir / 'tune.json'} and {outcome.out_dir / 'tune.html'}", highlight=False)
     if result.chosen is None:
+        wanted = [] if result.budget_p95_ms is None else [f"the p95 budget of {result.budget_p95_ms:g} ms"]
+        if result.max_tail_ratio is not None:
+            wanted.append(f"p99 within {result.max_tail_ratio:g}x p50")
         raise TorchshipError(
-            f"no configuration of the {len(result.measurements)} measured met the p95 budget of "
-            f"{result.budget_p95_ms:g} ms without failed requests",
-            hint="Raise --budget-p95-ms, or see tune.html for the lowest p95 measured.",
+            f"no configuration of the {len(result.measurements)} measured met "
+            f"{' and '.join(wanted) or 'the bounds'} without failed requests",
+            hint="Raise --budget-p95-ms or --max-tail-ratio, or see tune.html for what was measured.",
         )
-    chosen = next(
-        m for m in result.measurements if m.config == result.chosen and m.backend == result.chosen_backend
-    )
+    chosen = next(m for m in result.measurements if result.is_chosen(m))
     out.print(
         f"chosen: {chosen.candidate.label}: {chosen.throughput_rps:.1f} req/s, p95 {chosen.p95_ms:.0f} ms, "
         f"p99 {chosen.p99_ms:.0f} ms",
@@ -42,11 +44,11 @@ def _print_tune_outcome(outcome: TuneOutcome, spec_backend: str) -> Measurement:
     )
     for status in result.backends:
         if status.refused:
-            out.print(f"not measured: {status.backend}: {status.refused}", highlight=False, markup=False)
+            out.print(f"not measured: {status.engine.label}: {status.refused}", highlight=False, markup=False)
     unchanged = (
         " (unchanged)"
-        if chosen.backend == spec_backend
-        else " (another backend: `torchship run` compiles and gates it after pasting)"
+        if chosen.candidate.engine == spec_engine
+        else " (another engine: `torchship run` compiles and gates it after pasting)"
     )
     out.print("paste into the spec:", highlight=False)
     out.print(f"  {outcome.serve_line}", highlight=False, markup=False)
@@ -86,10 +88,28 @@ def tune(
             " 'spec' for the spec's alone); each is compiled and gated first",
         ),
     ] = None,
+    precisions: Annotated[
+        str | None,
+        typer.Option(
+            "--precisions",
+            help="numeric precisions to try per backend, comma-separated (default: every one this machine"
+            " builds: fp32, bf16 where the CPU has it natively, int8-dynamic, int8-static); a reduced one is"
+            " packaged only if the gate's task-level precision check passes",
+        ),
+    ] = None,
+    max_tail_ratio: Annotated[
+        float,
+        typer.Option(
+            "--max-tail-ratio",
+            help="the chosen configuration's p99 at most this many times its p50 (0: no bound)",
+            min=0,
+        ),
+    ] = 2.0,
 ) -> None:
-    """Sweep compiled backend × workers × threads × batch size × batch delay in a real TorchServe; pick the
-    fastest within budget."""
+    """Sweep engine (backend × precision) × workers × threads × batch size × batch delay in a real
+    TorchServe; pick the fastest within the p95 budget and the p99 bound."""
     from torchship.tune.command import run_tune
+    from torchship.tune.plan import Engine
     from torchship.tune.spec_edit import write_tuned
 
     with reported(on_interrupt="[red]interrupted[/]: TorchServe stopped; tune outputs left as they were"):
@@ -102,17 +122,20 @@ def tune(
             requests_file=requests_file,
             requests=requests,
             progress=progress,
-            backends=_backend_list(backends),
+            backends=_comma_list(backends),
+            precisions=_comma_list(precisions),
+            max_tail_ratio=max_tail_ratio or None,
         )
-        chosen = _print_tune_outcome(outcome, spec.compile.backend)
+        spec_engine = Engine(backend=spec.compile.backend, precision=spec.compile.precision)
+        chosen = _print_tune_outcome(outcome, spec_engine)
         if write:
-            for line in write_tuned(spec.spec_path, chosen.config, chosen.backend):
+            for line in write_tuned(spec.spec_path, chosen.config, chosen.backend, chosen.precision):
                 out.print(f"wrote {line} into {spec.spec_path}", highlight=False, markup=False)
             out.print("(other lines unchanged)", highlight=False)
 
 
-def _backend_list(option: str | None) -> list[str] | None:
-    """--backends: None (the default candidates), 'spec' (none besides the spec's) or a comma list."""
+def _comma_list(option: str | None) -> list[str] | None:
+    """--backends / --precisions: None (the defaults), 'spec' (none besides the spec's) or a comma list."""
     if option is None:
         return None
     names = [name.strip() for name in option.split(",") if name.strip()]

@@ -1,9 +1,11 @@
-"""The compiled backends a tune compares: each other backend is compiled, gated and packaged in its own
-outputs tree, and only the ones the gate passes are measured.
+"""The engines a tune compares (compiled backend × numeric precision): each other engine is compiled, gated
+and packaged in its own outputs tree, and only the ones the gate passes are measured. A reduced-precision
+engine passes only on the task's own measures against the fp32 source (the gate's precision check); one
+that fails them is refused and never packaged.
 
-Why a tree of its own per backend (outputs/<name>/<version>/tune/backends/<backend>/): the spec's own stage
-outputs stay the spec's (publish and image read them), and a second tune reuses each backend's cached
-stages instead of compiling again.
+Why a tree of its own per engine (outputs/<name>/<version>/tune-backends/<backend>[-<precision>]/): the
+spec's own stage outputs stay the spec's (publish and image read them), and a second tune reuses each
+engine's cached stages instead of compiling again.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchship.archiver.package import mar_path
+from torchship.compile.precision import PRECISIONS, unsupported_reason
 from torchship.errors import SpecError
 from torchship.pipeline import Runner, SilentReporter
 from torchship.settings import Settings
 from torchship.spec import CompileSpec, ModelSpec
 from torchship.stages import STAGE_NAMES, STAGES
+from torchship.tune.plan import FP32, Engine
 
 BACKENDS_DIRNAME = "tune-backends"
 # Backends worth comparing on a CPU by default: the others need hardware (neuron) or are the slow
@@ -28,11 +32,18 @@ DEFAULT_CANDIDATES = ("torchscript", "onnx")
 
 @dataclass(frozen=True)
 class BackendPackage:
-    """One backend's packaged .mar, or why it is not measured."""
+    """One engine's packaged .mar, or why it is not measured; `root` is its outputs tree (the compile and
+    validate records are there whether or not the gate passed)."""
 
     backend: str
     mar: Path | None
     refused: str | None = None  # the compile or gate failure, one line
+    precision: str = FP32
+    stage_root: Path | None = None
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(backend=self.backend, precision=self.precision)
 
 
 def allowed_backends() -> tuple[str, ...]:
@@ -54,34 +65,105 @@ def backends_to_sweep(spec: ModelSpec, requested: list[str] | None) -> list[str]
     return list(dict.fromkeys([spec.compile.backend, *requested]))
 
 
-def with_backend(spec: ModelSpec, backend: str) -> ModelSpec:
-    return spec.model_copy(update={"compile": spec.compile.model_copy(update={"backend": backend})})
+def precisions_to_try(requested: list[str] | None) -> list[str]:
+    """--precisions: the named ones (each checked), default every precision torchship builds."""
+    if requested is None:
+        return list(PRECISIONS)
+    unknown = [name for name in requested if name not in PRECISIONS]
+    if unknown:
+        raise SpecError(
+            f"--precisions: unknown precision {', '.join(map(repr, unknown))}",
+            hint=f"Choose from {', '.join(PRECISIONS)} (comma-separated).",
+        )
+    return list(dict.fromkeys(requested))
+
+
+def engines_to_sweep(
+    spec: ModelSpec, backends: list[str] | None, precisions: list[str] | None
+) -> tuple[list[Engine], dict[Engine, str]]:
+    """(the engines to compile, gate and measure, the spec's own first; the engines skipped because this
+    backend cannot build that precision on this machine, with why). A precision named explicitly that no
+    backend can build here is an error: the user asked for something tune would silently not try."""
+    names = backends_to_sweep(spec, backends)
+    # [] (--precisions spec): the spec's own precision alone.
+    wanted = precisions_to_try(precisions or None) if precisions != [] else [spec.compile.precision]
+    own = Engine(backend=spec.compile.backend, precision=spec.compile.precision)
+    engines, skipped = [own], {}
+    for backend in names:
+        for precision in wanted:
+            engine = Engine(backend=backend, precision=precision)
+            if engine == own:
+                continue
+            why = unsupported_reason(backend, precision)
+            if why is None:
+                engines.append(engine)
+            else:
+                skipped[engine] = why
+    if precisions is not None:
+        for precision in wanted:
+            if not any(e.precision == precision for e in engines):
+                reasons = "; ".join(
+                    f"{e.backend}: {why}" for e, why in skipped.items() if e.precision == precision
+                )
+                raise SpecError(
+                    f"--precisions: no backend here can build {precision} ({reasons})",
+                    hint="Leave it out, or name a backend that builds it with --backends.",
+                )
+    return engines, skipped
+
+
+def with_backend(spec: ModelSpec, backend: str, precision: str | None = None) -> ModelSpec:
+    """`spec` compiled with `backend` (and `precision`, default the spec's own)."""
+    update: dict[str, str] = {"backend": backend}
+    if precision is not None:
+        update["precision"] = precision
+    return spec.model_copy(update={"compile": spec.compile.model_copy(update=update)})
+
+
+def with_engine(spec: ModelSpec, engine: Engine) -> ModelSpec:
+    return with_backend(spec, engine.backend, engine.precision)
+
+
+def engine_dirname(engine: Engine) -> str:
+    # fp32 keeps the backend's bare name: the trees earlier tunes cached stay in use.
+    return engine.backend if engine.precision == FP32 else f"{engine.backend}-{engine.precision}"
 
 
 def package_backend(
-    spec: ModelSpec, settings: Settings, root: Path, backend: str, progress: Callable[[str], None]
+    spec: ModelSpec,
+    settings: Settings,
+    root: Path,
+    backend: str,
+    progress: Callable[[str], None],
+    precision: str = FP32,
 ) -> BackendPackage:
-    """Compile, gate and package `spec` with `backend` under `root`/tune-backends/<backend>/ (cached)."""
-    variant = with_backend(spec, backend)
-    variant_settings = settings.model_copy(update={"outputs_dir": root / BACKENDS_DIRNAME / backend})
-    runner = Runner(variant, variant_settings, STAGES, _ProgressReporter(backend, progress))
+    """Compile, gate and package `spec` with `backend` at `precision` under
+    `root`/tune-backends/<backend>[-<precision>]/ (cached)."""
+    engine = Engine(backend=backend, precision=precision)
+    variant = with_engine(spec, engine)
+    variant_settings = settings.model_copy(
+        update={"outputs_dir": root / BACKENDS_DIRNAME / engine_dirname(engine)}
+    )
+    runner = Runner(variant, variant_settings, STAGES, _ProgressReporter(engine.label, progress))
     outcomes = runner.run(STAGE_NAMES[: STAGE_NAMES.index("package") + 1])
     failed = outcomes[-1]
     if failed.status == "failed":
         reason = str(failed.error).splitlines()[0] if failed.error else "failed"
-        return BackendPackage(backend, None, f"{failed.stage}: {reason}")
-    return BackendPackage(backend, mar_path(runner.stage_dir("package"), variant))
+        return BackendPackage(backend, None, f"{failed.stage}: {reason}", precision, runner.root)
+    return BackendPackage(
+        backend, mar_path(runner.stage_dir("package"), variant), None, precision, runner.root
+    )
 
 
 class _ProgressReporter(SilentReporter):
-    """Stage starts and ends as tune progress lines (a backend's compile takes a minute on the demo)."""
+    """Stage starts and ends as tune progress lines (an engine's compile takes a minute on the demo)."""
 
-    def __init__(self, backend: str, progress: Callable[[str], None]):
-        self.backend, self._progress = backend, progress
+    def __init__(self, label: str, progress: Callable[[str], None]):
+        self.label, self._progress = label, progress
 
     def stage_started(self, stage: str, description: str) -> None:
-        self._progress(f"{self.backend}: {stage} ({description}) …")
+        self._progress(f"{self.label}: {stage} ({description}) …")
 
     def stage_finished(self, outcome) -> None:
         if outcome.status == "failed":
-            self._progress(f"{self.backend}: {outcome.stage} failed")
+            self._progress(f"{self.label}: {outcome.stage} failed")

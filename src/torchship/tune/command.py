@@ -20,10 +20,12 @@ from torchship.spec import ModelSpec
 from torchship.stages import STAGES
 from torchship.tasks import TaskDefinition, task_definition
 from torchship.tasks.base import text_bodies
-from torchship.tune.backends import backends_to_sweep, package_backend, with_backend
+from torchship.tune.backends import engines_to_sweep, package_backend, with_engine
+from torchship.tune.floor import floor_rps
+from torchship.tune.frontier import engine_agreement
 from torchship.tune.outputs import write_outputs
-from torchship.tune.plan import ServeConfig, candidates, sweep_grid
-from torchship.tune.records import TuneResult
+from torchship.tune.plan import Engine, ServeConfig, candidates, sweep_grid
+from torchship.tune.records import DEFAULT_MAX_TAIL_RATIO, BackendStatus, TuneResult
 from torchship.tune.spec_edit import serve_line, serve_values
 from torchship.tune.sweep import sweep
 
@@ -77,22 +79,43 @@ def compile_line(spec: ModelSpec) -> str:
     )
 
 
-def packaged_backends(
-    spec: ModelSpec, settings: Settings, runner: Runner, names: list[str], progress: Callable[[str], None]
-) -> tuple[dict[str, Path], dict[str, str]]:
-    """(.mar per backend to measure, why each other backend is not measured); the spec's backend is
-    `names[0]` and its package is the spec's own."""
-    mars = {names[0]: mar_path(runner.stage_dir("package"), spec)}
-    refused: dict[str, str] = {}
-    for name in names[1:]:
-        progress(f"{name}: compile, gate and package this backend to compare it (cached for the next tune)")
-        package = package_backend(spec, settings, runner.root, name, progress)
+def packaged_engines(
+    spec: ModelSpec,
+    settings: Settings,
+    runner: Runner,
+    engines: list[Engine],
+    bodies: list[Any],
+    progress: Callable[[str], None],
+) -> tuple[dict[Engine, Path], list[BackendStatus]]:
+    """(.mar per engine to measure, every engine's status: refused or not, its in-process floor and its
+    agreement with the source model); the spec's own engine is `engines[0]` and its package is the spec's."""
+    definition = task_definition(spec.task)
+    mars: dict[Engine, Path] = {engines[0]: mar_path(runner.stage_dir("package"), spec)}
+    roots = {engines[0]: runner.root}
+    statuses: dict[Engine, BackendStatus] = {
+        engines[0]: BackendStatus(backend=engines[0].backend, precision=engines[0].precision)
+    }
+    for engine in engines[1:]:
+        progress(
+            f"{engine.label}: compile, gate and package this engine to compare it (cached for the next tune)"
+        )
+        package = package_backend(spec, settings, runner.root, engine.backend, progress, engine.precision)
+        roots[engine] = package.stage_root or runner.root
+        statuses[engine] = BackendStatus(
+            backend=engine.backend, precision=engine.precision, refused=package.refused
+        )
         if package.mar is None:
-            refused[name] = package.refused or "refused"
-            progress(f"{name}: not measured: {refused[name]}")
+            progress(f"{engine.label}: not measured: {package.refused}")
         else:
-            mars[name] = package.mar
-    return mars, refused
+            mars[engine] = package.mar
+    for engine, status in statuses.items():
+        agreement = engine_agreement(roots[engine], definition)
+        floor = None
+        if (roots[engine] / "compile").is_dir():  # a refused engine's compiled model still runs in-process
+            floor = floor_rps(with_engine(spec, engine), roots[engine], bodies)
+            progress(f"{engine.label}: in-process floor {floor:.1f} req/s")
+        statuses[engine] = status.model_copy(update={"floor_rps": floor, "agreement": agreement})
+    return mars, list(statuses.values())
 
 
 def run_tune(
@@ -106,10 +129,14 @@ def run_tune(
     progress: Callable[[str], None],
     configs: list[ServeConfig] | None = None,
     backends: list[str] | None = None,
+    precisions: list[str] | None = None,
+    max_tail_ratio: float | None = DEFAULT_MAX_TAIL_RATIO,
 ) -> TuneOutcome:
-    """`backends`: the compiled backends to compare besides the spec's own (None: the default candidates);
-    each is compiled, gated and packaged first, and only those the gate passes are measured."""
-    names = backends_to_sweep(spec, backends)  # a typo in --backends is named before any work
+    """`backends` × `precisions`: the engines to compare besides the spec's own (None: the default
+    candidates, every precision this machine builds); each is compiled, gated and packaged first, and only
+    those the gate passes are measured. `max_tail_ratio`: the chosen configuration's p99 / p50 bound."""
+    # A typo in --backends or --precisions is named before any work.
+    engines, skipped = engines_to_sweep(spec, backends, precisions)
     runner = Runner(spec, settings, STAGES, SilentReporter())
     runner.require_current("package")  # never tune (or write serve: for) a package the spec no longer makes
     if budget_p95_ms is None and spec.validate.latency_ms is not None:
@@ -120,10 +147,13 @@ def run_tune(
     origin = str(requests_file) if requests_file else examples_origin(spec)
     cores = os.cpu_count() or 1
     configs = configs or sweep_grid(spec.serve, cores)
-    mars, refused = packaged_backends(spec, settings, runner, names, progress)
+    for engine, why in skipped.items():
+        progress(f"{engine.label}: not tried ({why})")
+    mars, statuses = packaged_engines(spec, settings, runner, engines, bodies, progress)
     planned = candidates(configs, list(mars))
     progress(
-        f"{len(planned)} configurations ({len(configs)} serving × {len(mars)} backend(s): {', '.join(mars)}), "
+        f"{len(planned)} configurations ({len(configs)} serving × {len(mars)} engine(s): "
+        f"{', '.join(e.label for e in mars)}), "
         f"{requests} requests each (cycling {len(bodies)} request bodies from {origin}) at {CONCURRENCY} "
         f"concurrent clients, bounded to {minutes:g} min"
     )
@@ -132,7 +162,7 @@ def run_tune(
         version=spec.version,
         backend=spec.compile.backend,
         mars=mars,
-        refused=refused,
+        statuses=statuses,
         candidates=planned,
         settings=settings,
         bodies=bodies,
@@ -140,13 +170,18 @@ def run_tune(
         requests=requests,
         concurrency=CONCURRENCY,
         budget_p95_ms=budget_p95_ms,
+        max_tail_ratio=max_tail_ratio,
         time_bound_s=minutes * 60,
         progress=progress,
     )
     out_dir = write_outputs(runner.root, result)
     current = spec.serve.model_dump(mode="json", exclude_defaults=True)
     line = serve_line(serve_values(current, result.chosen)) if result.chosen else None
-    chosen_spec = with_backend(spec, result.chosen_backend) if result.chosen_backend else spec
+    chosen_spec = (
+        with_engine(spec, Engine(backend=result.chosen_backend, precision=result.chosen_precision or "fp32"))
+        if result.chosen_backend
+        else spec
+    )
     return TuneOutcome(
         result=result, out_dir=out_dir, serve_line=line, compile_line=compile_line(chosen_spec)
     )

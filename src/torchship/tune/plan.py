@@ -36,23 +36,44 @@ class ServeConfig(BaseModel):
         )
 
 
-class Candidate(BaseModel):
-    """What one measurement runs: a compiled backend's .mar with one serving configuration."""
+FP32 = "fp32"
+
+
+class Engine(BaseModel):
+    """A compiled model tune can serve: a backend at a numeric precision (compile.backend, compile.precision)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backend: str
-    config: ServeConfig
+    precision: str = FP32
 
     @property
     def label(self) -> str:
-        return f"{self.backend} · {self.config.label}"
+        return self.backend if self.precision == FP32 else f"{self.backend} {self.precision}"
 
 
-def candidates(configs: list[ServeConfig], backends: list[str]) -> list[Candidate]:
-    """Every backend at every configuration, the backends varying fastest: a sweep cut short by its time
-    bound has compared the backends at the spec's own configuration first."""
-    return [Candidate(backend=b, config=c) for c in configs for b in backends]
+class Candidate(BaseModel):
+    """What one measurement runs: an engine's .mar with one serving configuration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str
+    precision: str = FP32  # absent in tune.json written before reduced precision: fp32
+    config: ServeConfig
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(backend=self.backend, precision=self.precision)
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine.label} · {self.config.label}"
+
+
+def candidates(configs: list[ServeConfig], engines: list[Engine]) -> list[Candidate]:
+    """Every engine at every configuration, the engines varying fastest: a sweep cut short by its time
+    bound has compared the engines at the spec's own configuration first."""
+    return [Candidate(backend=e.backend, precision=e.precision, config=c) for c in configs for e in engines]
 
 
 def current_config(serve: ServeSpec, cores: int) -> ServeConfig:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, BaseModel, Field
 
-from torchship.tune.plan import Candidate, ServeConfig
+from torchship.tune.plan import FP32, Candidate, Engine, ServeConfig
+
+# p99 at most this many times p50: a configuration whose tail is longer makes some clients wait for batches
+# of others (the issue's measure of a steady service); `tune --max-tail-ratio` changes it.
+DEFAULT_MAX_TAIL_RATIO = 2.0
 
 
 class Measurement(BaseModel):
@@ -12,6 +16,7 @@ class Measurement(BaseModel):
 
     config: ServeConfig
     backend: str  # the compiled backend of the .mar measured
+    precision: str = FP32  # absent in tune.json written before reduced precision
     requests: int
     failures: int
     throughput_rps: float
@@ -21,20 +26,47 @@ class Measurement(BaseModel):
     client_cpu_cores: float
     start_s: float  # TorchServe start to workers ready with this configuration
 
-    def meets(self, budget_p95_ms: float | None) -> bool:
-        """Every request answered 200 and, with a budget, p95 within it."""
-        return self.failures == 0 and (budget_p95_ms is None or self.p95_ms <= budget_p95_ms)
+    @property
+    def tail_ratio(self) -> float:
+        return self.p99_ms / self.p50_ms if self.p50_ms > 0 else float("inf")
+
+    def meets(self, budget_p95_ms: float | None, max_tail_ratio: float | None = None) -> bool:
+        """Every request answered 200 and, with a budget, p95 within it; with a tail bound, p99 within
+        `max_tail_ratio` x p50."""
+        return (
+            self.failures == 0
+            and (budget_p95_ms is None or self.p95_ms <= budget_p95_ms)
+            and (max_tail_ratio is None or self.tail_ratio <= max_tail_ratio)
+        )
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(backend=self.backend, config=self.config)
+        return Candidate(backend=self.backend, precision=self.precision, config=self.config)
+
+
+class Agreement(BaseModel):
+    """How closely an engine's answers match the fp32 source model's, by the task's own measure (the
+    gate's precision check on the examples and the eval set)."""
+
+    measure: str  # e.g. flip_rate, entity_f1, mean_cosine
+    value: float | None
+    better: str  # "higher" or "lower"
+    refused_by: str | None = None  # the limit that refused the engine, e.g. "min_mean_cosine 0.99"
 
 
 class BackendStatus(BaseModel):
-    """A compiled backend the tune considered: measured, or refused before measuring (and why)."""
+    """An engine (backend at a precision) the tune considered: measured, or refused before measuring (and
+    why), with its in-process floor and its agreement with the source model: the frontier's two axes."""
 
     backend: str
+    precision: str = FP32
     refused: str | None = None
+    floor_rps: float | None = None  # requests/s of the handler code on this engine in-process
+    agreement: Agreement | None = None
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(backend=self.backend, precision=self.precision)
 
 
 class TuneResult(BaseModel):
@@ -58,4 +90,16 @@ class TuneResult(BaseModel):
     not_measured: list[Candidate]  # left when the time bound ran out
     chosen: ServeConfig | None
     chosen_backend: str | None = None
+    chosen_precision: str | None = None
     baseline: ServeConfig  # the spec's configuration when the sweep ran
+    max_tail_ratio: float | None = None  # absent before the tail bound: none
+
+    def meets(self, measurement: Measurement) -> bool:
+        return measurement.meets(self.budget_p95_ms, self.max_tail_ratio)
+
+    def is_chosen(self, measurement: Measurement) -> bool:
+        return (
+            measurement.config == self.chosen
+            and measurement.backend == self.chosen_backend
+            and measurement.precision == (self.chosen_precision or FP32)
+        )

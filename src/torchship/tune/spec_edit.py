@@ -1,5 +1,5 @@
-"""`tune --write`: put the chosen serve: values (and compile.backend, when the tune chose another backend)
-into the spec file, changing nothing else.
+"""`tune --write`: put the chosen serve: values (and compile.backend / compile.precision, when the tune
+chose another engine) into the spec file, changing nothing else.
 
 The spec is edited as text, not re-dumped, so every other line — comments included — stays byte for
 byte. A rewritten entry (serve:, compile:) becomes one flow mapping: its keys the tune does not set are
@@ -65,9 +65,11 @@ def with_entry(text: str, key: str, values: dict) -> str:
     return "".join(lines[:start]) + new + "".join(lines[end:])
 
 
-def write_tuned(spec_path: Path, config: ServeConfig, backend: str | None = None) -> list[str]:
-    """Rewrite `spec_path`'s serve: entry with `config` and, when `backend` differs from the spec's,
-    its compile: entry with that backend; returns the lines written."""
+def write_tuned(
+    spec_path: Path, config: ServeConfig, backend: str | None = None, precision: str | None = None
+) -> list[str]:
+    """Rewrite `spec_path`'s serve: entry with `config` and, when `backend` or `precision` differs from
+    the spec's, its compile: entry with them; returns the lines written."""
     original = spec_path.read_text(encoding="utf-8")
     before = load_spec(spec_path)
     document = yaml.safe_load(original) or {}
@@ -75,13 +77,15 @@ def write_tuned(spec_path: Path, config: ServeConfig, backend: str | None = None
     updated = with_serve(original, values)
     written = [serve_line(values)]
     expected = before.model_copy(update={"serve": before.serve.model_copy(update=values)})
-    if backend is not None and backend != before.compile.backend:
-        compile_values = {**(document.get("compile") or {}), "backend": backend}
+    engine = {"backend": backend, "precision": precision}
+    changes = {k: v for k, v in engine.items() if v is not None and v != getattr(before.compile, k)}
+    if changes:
+        compile_values = {**(document.get("compile") or {}), **changes}
+        if compile_values.get("precision") == "fp32":
+            del compile_values["precision"]  # the default: a spec says it only when it differs
         updated = with_entry(updated, "compile", compile_values)
         written.append(entry_line("compile", compile_values))
-        expected = expected.model_copy(
-            update={"compile": before.compile.model_copy(update={"backend": backend})}
-        )
+        expected = expected.model_copy(update={"compile": before.compile.model_copy(update=changes)})
     fd, tmp_name = tempfile.mkstemp(dir=spec_path.parent, prefix=f".{spec_path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:

@@ -23,7 +23,7 @@ from torchship.loadgen import load_test
 from torchship.serving.torchserve import TorchServe
 from torchship.settings import Settings
 from torchship.tune.choose import best_within_budget
-from torchship.tune.plan import Candidate
+from torchship.tune.plan import Candidate, Engine
 from torchship.tune.records import BackendStatus, Measurement, TuneResult
 from torchship.tune.variant import write_variant
 from torchship.versions import this_version
@@ -51,6 +51,7 @@ def measure(
     return Measurement(
         config=candidate.config,
         backend=candidate.backend,
+        precision=candidate.precision,
         requests=result.requests,
         failures=result.failures,
         throughput_rps=result.throughput_rps,
@@ -67,8 +68,8 @@ def sweep(
     name: str,
     version: str,
     backend: str,
-    mars: dict[str, Path],
-    refused: dict[str, str],
+    mars: dict[Engine, Path],
+    statuses: list[BackendStatus],
     candidates: list[Candidate],
     settings: Settings,
     bodies: list[Any],
@@ -76,12 +77,13 @@ def sweep(
     requests: int,
     concurrency: int,
     budget_p95_ms: float | None,
+    max_tail_ratio: float | None,
     time_bound_s: float,
     progress: Callable[[str], None],
 ) -> TuneResult:
     """Measure `candidates` in order until done or until the next one would overrun `time_bound_s` (judged
-    by the slowest so far); the first is always measured. `mars`: the .mar per backend that passed the gate;
-    `refused`: why each other backend was not measured (kept in the result)."""
+    by the slowest so far); the first is always measured. `mars`: the .mar per engine that passed the gate;
+    `statuses`: every engine considered, refused ones with why (kept in the result)."""
     load = [bodies[i % len(bodies)] for i in range(requests)]
     began, stamp = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     measurements: list[Measurement] = []
@@ -99,22 +101,19 @@ def sweep(
             one_started = time.monotonic()
             progress(f"[{index + 1}/{len(candidates)}] {candidate.label} …")
             measurement = measure(
-                name, mars[candidate.backend], candidate, settings, load, concurrency, workdir
+                name, mars[candidate.engine], candidate, settings, load, concurrency, workdir
             )
             measurements.append(measurement)
             slowest = max(slowest, time.monotonic() - one_started)
-            if budget_p95_ms is None:
-                verdict = "no p95 budget" if measurement.failures == 0 else "failed requests"
-            else:
-                verdict = ("meets" if measurement.meets(budget_p95_ms) else "misses") + " the budget"
             progress(
                 f"[{index + 1}/{len(candidates)}] {measurement.throughput_rps:6.1f} req/s · p95 "
-                f"{measurement.p95_ms:.0f} ms · p99 {measurement.p99_ms:.0f} ms · failures {measurement.failures}"
-                f" · start {measurement.start_s:.1f} s · {verdict}"
+                f"{measurement.p95_ms:.0f} ms · p99 {measurement.p99_ms:.0f} ms (p99/p50 "
+                f"{measurement.tail_ratio:.1f}) · failures {measurement.failures} · start "
+                f"{measurement.start_s:.1f} s · {verdict(measurement, budget_p95_ms, max_tail_ratio)}"
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    chosen = best_within_budget(measurements, budget_p95_ms)
+    chosen = best_within_budget(measurements, budget_p95_ms, max_tail_ratio)
     return TuneResult(
         torchship_version=this_version(),
         model=name,
@@ -130,10 +129,23 @@ def sweep(
         duration_s=time.monotonic() - began,
         time_bound_s=time_bound_s,
         measurements=measurements,
-        backends=[BackendStatus(backend=b) for b in mars]
-        + [BackendStatus(backend=b, refused=why) for b, why in refused.items()],
+        backends=statuses,
         not_measured=candidates[len(measurements) :],
         chosen=chosen.config if chosen else None,
         chosen_backend=chosen.backend if chosen else None,
+        chosen_precision=chosen.precision if chosen else None,
         baseline=candidates[0].config,
+        max_tail_ratio=max_tail_ratio,
     )
+
+
+def verdict(measurement: Measurement, budget_p95_ms: float | None, max_tail_ratio: float | None) -> str:
+    """Why a measured configuration can or cannot be chosen, in words for the progress line."""
+    if measurement.failures:
+        return "failed requests"
+    misses = []
+    if budget_p95_ms is not None and measurement.p95_ms > budget_p95_ms:
+        misses.append(f"p95 over the {budget_p95_ms:g} ms budget")
+    if max_tail_ratio is not None and measurement.tail_ratio > max_tail_ratio:
+        misses.append(f"p99 over {max_tail_ratio:g}x p50")
+    return "misses: " + ", ".join(misses) if misses else "eligible"
