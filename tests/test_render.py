@@ -130,6 +130,7 @@ def test_threads_follow_the_cpu_limit_and_workers(tmp_path, cpu_limit, workers, 
     spec = load_spec(spec_file(tmp_path, deploy=f"{{cpu_limit: '{cpu_limit}'}}", workers=workers))
     env = doc(rendered_for(spec), "ConfigMap")["data"]
     assert env["TORCHSHIP_THREADS"] == threads and env["OMP_NUM_THREADS"] == threads
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # serve.omp_wait_policy's default
     assert env["TORCHSHIP_WORKERS"] == str(workers)
 
 

@@ -136,7 +136,14 @@ def test_environment_is_an_allow_list():
     assert env == {
         "PATH": "/usr/bin", "LANG": "C.UTF-8", "LC_ALL": "C", "OPENBLAS_CORETYPE": "Haswell",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TMPDIR": "/w/tmp",
+        "OMP_WAIT_POLICY": "PASSIVE",  # torch's threads sleep between runs unless someone says otherwise
     }  # fmt: skip
+
+
+def test_a_users_omp_wait_policy_wins_over_the_default_and_a_spec_over_both():
+    assert torchserve_environment({"OMP_WAIT_POLICY": "ACTIVE"}, {})["OMP_WAIT_POLICY"] == "ACTIVE"
+    spec_says = torchserve_environment({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "PASSIVE"})
+    assert spec_says["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 # --- limits come from the archives ----------------------------------------------------------------------

@@ -55,8 +55,12 @@ def test_grid_never_oversubscribes_and_starts_with_the_spec(cores):
     assert len(grid) == len(set(grid))
     assert all(c.workers * c.threads <= cores for c in grid)
     assert {c.workers for c in grid} >= {1, cores}
-    # Bounded: 3 batches x 3 delays per worker layout, the layouts growing with log2(cores).
-    assert len(grid) <= 9 * (cores.bit_length() + 2) + 1
+    # Spinning OpenMP threads only where a worker has a team of threads to spin.
+    spinning = [c for c in grid if c.omp_wait_policy == "active"]
+    assert all(c.threads > 1 for c in spinning)
+    assert bool(spinning) == (cores > 1)
+    # Bounded: 3 batches x 3 delays per worker layout (x2 policies), the layouts growing with log2(cores).
+    assert len(grid) <= 2 * 9 * (cores.bit_length() + 2) + 1
 
 
 def test_grid_keeps_batches_within_what_one_request_may_carry():

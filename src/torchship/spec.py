@@ -134,6 +134,12 @@ class ServeSpec(_Strict):
     max_texts_per_request: Annotated[int, Field(ge=1, le=10_000)] = 64
     max_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
     response_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    # What torch's OpenMP threads do between parallel regions (OMP_WAIT_POLICY in TorchServe's environment,
+    # set before the workers load torch). passive: they sleep. active: they spin, which wins a little on an
+    # idle machine and loses badly when the cores are shared (frontend, other workers, other pods): measured
+    # on a loaded 2-core VM, MiniLM short texts at 16 clients, 1 worker x 2 threads: 98.5 vs 8.6 req/s and
+    # 5.5 vs 44 ms of worker CPU per request. `tune` measures both where a worker has more than one thread.
+    omp_wait_policy: Literal["passive", "active"] = "passive"
     # Largest response body a request may get; TorchServe's max_response_size is set from it and a
     # larger answer is that request's 413, never a dead worker. TorchServe's own default is 6553500.
     max_response_bytes: Annotated[int, Field(ge=65_536, le=1024 * 1024 * 1024)] = 6_553_500

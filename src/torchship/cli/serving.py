@@ -53,6 +53,7 @@ def serve(
 
     with reported(on_interrupt=""):
         settings = Settings()
+        policy = None  # a bare .mar: the environment's OMP_WAIT_POLICY, else passive
         if target.suffix == ".mar":
             mar, name = target, target.stem
         else:
@@ -60,7 +61,8 @@ def serve(
             # Only the package the current spec makes, not one kept from before a failed or edited run.
             Runner(spec, settings, STAGES, RichReporter(err)).require_current("package")
             mar, name = mar_path(settings.stage_root(spec.name, spec.version) / "package", spec), spec.name
-        server = TorchServe({name: mar}, settings, port=port)
+            policy = spec.serve.omp_wait_policy
+        server = TorchServe({name: mar}, settings, port=port, omp_wait_policy=policy)
         err.print(f"starting TorchServe with {mar} …")
         server.start()
     try:

@@ -149,6 +149,8 @@ def environment(spec: ModelSpec, inputs: DeployInputs, derived: Derived) -> dict
         "TORCHSHIP_THREADS": str(derived.threads),
         # Native libraries (OpenMP, MKL) size their own pools from the node's cores without this.
         "OMP_NUM_THREADS": str(derived.threads),
+        # Sleeping, not spinning, OpenMP threads between runs (serve.omp_wait_policy; spec.py says why).
+        "OMP_WAIT_POLICY": spec.serve.omp_wait_policy.upper(),
         # On SIGTERM the image's PID 1 waits for requests in flight (up to the longest a batch may take),
         # then stops TorchServe, and SIGKILLs it only just before the kubelet would.
         "TORCHSHIP_DRAIN_TIMEOUT_S": str(spec.serve.response_timeout_s),

@@ -62,7 +62,10 @@ def serve_both(
         mars = {
             side: _served_copy(files.mar, Path(tmp), side) for side, files in (("old", old), ("new", new))
         }
-        with TorchServe(mars, settings) as server, server.client(timeout_s=600) as client:
+        with (
+            TorchServe(mars, settings, omp_wait_policy=spec.serve.omp_wait_policy) as server,
+            server.client(timeout_s=600) as client,
+        ):
             return side_by_side(
                 Endpoint(client, "/predictions/old"),
                 Endpoint(client, "/predictions/new"),

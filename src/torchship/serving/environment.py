@@ -36,14 +36,26 @@ ALLOWED_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_", "KMP_", "NEURON_RT_", "N
 # Always set, whatever the caller's environment says: models load from the archive, never a hub.
 FORCED = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
+# serve.omp_wait_policy's default when a caller names none (spec.py says why passive).
+DEFAULT_OMP_WAIT_POLICY = "passive"
+
+
+def omp_environment(policy: str = DEFAULT_OMP_WAIT_POLICY) -> dict[str, str]:
+    """The variables that make torch's OpenMP threads sleep (passive) or spin (active) between parallel
+    regions: libgomp reads them once, when the worker imports torch, so they must be in the worker's
+    environment from the start (the handler runs too late to set them)."""
+    return {"OMP_WAIT_POLICY": policy.upper()}
+
 
 def is_allowed(name: str) -> bool:
     return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
 
 
 def torchserve_environment(current: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
-    """The allow-listed part of `current`, then FORCED, then `own` (TorchServe's work dirs, JAVA_HOME)."""
-    env = {name: value for name, value in current.items() if is_allowed(name)}
+    """The default OpenMP wait policy, then the allow-listed part of `current` (a user's OMP_WAIT_POLICY
+    wins over the default), then FORCED, then `own` (TorchServe's work dirs, JAVA_HOME, a spec's policy)."""
+    env = omp_environment()
+    env.update({name: value for name, value in current.items() if is_allowed(name)})
     env.update(FORCED)
     env.update(own)
     return env

@@ -29,7 +29,7 @@ import httpx
 
 from torchship.errors import ServingError
 from torchship.serving.config import ServerLimits, ServerPorts, build_config, render_config
-from torchship.serving.environment import torchserve_environment
+from torchship.serving.environment import omp_environment, torchserve_environment
 from torchship.serving.ports import HOST, ensure_port_free, free_ports
 from torchship.serving.signals import install_stop_handlers, restore_handlers, signals_held
 from torchship.settings import Settings
@@ -120,13 +120,17 @@ class TorchServe:
         settings: Settings,
         port: int | None = None,
         workdir: Path | None = None,
+        omp_wait_policy: str | None = None,
     ):
+        """`omp_wait_policy`: serve.omp_wait_policy of the models served (None: the user's environment's
+        OMP_WAIT_POLICY, else passive)."""
         missing = [str(p) for p in mars.values() if not Path(p).is_file()]
         if missing:
             raise ServingError(f"model archive {', '.join(missing)} does not exist")
         self.mars = {name: Path(p).resolve() for name, p in mars.items()}
         self.settings = settings
         self.requested_port = port
+        self.omp_wait_policy = omp_wait_policy
         self._own_workdir = workdir is None
         # Made by start() (a TorchServe that never starts leaves no /tmp/torchship-ts-* behind).
         self.workdir: Path | None = Path(workdir).resolve() if workdir is not None else None
@@ -177,6 +181,7 @@ class TorchServe:
                 "METRICS_LOCATION": str(logs),
                 "JAVA_HOME": str(Path(java).resolve().parent.parent),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                **(omp_environment(self.omp_wait_policy) if self.omp_wait_policy else {}),
             },
         )
         models = [f"{name}={mar.name}" for name, mar in self.mars.items()]

@@ -1,4 +1,5 @@
-"""The grid `torchship tune` sweeps: workers × torch threads per worker × server batch × batch delay.
+"""The grid `torchship tune` sweeps: workers × torch threads per worker × server batch × batch delay, and
+for workers of more than one thread whether their OpenMP threads sleep or spin between runs.
 
 Bounded by the machine: workers × threads never exceeds the cores (more only oversubscribes the CPU, the
 architecture page's measured pitfall), and the batch sizes stay within what one request may carry. The
@@ -8,10 +9,13 @@ spec's own configuration comes first, so every sweep measures the baseline it is
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from torchship.spec import ServeSpec
+
+WaitPolicy = Literal["passive", "active"]
 
 # In the order measured: when the time bound cuts a sweep short, the common middle values are in.
 BATCH_SIZES = (8, 16, 4)
@@ -27,12 +31,15 @@ class ServeConfig(BaseModel):
     threads: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     max_batch_delay_ms: int = Field(ge=0)
+    # serve.omp_wait_policy (absent in tune.json written before it: passive, the default since).
+    omp_wait_policy: WaitPolicy = "passive"
 
     @property
     def label(self) -> str:
+        spin = " · spinning" if self.omp_wait_policy == "active" else ""
         return (
             f"workers {self.workers} · threads {self.threads} · batch {self.batch_size} · "
-            f"delay {self.max_batch_delay_ms} ms"
+            f"delay {self.max_batch_delay_ms} ms{spin}"
         )
 
 
@@ -83,6 +90,7 @@ def current_config(serve: ServeSpec, cores: int) -> ServeConfig:
         threads=serve.threads or max(1, cores // serve.workers),
         batch_size=serve.batch_size,
         max_batch_delay_ms=serve.max_batch_delay_ms,
+        omp_wait_policy=serve.omp_wait_policy,
     )
 
 
@@ -107,11 +115,19 @@ def sweep_grid(
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
     delays_ms: tuple[int, ...] = BATCH_DELAYS_MS,
 ) -> list[ServeConfig]:
-    """Every configuration to measure, the spec's own first, no duplicates."""
+    """Every configuration to measure, the spec's own first, no duplicates. Spinning OpenMP threads are
+    tried only where a worker has more than one (a single thread never waits for a team)."""
     batches = [b for b in batch_sizes if b <= max(serve.max_texts_per_request, 1)] or [serve.batch_size]
     grid = [
-        ServeConfig(workers=w, threads=t, batch_size=b, max_batch_delay_ms=d)
+        ServeConfig(workers=w, threads=t, batch_size=b, max_batch_delay_ms=d, omp_wait_policy=policy)
         # Layouts vary fastest: a sweep cut short has compared every worker layout at the first values.
-        for d, b, (w, t) in itertools.product(delays_ms, batches, worker_layouts(cores))
+        for d, b, (w, t, policy) in itertools.product(delays_ms, batches, _layouts_and_policies(cores))
     ]
     return list(dict.fromkeys([current_config(serve, cores), *grid]))
+
+
+def _layouts_and_policies(cores: int) -> list[tuple[int, int, WaitPolicy]]:
+    passive: WaitPolicy = "passive"
+    active: WaitPolicy = "active"
+    layouts = worker_layouts(cores)
+    return [(w, t, passive) for w, t in layouts] + [(w, t, active) for w, t in layouts if t > 1]

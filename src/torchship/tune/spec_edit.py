@@ -18,21 +18,26 @@ from pathlib import Path
 import yaml
 
 from torchship.errors import SpecError
-from torchship.spec import load_spec
+from torchship.spec import ServeSpec, load_spec
 from torchship.tune.plan import ServeConfig
 
 _TOP_LEVEL_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
 
 
 def serve_values(current: dict, config: ServeConfig) -> dict:
-    """The spec's serve: mapping with the tuned values; keys the tune does not touch keep their values."""
-    return {
+    """The spec's serve: mapping with the tuned values; keys the tune does not touch keep their values.
+    omp_wait_policy is written when the spec has it or the tune chose other than the default."""
+    values = {
         **current,
         "batch_size": config.batch_size,
         "max_batch_delay_ms": config.max_batch_delay_ms,
         "workers": config.workers,
         "threads": config.threads,
     }
+    default = ServeSpec.model_fields["omp_wait_policy"].default
+    if "omp_wait_policy" in current or config.omp_wait_policy != default:
+        values["omp_wait_policy"] = config.omp_wait_policy
+    return values
 
 
 def entry_line(key: str, values: dict) -> str:

@@ -41,7 +41,9 @@ def measure(
     variant = write_variant(mar, candidate.config, workdir / "variant" / f"{name}.mar")
     started = time.perf_counter()
     try:
-        with TorchServe({name: variant}, settings) as server:
+        with TorchServe(
+            {name: variant}, settings, omp_wait_policy=candidate.config.omp_wait_policy
+        ) as server:
             start_s = time.perf_counter() - started
             result = load_test(
                 f"{server.inference_url}/predictions/{name}", server.inference_token, bodies, concurrency

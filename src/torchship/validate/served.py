@@ -146,7 +146,7 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
     expected = source_results(spec, ctx.input_dir("fetch") / MODEL_DIRNAME, bodies)
     ctx.progress("starting TorchServe 0.12.0 on 127.0.0.1")
     started = time.perf_counter()
-    with TorchServe({spec.name: mar}, ctx.settings) as server:
+    with TorchServe({spec.name: mar}, ctx.settings, omp_wait_policy=spec.serve.omp_wait_policy) as server:
         ready_s = time.perf_counter() - started
         ctx.progress(f"TorchServe ready in {ready_s:.1f} s; sending {len(bodies)} examples")
         asked = time.perf_counter()
