@@ -12,6 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
+from xml.etree import ElementTree
 
 import pytest
 
@@ -177,8 +178,16 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(tmp_path, spec):
     assert sorted(str(p.relative_to(model)) for p in model.rglob("*") if p.is_file()) == [
         "config.properties",
         "image-labels.json",
+        "log4j2.xml",
         "model-store/tiny-image.mar",
     ]
+    # The baked config starts the JVM with torchship's logging, and that keeps no access log by default.
+    vmargs = properties((model / "config.properties").read_text())["vmargs"]
+    assert vmargs.endswith(" -Dlog4j2.configurationFile=/opt/torchship/log4j2.xml")
+    logging = ElementTree.fromstring((model / "log4j2.xml").read_text())
+    levels = {logger.get("name"): logger.get("level") for logger in logging.iter("Logger")}
+    assert levels["ACCESS_LOG"] == "off" and levels["org.pytorch.serve"] == "info"
+    assert not [a for a in logging.iter("RollingFile") if a.get("name") == "access_log"]
     assert json.loads((model / "image-labels.json").read_text()) == labels  # busts a stale layer cache
     assert (model / "model-store" / "tiny-image.mar").read_bytes() == b"archive"
     probe = context.directory / "bin" / "probe"
@@ -188,6 +197,21 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(tmp_path, spec):
     assert (context.build_args["GATE_VERDICT"], context.build_args["GIT_COMMIT"]) == ("pass", "c0ffee")
     for copied in re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE, re.MULTILINE):
         assert (context.directory / copied).exists(), copied
+
+
+def test_serve_access_log_turns_the_access_log_on(tmp_path, spec):
+    with_access = spec.model_copy(update={"serve": spec.serve.model_copy(update={"access_log": True})})
+    mar = tmp_path / "tiny-image.mar"
+    mar.write_bytes(b"archive")
+    labels = image_labels(with_access, "ab" * 32, "pass", "c0ffee")
+    context = prepare_context(
+        tmp_path / "ctx", with_access, mar, _fake_wheelhouse(tmp_path / "wheels"), labels, "1g"
+    )
+    logging = ElementTree.fromstring((context.directory / "model" / "log4j2.xml").read_text())
+    [access] = [a for a in logging.iter("RollingFile") if a.get("name") == "access_log"]
+    assert access.get("fileName") == "${env:LOG_LOCATION:-logs}/access_log.log"
+    [logger] = [x for x in logging.iter("Logger") if x.get("name") == "ACCESS_LOG"]
+    assert logger.get("level") == "info" and logger.find("AppenderRef").get("ref") == "access_log"
 
 
 def test_the_dockerfile_label_instruction_makes_exactly_the_labels_torchship_checks(spec):

@@ -67,7 +67,9 @@ def test_rendered_config_is_hardened(tmp_path):
     assert props["model_store"] == props["workflow_store"] == str(store)
     assert props["max_request_size"] == "300000" and props["max_response_size"] == "9000000"
     assert props["default_response_timeout"] == "30"
-    assert props["vmargs"] == "-Xmx512m -XX:+ExitOnOutOfMemoryError"
+    assert props["vmargs"] == (
+        f"-Xmx512m -XX:+ExitOnOutOfMemoryError -Dlog4j2.configurationFile={tmp_path / 'log4j2.xml'}"
+    )
     # allowed_urls as TorchServe matches it (Java regex, full match, case-insensitive); \Q..\E is literal.
     pattern = props["allowed_urls"].replace(r"\Q", "").replace(r"\E", "")
     pattern = re.escape(str(store)).join(pattern.split(str(store)))
@@ -270,6 +272,24 @@ def test_no_secret_reaches_torchserve_or_its_workers(hardened):
         assert not leaked, f"{processes[pid]} got {leaked}"
         assert not any(value.startswith("canary") for value in environ.values())
         assert environ.get("HF_HUB_OFFLINE") == "1"
+        assert environ.get("OMP_WAIT_POLICY") == "PASSIVE"  # set before the workers import torch
+
+
+@pytest.mark.torchserve
+def test_the_frontend_logs_at_info_without_access_or_metrics_files(hardened):
+    """torchship's log4j2.xml: TorchServe's log at info (no per-request debug lines), the handler's log,
+    and neither an access log nor metric log files (their per-request cost is in templates/log4j2.xml.j2)."""
+    server, name, _ = hardened
+    with server.client() as client:
+        for _ in range(5):
+            assert client.post(f"/predictions/{name}", json={"text": "hi"}).status_code == 200
+    logs = server.workdir / "logs"
+    names = {path.name for path in logs.iterdir()}
+    assert {"ts_log.log", "model_log.log"} <= names
+    assert not names & {"access_log.log", "model_metrics.log", "ts_metrics.log"}, names
+    ts_log = (logs / "ts_log.log").read_text()
+    assert "[INFO ]" in ts_log and "[DEBUG]" not in ts_log
+    assert "torchship handler ready" in (logs / "model_log.log").read_text()
 
 
 @pytest.mark.torchserve

@@ -140,6 +140,10 @@ class ServeSpec(_Strict):
     # on a loaded 2-core VM, MiniLM short texts at 16 clients, 1 worker x 2 threads: 98.5 vs 8.6 req/s and
     # 5.5 vs 44 ms of worker CPU per request. `tune` measures both where a worker has more than one thread.
     omp_wait_policy: Literal["passive", "active"] = "passive"
+    # TorchServe's access log (a line per request in access_log.log) in the image. Off by default: with its
+    # other per-request logging it cost the Java frontend ~1 ms of CPU per request on MiniLM short texts
+    # (templates/log4j2.xml.j2); an ingress or service mesh logs requests without taking the model's CPU.
+    access_log: bool = False
     # Largest response body a request may get; TorchServe's max_response_size is set from it and a
     # larger answer is that request's 413, never a dead worker. TorchServe's own default is 6553500.
     max_response_bytes: Annotated[int, Field(ge=65_536, le=1024 * 1024 * 1024)] = 6_553_500

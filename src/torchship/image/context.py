@@ -16,6 +16,7 @@ import torchship
 from torchship.image.dockerfile import render_dockerfile, variant_for
 from torchship.locks import lock_file
 from torchship.rendering import render_template
+from torchship.serving.config import render_log_config
 from torchship.spec import ModelSpec
 
 # The image's scripts are modules of the installed package (torchship/image/runtime), read as files.
@@ -25,6 +26,7 @@ IMAGE_ROOT = "/opt/torchship"
 MODEL_STORE = f"{IMAGE_ROOT}/model-store"
 IMAGE_PYTHON = f"{IMAGE_ROOT}/venv/bin/python"
 WRITABLE_PATHS = ["/tmp", "/var/log/torchship"]
+LOG_CONFIG = "log4j2.xml"
 # The image's scripts: name in the image -> module beside this one.
 SCRIPTS = {
     "entrypoint": "entrypoint.py",
@@ -53,6 +55,7 @@ def render_config(spec: ModelSpec, heap: str) -> str:
         response_timeout_s=spec.serve.response_timeout_s,
         heap=heap,
         tmp_dir="/tmp",
+        log_config=f"{IMAGE_ROOT}/{LOG_CONFIG}",
     )
 
 
@@ -92,6 +95,7 @@ def prepare_context(
     (directory / "model" / "model-store").mkdir(parents=True)
     _link_or_copy(mar, directory / "model" / "model-store" / f"{spec.name}.mar")
     (directory / "model" / "config.properties").write_text(render_config(spec, heap))
+    (directory / "model" / LOG_CONFIG).write_text(render_log_config(spec.serve.access_log))
     # The labels travel in the copied files too: a new commit or verdict changes this COPY layer, so the
     # layer cache cannot hand back a LABEL step made with older build arguments (buildah 1.28 keys its
     # LABEL cache on the instruction text, not on the argument values — caught by the label check).

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from torchship.errors import ServingError
 from torchship.rendering import render_template
@@ -73,6 +73,7 @@ class TorchServeConfig(BaseModel):
     host: ipaddress.IPv4Address
     ports: ServerPorts
     model_store: Path
+    log_config: Path  # torchship's log4j2.xml (templates/log4j2.xml.j2 says why not TorchServe's)
     heap: Annotated[str, Field(pattern=HEAP_PATTERN)]
     token_expiration_min: Annotated[float, Field(gt=0, le=525_600)]
     max_request_size: Annotated[int, Field(ge=1024, le=2**31 - 1)]
@@ -88,17 +89,18 @@ class TorchServeConfig(BaseModel):
             )
         return host
 
-    @field_validator("model_store")
+    @field_validator("model_store", "log_config")
     @classmethod
-    def _plain_absolute_path(cls, path: Path) -> Path:
-        text = check_text(str(path), "the model store path")
+    def _plain_absolute_path(cls, path: Path, info: ValidationInfo) -> Path:
+        what = "the model store path" if info.field_name == "model_store" else "the log config path"
+        text = check_text(str(path), what)
         if not path.is_absolute():
-            raise ValueError(f"the model store path {text} is not absolute")
+            raise ValueError(f"{what} {text} is not absolute")
         # A backslash is an escape in Java's Properties (read differently by TorchServe's Python
-        # launcher), a comma separates entries of allowed_urls.
-        for bad in ("\\", ","):
+        # launcher), a comma separates entries of allowed_urls, whitespace separates the JVM's vmargs.
+        for bad in ("\\", ",", " ", "\t"):
             if bad in text:
-                raise ValueError(f"the model store path {text} contains {bad!r}")
+                raise ValueError(f"{what} {text} contains {bad!r}")
         return path
 
     @property
@@ -127,8 +129,14 @@ def render_config(config: TorchServeConfig) -> str:
         max_response_size=config.max_response_size,
         default_response_timeout=config.default_response_timeout,
         heap=_properties_escape(config.heap),
+        log_config=_properties_escape(config.log_config),
     )
     return text
+
+
+def render_log_config(access_log: bool = False) -> str:
+    """The log4j2.xml TorchServe's frontend is started with (-Dlog4j2.configurationFile)."""
+    return render_template("log4j2.xml.j2", access_log=access_log)
 
 
 def build_config(**values: Any) -> TorchServeConfig:

@@ -28,7 +28,13 @@ from pathlib import Path
 import httpx
 
 from torchship.errors import ServingError
-from torchship.serving.config import ServerLimits, ServerPorts, build_config, render_config
+from torchship.serving.config import (
+    ServerLimits,
+    ServerPorts,
+    build_config,
+    render_config,
+    render_log_config,
+)
 from torchship.serving.environment import omp_environment, torchserve_environment
 from torchship.serving.ports import HOST, ensure_port_free, free_ports
 from torchship.serving.signals import install_stop_handlers, restore_handlers, signals_held
@@ -67,6 +73,9 @@ def java_executable(settings: Settings) -> str:
     return java
 
 
+LOG_CONFIG = "log4j2.xml"
+
+
 def config_properties(
     ports: Ports, model_store: Path, settings: Settings, limits: ServerLimits | None = None
 ) -> str:
@@ -76,6 +85,7 @@ def config_properties(
         host=HOST,
         ports=ServerPorts(**ports.__dict__),
         model_store=model_store,
+        log_config=model_store.parent / LOG_CONFIG,
         heap=settings.torchserve_heap,
         token_expiration_min=settings.token_expiration_min,
         max_request_size=limits.max_request_size,
@@ -168,6 +178,8 @@ class TorchServe:
             d.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.properties"
         config.write_text(config_properties(self.ports, store, self.settings, limits))
+        # Beside the model store, where config_properties points the JVM; local servers keep no access log.
+        (store.parent / LOG_CONFIG).write_text(render_log_config(access_log=False))
         for mar in self.mars.values():
             # A copy, not a symlink: TorchServe resolves archives inside its model store only.
             if not (store / mar.name).exists():
