@@ -73,6 +73,7 @@ class TorchServeConfig(BaseModel):
     host: ipaddress.IPv4Address
     ports: ServerPorts
     model_store: Path
+    metrics_config: Path  # the metrics TorchServe serves (serving/metrics_config.py)
     heap: Annotated[str, Field(pattern=HEAP_PATTERN)]
     token_expiration_min: Annotated[float, Field(gt=0, le=525_600)]
     max_request_size: Annotated[int, Field(ge=1024, le=2**31 - 1)]
@@ -88,17 +89,17 @@ class TorchServeConfig(BaseModel):
             )
         return host
 
-    @field_validator("model_store")
+    @field_validator("model_store", "metrics_config")
     @classmethod
     def _plain_absolute_path(cls, path: Path) -> Path:
-        text = check_text(str(path), "the model store path")
+        text = check_text(str(path), "the path")
         if not path.is_absolute():
-            raise ValueError(f"the model store path {text} is not absolute")
+            raise ValueError(f"the path {text} is not absolute")
         # A backslash is an escape in Java's Properties (read differently by TorchServe's Python
         # launcher), a comma separates entries of allowed_urls.
         for bad in ("\\", ","):
             if bad in text:
-                raise ValueError(f"the model store path {text} contains {bad!r}")
+                raise ValueError(f"the path {text} contains {bad!r}")
         return path
 
     @property
@@ -121,6 +122,7 @@ def render_config(config: TorchServeConfig) -> str:
         host=_properties_escape(config.host),
         ports=config.ports,
         model_store=_properties_escape(config.model_store),
+        metrics_config=_properties_escape(config.metrics_config),
         allowed_urls=_properties_escape(config.allowed_urls),
         token_expiration_min=f"{config.token_expiration_min:g}",
         max_request_size=config.max_request_size,
@@ -149,6 +151,7 @@ _ORIGIN = {
     "heap": " (TORCHSHIP_TORCHSERVE_HEAP)",
     "token_expiration_min": " (TORCHSHIP_TOKEN_EXPIRATION_MIN)",
     "model_store": " (under TMPDIR)",
+    "metrics_config": " (under TMPDIR)",
     "max_request_size": " (spec serve.max_body_bytes)",
     "max_response_size": " (spec serve.max_response_bytes)",
 }

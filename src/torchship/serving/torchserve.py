@@ -30,6 +30,8 @@ import httpx
 from torchship.errors import ServingError
 from torchship.serving.config import ServerLimits, ServerPorts, build_config, render_config
 from torchship.serving.environment import torchserve_environment
+from torchship.serving.metrics_config import FILE_NAME as METRICS_CONFIG
+from torchship.serving.metrics_config import render_metrics_config
 from torchship.serving.ports import HOST, ensure_port_free, free_ports
 from torchship.serving.signals import install_stop_handlers, restore_handlers, signals_held
 from torchship.settings import Settings
@@ -68,14 +70,20 @@ def java_executable(settings: Settings) -> str:
 
 
 def config_properties(
-    ports: Ports, model_store: Path, settings: Settings, limits: ServerLimits | None = None
+    ports: Ports,
+    model_store: Path,
+    settings: Settings,
+    limits: ServerLimits | None = None,
+    metrics_config: Path | None = None,
 ) -> str:
-    """config.properties for one TorchServe; raises ServingError naming any value that cannot be written."""
+    """config.properties for one TorchServe; raises ServingError naming any value that cannot be written.
+    `metrics_config`: the metrics file (default: beside the model store)."""
     limits = limits or ServerLimits.for_archives([])
     config = build_config(
         host=HOST,
         ports=ServerPorts(**ports.__dict__),
         model_store=model_store,
+        metrics_config=metrics_config or model_store.parent / METRICS_CONFIG,
         heap=settings.torchserve_heap,
         token_expiration_min=settings.token_expiration_min,
         max_request_size=limits.max_request_size,
@@ -163,7 +171,9 @@ class TorchServe:
         for d in (store, tmp, logs):
             d.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.properties"
-        config.write_text(config_properties(self.ports, store, self.settings, limits))
+        metrics = self.workdir / METRICS_CONFIG
+        metrics.write_text(render_metrics_config())
+        config.write_text(config_properties(self.ports, store, self.settings, limits, metrics))
         for mar in self.mars.values():
             # A copy, not a symlink: TorchServe resolves archives inside its model store only.
             if not (store / mar.name).exists():
