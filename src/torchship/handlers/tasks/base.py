@@ -169,7 +169,8 @@ class Task:
     # metric and alert). A task that has them overrides `served_label`.
     labelled: ClassVar[bool] = False
 
-    def served_label(self, value: Any) -> str | None:
+    @staticmethod
+    def served_label(value: Any) -> str | None:
         """The label one item's value (an element of `run`'s result) was given, or None."""
         return None
 

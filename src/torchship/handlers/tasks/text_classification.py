@@ -51,7 +51,8 @@ class TextClassificationTask(Task):
     def check_options(self, options):
         check_int(options, "top_k", 1, max(1, len(self.labels)))
 
-    def served_label(self, value: Any) -> str | None:
+    @staticmethod
+    def served_label(value: Any) -> str | None:
         """The best label (the ranked list's first; top_k keeps at least one)."""
         return str(value[0]["label"]) if value else None
 
