@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from test_monitoring import classifier
 from deploy_helpers import rendered_for
+from test_monitoring import classifier
 from torchship.deploy.monitoring import PROMETHEUS_RULE
 
 pytestmark = pytest.mark.skipif(

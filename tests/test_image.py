@@ -59,6 +59,8 @@ def test_baked_config_is_hardened_and_takes_its_limits_from_the_spec(spec):
     assert config["max_response_size"] == str(spec.serve.max_response_bytes)
     assert config["default_response_timeout"] == str(spec.serve.response_timeout_s)
     assert not any(key.endswith("_address") for key in config)  # the entrypoint adds them from the env
+    # Prometheus' format on the metrics port, the metrics declared in the file beside the config.
+    assert (config["metrics_mode"], config["metrics_config"]) == ("prometheus", "/opt/torchship/metrics.yaml")
 
 
 def test_management_and_grpc_stay_on_loopback_whatever_the_environment_says():
@@ -177,8 +179,10 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(tmp_path, spec):
     assert sorted(str(p.relative_to(model)) for p in model.rglob("*") if p.is_file()) == [
         "config.properties",
         "image-labels.json",
+        "metrics.yaml",
         "model-store/tiny-image.mar",
     ]
+    assert "torchship_requests" in (model / "metrics.yaml").read_text()  # the metrics the image serves
     assert json.loads((model / "image-labels.json").read_text()) == labels  # busts a stale layer cache
     assert (model / "model-store" / "tiny-image.mar").read_bytes() == b"archive"
     probe = context.directory / "bin" / "probe"

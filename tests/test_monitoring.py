@@ -85,7 +85,10 @@ def test_an_embedding_model_has_no_label_alert_and_asking_for_one_names_its_metr
 
 def test_a_p99_budget_below_the_measured_p50_is_refused_at_render(tmp_path):
     spec, inputs = classifier(tmp_path, "{latency_p99_ms: 10}", served_p50_ms=12.5)
-    with pytest.raises(MonitoringError, match=r"10 ms \(monitoring.latency_p99_ms\) is below the p50 verify measured, 12.5 ms"):
+    with pytest.raises(
+        MonitoringError,
+        match=r"10 ms \(monitoring.latency_p99_ms\) is below the p50 verify measured, 12.5 ms",
+    ):
         rendered_for(spec, inputs)
     spec, inputs = classifier(tmp_path / "ok", "{latency_p99_ms: 30}", served_p50_ms=12.5)
     assert "> 0.03" in rules_of(rendered_for(spec, inputs))["TorchshipLatencyP99"]["expr"]
@@ -110,7 +113,9 @@ def test_the_check_rejects_a_broken_dashboard_and_a_query_on_a_metric_the_model_
     assert any("'gridPos' is a required property" in line for line in report.lines()), report.lines()
     rule = rendered.files[PROMETHEUS_RULE].replace("torchship_worker_starts{", "torchship_served_labels{")
     report = check_base(dataclasses.replace(rendered, files={**rendered.files, PROMETHEUS_RULE: rule}), spec)
-    assert any("queries torchship_served_labels, which this model does not have" in line for line in report.lines())
+    assert any(
+        "queries torchship_served_labels, which this model does not have" in line for line in report.lines()
+    )
     with pytest.raises(Exception, match="monitoring"):
         report.raise_if_failed()
 

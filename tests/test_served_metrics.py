@@ -47,7 +47,9 @@ def of_model(series: Series, name: str, model: str, **fixed: str) -> dict[frozen
 
 def delta(after: Series, before: Series, name: str, model: str, **fixed: str) -> Counter:
     now, then = of_model(after, name, model, **fixed), of_model(before, name, model, **fixed)
-    return Counter({key: value - then.get(key, 0.0) for key, value in now.items() if value != then.get(key, 0.0)})
+    return Counter(
+        {key: value - then.get(key, 0.0) for key, value in now.items() if value != then.get(key, 0.0)}
+    )
 
 
 def test_requests_texts_tokens_and_labels_are_counted_as_sent(torchserve, sentiment_package):
@@ -98,7 +100,10 @@ def test_requests_texts_tokens_and_labels_are_counted_as_sent(torchserve, sentim
     deadline = time.monotonic() + 30
     while True:
         after = scrape(torchserve)
-        if delta(after, before, "torchship_requests", model) == expected_requests or time.monotonic() > deadline:
+        if (
+            delta(after, before, "torchship_requests", model) == expected_requests
+            or time.monotonic() > deadline
+        ):
             break
         time.sleep(0.2)
     assert delta(after, before, "torchship_requests", model) == expected_requests
@@ -120,7 +125,9 @@ def test_requests_texts_tokens_and_labels_are_counted_as_sent(torchserve, sentim
     )
     # Every request of a batch is observed once; TorchServe's own counter saw them too.
     sent = len(good) + len(bad) + 1
-    assert delta(after, before, "torchship_request_seconds_count", model) == Counter({frozenset(): float(sent)})
+    assert delta(after, before, "torchship_request_seconds_count", model) == Counter(
+        {frozenset(): float(sent)}
+    )
     assert sum(delta(after, before, "ts_inference_requests_total", model).values()) == sent
     assert set(of_model(after, "torchship_handler_seconds_count", model)) == {
         frozenset({("phase", p)}) for p in ("preprocess", "inference", "postprocess")
@@ -141,3 +148,43 @@ def test_the_metrics_config_every_torchserve_reads_declares_the_handlers_metrics
     names = {m["name"] for kind in declared.values() for m in kind}
     assert {"torchship_requests", "torchship_served_labels", "torchship_request_seconds"} <= names
     assert json.dumps(declared)  # plain YAML values
+
+
+class _Recorded:
+    """A stand-in for TorchServe's context.metrics: what the handler reported, line by line."""
+
+    def __init__(self, fail: bool = False):
+        self.lines: list[tuple[str, float, list[str]]] = []
+        self.fail = fail
+
+    def get_metric(self, name, kind):
+        recorded = self
+
+        class Metric:
+            def add_or_update(self, value, dimensions):
+                if recorded.fail:
+                    raise RuntimeError("metrics cache broken")
+                recorded.lines.append((name, value, dimensions))
+
+        return Metric()
+
+
+def test_label_values_lose_the_characters_torchserves_metric_lines_split_on():
+    from torchship.handlers.metrics import BatchRecord, MetricsReporter
+
+    recorded = _Recorded()
+    reporter = MetricsReporter(recorded, "m", "1.0.0", batch_size=4)
+    record = BatchRecord(size=2)
+    record.outcome(200, "ok", 2)
+    record.labels.update(["1 star, bad: |x", "1 star, bad: |x"])
+    reporter.report(record)
+    assert ("torchship_served_labels", 2, ["m", "1.0.0", "1_star_bad_x"]) in recorded.lines
+    assert ("torchship_batch_fill", 0.5, ["m", "1.0.0"]) in recorded.lines  # 2 requests of a batch of 4
+
+
+def test_a_metrics_failure_costs_no_request_and_stops_reporting():
+    from torchship.handlers.metrics import BatchRecord, MetricsReporter
+
+    reporter = MetricsReporter(_Recorded(fail=True), "m", "1", batch_size=1)
+    reporter.report(BatchRecord(size=1))  # logged, not raised
+    assert reporter.metrics is None

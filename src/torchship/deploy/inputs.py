@@ -129,12 +129,12 @@ def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
     if isinstance(verify_ready, int | float) and verify_ready > 0:
         ready_s, source = float(verify_ready), "verify"
     p50 = (details.get("latency_ms") or {}).get("p50")
-    measured = {
-        "served_p50_ms": float(p50) if isinstance(p50, int | float) and p50 > 0 else None,
-        "verified_labels": dict(read_verified_labels(spec.task, root / VERIFY_ANSWERS)),
-    }
+    served_p50_ms = float(p50) if isinstance(p50, int | float) and p50 > 0 else None
+    verified_labels = dict(read_verified_labels(spec.task, root / VERIFY_ANSWERS))
     if record is None:
-        return DeployInputs(image, pinned_by, ready_s, source, **measured)
+        return DeployInputs(
+            image, pinned_by, ready_s, source, served_p50_ms=served_p50_ms, verified_labels=verified_labels
+        )
     # The container's own time to ready (archive extraction, JVM start in the image) beats the host's.
     if record.time_to_ready_s > 0:
         ready_s, source = record.time_to_ready_s, "image.json"
@@ -146,5 +146,6 @@ def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
         uid=record.uid,
         writable_paths=tuple(record.writable_paths) or CONTRACT_WRITABLE_PATHS,
         ports=Ports(record.ports.inference, record.ports.management, record.ports.metrics),
-        **measured,
+        served_p50_ms=served_p50_ms,
+        verified_labels=verified_labels,
     )
