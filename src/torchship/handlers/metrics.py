@@ -217,6 +217,9 @@ class MetricsReporter:
         return self._cache[definition.name]
 
     def _add(self, definition: MetricDef, value: float, *dimensions: Any) -> None:
+        # A counter's 0 changes nothing and costs a line (~20 us) on the worker's stdout: skipped.
+        if definition.kind == "counter" and not value:
+            return
         self._metric(definition).add_or_update(value, [*self.model, *map(label_value, dimensions)])
 
     def worker_started(self) -> None:
