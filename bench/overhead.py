@@ -104,7 +104,7 @@ def measure(variant: str, round_: int, name: str, mar: Path, settings: Settings,
     stock_logging, policy = VARIANTS[variant]
     original = torchserve_module.render_log_config
     if stock_logging:
-        torchserve_module.render_log_config = lambda access_log=False: stock_log_config()  # type: ignore[assignment]
+        torchserve_module.render_log_config = lambda access_log=False: stock_log_config()
     try:
         with torchserve_module.TorchServe({name: mar}, settings, omp_wait_policy=policy) as server:
             url = f"{server.inference_url}/predictions/{name}"
@@ -117,7 +117,7 @@ def measure(variant: str, round_: int, name: str, mar: Path, settings: Settings,
             client = time.process_time() - client_before
             after = {kind: sum(map(cpu_seconds, pids)) for kind, pids in processes.items()}
     finally:
-        torchserve_module.render_log_config = original  # type: ignore[assignment]
+        torchserve_module.render_log_config = original
     per = 1000 / result.requests
     return Run(
         variant=variant,

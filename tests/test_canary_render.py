@@ -129,7 +129,7 @@ def test_gateway_route_weights_two_track_services_and_leaves_the_stable_scale(tm
     assert hpas[f"{NAME}-canary"]["spec"]["minReplicas"] == 1  # round(4 x 15%) = round(0.6)
     report = check_base(rendered, spec)
     assert report.ok, report.lines()
-    assert "HTTPRoute against torchship's Gateway API v1 schema" in report.summary()
+    assert "HTTPRoute against torchship's own CRD schemas" in report.summary()
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,8 @@ def test_baked_config_is_hardened_and_takes_its_limits_from_the_spec(spec):
     assert config["max_response_size"] == str(spec.serve.max_response_bytes)
     assert config["default_response_timeout"] == str(spec.serve.response_timeout_s)
     assert not any(key.endswith("_address") for key in config)  # the entrypoint adds them from the env
+    # Prometheus' format on the metrics port, the metrics declared in the file beside the config.
+    assert (config["metrics_mode"], config["metrics_config"]) == ("prometheus", "/opt/torchship/metrics.yaml")
 
 
 def test_management_and_grpc_stay_on_loopback_whatever_the_environment_says():
@@ -179,8 +181,10 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(tmp_path, spec):
         "config.properties",
         "image-labels.json",
         "log4j2.xml",
+        "metrics.yaml",
         "model-store/tiny-image.mar",
     ]
+    assert "torchship_requests" in (model / "metrics.yaml").read_text()  # the metrics the image serves
     # The baked config starts the JVM with torchship's logging, and that keeps no access log by default.
     vmargs = properties((model / "config.properties").read_text())["vmargs"]
     assert vmargs.endswith(" -Dlog4j2.configurationFile=/opt/torchship/log4j2.xml")

@@ -127,7 +127,7 @@ def test_a_deployment_without_replicas_needs_an_autoscaler():
 def test_a_failing_check_keeps_the_previous_good_rendering(tmp_path, monkeypatch):
     out = tmp_path / "k8s"
     assert runner.invoke(app, ["render", str(DEMO_SPEC), "--spec-only", "--out", str(out)]).exit_code == 0
-    before = {p.name: p.read_text() for p in out.iterdir()}
+    before = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
     original = rendering.render
     monkeypatch.setattr(
         rendering,
@@ -141,7 +141,7 @@ def test_a_failing_check_keeps_the_previous_good_rendering(tmp_path, monkeypatch
     )
     result = runner.invoke(app, ["render", str(DEMO_SPEC), "--spec-only", "--check", "--out", str(out)])
     assert result.exit_code == 4
-    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    assert {p: p.read_text() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_a_schema_error_fails_the_check_naming_version_and_path(tmp_path, monkeypatch):

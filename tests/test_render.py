@@ -16,6 +16,7 @@ from torchship.cli import app
 from torchship.deploy.check import check_base
 from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import gather_inputs
+from torchship.deploy.monitoring import MONITORING_FILES
 from torchship.deploy.render import RENDERED_FILES, write_base
 from torchship.errors import SpecError
 from torchship.settings import Settings
@@ -32,14 +33,14 @@ def test_demo_base_passes_schemas_of_the_three_newest_versions_and_every_rule():
     kinds = sorted(m.kind for m in rendered.manifests)
     assert kinds == sorted(
         ["ServiceAccount", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
-         "PodDisruptionBudget", "NetworkPolicy"]
+         "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"]
     )  # fmt: skip
 
 
 def test_committed_k8s_is_the_rendering_of_the_demo_spec():
     _, rendered = demo()
-    committed = sorted(p.name for p in (REPO / "k8s").iterdir())
-    assert committed == sorted(RENDERED_FILES)
+    committed = sorted(str(p.relative_to(REPO / "k8s")) for p in (REPO / "k8s").rglob("*") if p.is_file())
+    assert committed == sorted([*RENDERED_FILES, *MONITORING_FILES])
     for name, text in rendered.files.items():
         assert (REPO / "k8s" / name).read_text() == text, (
             f"k8s/{name} is stale: torchship render models/minilm-embeddings/model.yaml --out k8s --spec-only"
@@ -188,7 +189,7 @@ def test_write_refuses_a_directory_with_foreign_files_and_leaves_it_alone(tmp_pa
     assert [p.name for p in target.iterdir()] == ["mine.yaml"]
     write_base(rendered.files, tmp_path / "fresh")
     write_base(rendered.files, tmp_path / "fresh")  # re-rendering our own output replaces it
-    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == sorted(RENDERED_FILES)
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == sorted([*RENDERED_FILES, "monitoring"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -50,7 +50,8 @@ EXPECTED_KEYS = {
     "grpc_inference_port", "grpc_management_address", "grpc_management_port", "model_store",
     "workflow_store", "allowed_urls", "disable_token_authorization", "token_expiration_min",
     "enable_model_api", "enable_envvars_config", "install_py_dep_per_model", "disable_system_metrics",
-    "max_request_size", "max_response_size", "default_response_timeout", "vmargs",
+    "max_request_size", "max_response_size", "default_response_timeout", "vmargs", "metrics_mode",
+    "metrics_config",
 }  # fmt: skip
 
 
@@ -70,6 +71,9 @@ def test_rendered_config_is_hardened(tmp_path):
     assert props["vmargs"] == (
         f"-Xmx512m -XX:+ExitOnOutOfMemoryError -Dlog4j2.configurationFile={tmp_path / 'log4j2.xml'}"
     )
+    # Prometheus' format on the metrics port, the metrics torchship declares (beside the model store).
+    assert props["metrics_mode"] == "prometheus"
+    assert props["metrics_config"] == str(tmp_path / "metrics.yaml")
     # allowed_urls as TorchServe matches it (Java regex, full match, case-insensitive); \Q..\E is literal.
     pattern = props["allowed_urls"].replace(r"\Q", "").replace(r"\E", "")
     pattern = re.escape(str(store)).join(pattern.split(str(store)))

@@ -311,6 +311,31 @@ class DeploySpec(_Strict):
         return self
 
 
+class MonitoringSpec(_Strict):
+    """The alerts `torchship render` writes beside the manifests (monitoring/prometheusrule.yaml): each
+    threshold, and where a key is null, no such alert. README "Monitoring" says what fires each one."""
+
+    # Labels the Prometheus Operator selects ServiceMonitors and PrometheusRules by (kube-prometheus-stack:
+    # `release: <its release name>`).
+    labels: dict[Annotated[str, Field(pattern=_LABEL_KEY)], str] = {}
+    scrape_interval_s: Annotated[int, Field(ge=5, le=300)] = 30
+    # Share of requests answered 5xx over 5 minutes.
+    error_ratio: Annotated[float, Field(gt=0, le=1)] | None = 0.05
+    # p99 of the handler's time per request; default validate.latency_ms.p95, else p50; null: none set there.
+    latency_p99_ms: Annotated[float, Field(gt=0)] | None = None
+    # Mean fill of TorchServe's batches (requests / serve.batch_size) over 15 minutes: the model is saturated.
+    batch_fill: Annotated[float, Field(gt=0, le=1)] | None = 0.9
+    # Mean wait in TorchServe's queue over 10 minutes.
+    queue_wait_ms: Annotated[float, Field(gt=0)] | None = 250.0
+    # No request at all for this long.
+    no_traffic_minutes: Annotated[int, Field(ge=1, le=10_080)] | None = 30
+    # A model worker (or the container) started again within 15 minutes.
+    worker_restarts: bool = True
+    # Classification: how far a label's share of served texts (1 hour) may move from its share among the
+    # verified examples' answers. Default 0.25 where the task's answers have labels; an error elsewhere.
+    label_shift: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
@@ -328,6 +353,7 @@ class ModelSpec(_Strict):
     publish: PublishSpec = PublishSpec()
     deploy: DeploySpec = DeploySpec()
     promote: PromoteSpec = PromoteSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     # Where the spec file lives; relative paths in the spec resolve against it. Not a YAML key.
     spec_path: Path = Field(default=Path("model.yaml"), exclude=True)

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchship.deploy.errors import DeployError
+from torchship.deploy.served_labels import read_verified_labels
 from torchship.image.record import ImageRecord
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
 
 IMAGE_RECORD = Path("image") / "image.json"
 VERIFY_RECORD = Path("verify") / "stage.json"
+VERIFY_ANSWERS = Path("verify") / "answers.json"
 
 # The image contract: TorchServe runs as this numeric UID/GID, writes only under these paths and answers
 # on these ports; /opt/torchship/bin/probe tells readiness (a READY worker) from liveness (/ping).
@@ -49,6 +51,9 @@ class DeployInputs:
     uid: int = CONTRACT_UID
     writable_paths: tuple[str, ...] = CONTRACT_WRITABLE_PATHS
     ports: Ports = field(default_factory=Ports)
+    # verify's served p50 per request (ms), and its answer sheet's top labels (label -> texts), if measured.
+    served_p50_ms: float | None = None
+    verified_labels: dict[str, int] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -119,11 +124,17 @@ def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
     image, pinned_by = image_of(spec, record)
     ready_s, source = UNMEASURED_TIME_TO_READY_S, UNMEASURED
     verify = _read_json(root / VERIFY_RECORD)
-    verify_ready = ((verify or {}).get("details") or {}).get("startup_s")
+    details = (verify or {}).get("details") or {}
+    verify_ready = details.get("startup_s")
     if isinstance(verify_ready, int | float) and verify_ready > 0:
         ready_s, source = float(verify_ready), "verify"
+    p50 = (details.get("latency_ms") or {}).get("p50")
+    served_p50_ms = float(p50) if isinstance(p50, int | float) and p50 > 0 else None
+    verified_labels = dict(read_verified_labels(spec.task, root / VERIFY_ANSWERS))
     if record is None:
-        return DeployInputs(image, pinned_by, ready_s, source)
+        return DeployInputs(
+            image, pinned_by, ready_s, source, served_p50_ms=served_p50_ms, verified_labels=verified_labels
+        )
     # The container's own time to ready (archive extraction, JVM start in the image) beats the host's.
     if record.time_to_ready_s > 0:
         ready_s, source = record.time_to_ready_s, "image.json"
@@ -135,4 +146,6 @@ def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
         uid=record.uid,
         writable_paths=tuple(record.writable_paths) or CONTRACT_WRITABLE_PATHS,
         ports=Ports(record.ports.inference, record.ports.management, record.ports.metrics),
+        served_p50_ms=served_p50_ms,
+        verified_labels=verified_labels,
     )

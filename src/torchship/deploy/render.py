@@ -23,6 +23,8 @@ import torchship
 from torchship.deploy.derive import Derived, derive
 from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import CONTRACT_GRPC_PORTS, PROBE, DeployInputs, Ports
+from torchship.deploy.monitoring import FOLDER as MONITORING_FOLDER
+from torchship.deploy.monitoring import MonitoringContext, monitoring_context, render_monitoring
 from torchship.spec import ModelSpec
 
 # Order matters for a reader only: what the Deployment needs comes before it.
@@ -41,8 +43,9 @@ RENDERED_FILES = (*RESOURCE_FILES, KUSTOMIZATION)
 # also a Service per track and the route.
 CANARY_REPLICAS_FILES = ("configmap-canary.yaml", "deployment-canary.yaml", "hpa-canary.yaml")
 CANARY_FILES = (*CANARY_REPLICAS_FILES, "service-tracks.yaml", "httproute.yaml")
-# Every file torchship may have written into a base: re-rendering replaces any of them.
-KNOWN_FILES = (*RENDERED_FILES, *CANARY_FILES)
+# Every file torchship may have written into a base: re-rendering replaces any of them (the monitoring
+# folder, deploy/monitoring.py, as a whole).
+KNOWN_FILES = (*RENDERED_FILES, *CANARY_FILES, MONITORING_FOLDER)
 # A canary's files come from the stable's templates, rendered with the canary's context.
 TEMPLATE_OF = {
     "configmap-canary.yaml": "configmap.yaml",
@@ -129,6 +132,7 @@ class RenderedBase:
     inputs: DeployInputs
     manifests: list[Manifest] = field(default_factory=list)
     canary_context: RenderContext | None = None  # set when the base holds a canary beside the stable
+    monitoring: MonitoringContext | None = None  # set when the base holds the monitoring folder
 
 
 def _volume_name(path: str) -> str:
@@ -228,9 +232,10 @@ def _jinja() -> jinja2.Environment:
 
 
 def parse_manifests(files: dict[str, str]) -> list[Manifest]:
+    """The Kubernetes objects of the YAML files (not the kustomizations; the dashboard is JSON)."""
     manifests = []
     for file in files:
-        if file == KUSTOMIZATION:
+        if Path(file).name == KUSTOMIZATION or not file.endswith(".yaml"):
             continue
         for doc in yaml.safe_load_all(files[file]):
             if doc:
@@ -251,9 +256,12 @@ def render_files(spec: ModelSpec, contexts: dict[str, RenderContext]) -> dict[st
 
 
 def render(spec: ModelSpec, inputs: DeployInputs) -> RenderedBase:
+    """The model's base and, in its monitoring/ folder, its ServiceMonitor, alert rules and dashboard."""
     context = context_of(spec, inputs)
     files = render_files(spec, dict.fromkeys(RENDERED_FILES, context))
-    return RenderedBase(files, context, inputs, parse_manifests(files))
+    monitoring = monitoring_context(spec, inputs, context.namespace)
+    files.update(render_monitoring(monitoring, f"{spec.spec_dir.name}/{spec.spec_path.name}"))
+    return RenderedBase(files, context, inputs, parse_manifests(files), monitoring=monitoring)
 
 
 def write_base(files: dict[str, str], out_dir: Path) -> Path:
@@ -274,6 +282,7 @@ def write_base(files: dict[str, str], out_dir: Path) -> Path:
     try:
         tmp.mkdir()
         for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text, encoding="utf-8")
         if out_dir.exists():
             os.rename(out_dir, old)

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import jsonschema
 
 from torchship.deploy.errors import DeployError
-from torchship.deploy.gateway_schema import OWN_SCHEMAS
+from torchship.deploy.gateway_schema import OWN_SCHEMAS as GATEWAY_SCHEMAS
+from torchship.deploy.monitoring_schema import MONITORING_SCHEMAS
 from torchship.deploy.render import Manifest
 
 NEWEST_VERSIONS = 3
+# CRD kinds checked against torchship's own schemas: the Gateway API route, the Prometheus Operator's kinds.
+OWN_SCHEMAS = {**GATEWAY_SCHEMAS, **MONITORING_SCHEMAS}
 
 
 @dataclass(frozen=True)

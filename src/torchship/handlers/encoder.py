@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .model_io import ATTENTION_MASK, INPUT_IDS, Features, Forward, Outputs, Row, pad_features
-from .requests import BadRequest
+from .requests import TEXT_TOO_LONG, BadRequest
 
 
 @dataclass
@@ -134,7 +134,8 @@ class Encoder:
         if item in tokenized.too_long:
             raise BadRequest(
                 f"{what} has {tokenized.too_long[item]} tokens, over this model's max_length of "
-                f"{self.max_length} (truncation is off for this model)"
+                f"{self.max_length} (truncation is off for this model)",
+                reason=TEXT_TOO_LONG,
             )
 
     def pad(self, rows: Sequence[Row]) -> Features:

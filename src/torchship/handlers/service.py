@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 
+from . import requests as reasons
 from .config import HandlerConfig
 from .encoder import Encoder, pad_id_of, pad_type_id_of
 from .loading import load_compiled
+from .metrics import BatchRecord, MetricsReporter
 from .model_io import CompiledModel
 from .requests import NESTED_TOO_DEEPLY, BadRequest, Limits, ParsedRequest, over_budget, parse_request
 from .tasks import TASKS, Task, read_model_config
@@ -80,7 +82,7 @@ def _guarded(outcomes: list[Any], position: int, step: Callable[[], Any]) -> Any
         outcomes[position] = exc
     except Exception:  # a bug met on this request alone: its own 500, the others go on
         logger.exception("torchship handler failed while checking one request")
-        outcomes[position] = BadRequest(INTERNAL_ERROR, status=500)
+        outcomes[position] = BadRequest(INTERNAL_ERROR, status=500, reason=reasons.INTERNAL_ERROR)
     return None
 
 
@@ -102,18 +104,22 @@ def _tokenize_isolated(task: Task, requests: list[ParsedRequest], outcomes: list
         except BadRequest as exc:
             outcomes[pos] = exc
         except Exception as exc:
-            outcomes[pos] = BadRequest(f"{task.item_name} could not be tokenized ({type(exc).__name__})")
+            outcomes[pos] = BadRequest(
+                f"{task.item_name} could not be tokenized ({type(exc).__name__})", reason=reasons.BAD_TEXT
+            )
     flat = [item for pos, outcome in enumerate(outcomes) if outcome is None for item in requests[pos].items]
     return task.tokenize(flat) if flat else None
 
 
-def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
+def predict(task: Task, requests: list[ParsedRequest], record: BatchRecord | None = None) -> list[Any]:
     """Results for parsed requests, in order; a request that fails a check gets its BadRequest instead.
 
     Every per-request check (options, the task's budgets, tokenization, lengths, the token budget) runs
     before any model work, so a refused request costs no model time. Only the model run itself is
     shared by the batch; if it raises, the caller retries each request alone (TextHandler does).
+    With a `record`, the texts run (their tokens), the phases' times and the served labels are added to it.
     """
+    started = time.perf_counter()
     outcomes: list[Any] = [None] * len(requests)
     prepared: dict[int, list[Any]] = {}
     for pos, request in enumerate(requests):
@@ -144,11 +150,25 @@ def predict(task: Task, requests: list[ParsedRequest]) -> list[Any]:
             options.extend([request.options] * (end - start))
             extras.extend(prepared[pos])
         start = end
+    checked = time.perf_counter()
     results = task.run(items, tokenized, indices, options, extras) if items else []
+    ran = time.perf_counter()
     for pos, (first, last) in spans.items():
         answer = _guarded(outcomes, pos, functools.partial(task.respond, requests[pos], results[first:last]))
         if outcomes[pos] is None:
             outcomes[pos] = answer
+    if record is not None:
+        record.add_phase("preprocess", checked - started)
+        record.add_phase("inference", ran - checked)
+        record.add_phase("postprocess", time.perf_counter() - ran)
+        for index in indices:
+            record.token_counts.append(tokenized.tokens(index))
+            record.truncated += task.truncated(tokenized, index)
+        for pos, (first, last) in spans.items():
+            if not isinstance(outcomes[pos], BadRequest):
+                record.labels.update(
+                    label for label in map(task.served_label, results[first:last]) if label is not None
+                )
     return outcomes
 
 
@@ -192,6 +212,7 @@ class TextHandler:
         torch.set_num_threads(threads)
         self.task = build_task(model_dir, config)
         self.limits = limits_of(config)
+        self.metrics = MetricsReporter.from_context(context)
         # TorchServe drops a worker whose answer exceeds its max_response_size (set from the same spec
         # key): a larger answer must be this request's 413 instead.
         self.max_response_bytes = config.max_response_bytes
@@ -200,6 +221,7 @@ class TextHandler:
             json.loads(self.task.request.example), self.limits, self.task.options
         )
         predict(self.task, [warm_up])
+        self.metrics.worker_started()
         self.initialized = True
         logger.info("torchship handler ready: task=%s threads=%d", config.task, threads)
 
@@ -207,6 +229,7 @@ class TextHandler:
         if data is None:  # TorchServe calls the function entry point with None to initialize
             return None
         started = time.perf_counter()
+        record = BatchRecord(size=len(data))
         responses: list[Any] = [None] * len(data)
         parsed: dict[int, ParsedRequest] = {}
         for idx, item in enumerate(data):
@@ -216,61 +239,75 @@ class TextHandler:
                     body, _headers(context, idx), self.limits, self.task.options, self.task.request.parse
                 )
             except BadRequest as exc:
-                responses[idx] = self._fail(context, idx, exc.status, exc.message)
+                responses[idx] = self._fail(context, record, idx, exc)
             except RecursionError:
-                responses[idx] = self._fail(context, idx, 400, NESTED_TOO_DEEPLY)
+                responses[idx] = self._fail(
+                    context, record, idx, BadRequest(NESTED_TOO_DEEPLY, 400, reasons.MALFORMED_JSON)
+                )
             except Exception:  # a parser bug must cost this request only
                 logger.exception("torchship handler failed while reading one request")
-                responses[idx] = self._fail(context, idx, 500, INTERNAL_ERROR)
+                responses[idx] = self._fail(context, record, idx, BadRequest(INTERNAL_ERROR, 500))
+        record.add_phase("preprocess", time.perf_counter() - started)
         if parsed:
-            for idx, outcome in zip(parsed, self._answer(list(parsed.values())), strict=True):
+            outcomes = self._answer(list(parsed.values()), record)
+            answered = time.perf_counter()
+            for (idx, request), outcome in zip(parsed.items(), outcomes, strict=True):
+                texts = len(request.items)
                 if isinstance(outcome, BadRequest):
-                    responses[idx] = self._fail(context, idx, outcome.status, outcome.message)
+                    responses[idx] = self._fail(context, record, idx, outcome, texts)
                 else:
-                    responses[idx] = self._respond(context, idx, outcome)
+                    responses[idx] = self._respond(context, record, idx, outcome, texts)
+            record.add_phase("postprocess", time.perf_counter() - answered)
+        self.metrics.report(record)
         logger.debug("batch of %d handled in %.1f ms", len(data), (time.perf_counter() - started) * 1e3)
         return responses
 
-    def _answer(self, requests: list[ParsedRequest]) -> list[Any]:
+    def _answer(self, requests: list[ParsedRequest], record: BatchRecord) -> list[Any]:
         """predict(), and if the shared model run raises, each request alone, so that only the request
-        that breaks the model (or, with a broken model, each request) gets a 500."""
+        that breaks the model (or, with a broken model, each request) gets a 500. Only a run that answered
+        adds to the batch's record."""
+        attempt = BatchRecord(size=record.size)
         try:
-            return predict(self.task, requests)
+            outcomes = predict(self.task, requests, attempt)
         except Exception:  # a bug or a broken model: keep the worker alive
             logger.exception("torchship handler failed on a batch of %d requests", len(requests))
             if len(requests) == 1:
-                return [BadRequest(MODEL_ERROR, status=500)]
-            return [self._answer([request])[0] for request in requests]
+                return [BadRequest(MODEL_ERROR, status=500, reason=reasons.MODEL_ERROR)]
+            return [self._answer([request], record)[0] for request in requests]
+        record.merge(attempt)
+        return outcomes
 
-    def _respond(self, context, idx: int, result: Any) -> bytes | dict[str, Any]:
+    def _respond(
+        self, context, record: BatchRecord, idx: int, result: Any, texts: int
+    ) -> bytes | dict[str, Any]:
         """The result as compact JSON bytes (TorchServe would indent it), or this request's error."""
         try:
             payload = compact_json(result)
         except (TypeError, ValueError):  # NaN/infinity from the model is not JSON; say so, keep going
             logger.exception("torchship handler produced a result that is not JSON")
-            return self._fail(context, idx, 500, "the model produced a value that is not valid JSON")
+            message = "the model produced a value that is not valid JSON"
+            return self._fail(context, record, idx, BadRequest(message, 500, reasons.INVALID_OUTPUT), texts)
         if len(payload) > self.max_response_bytes:
-            return self._fail(
-                context,
-                idx,
-                413,
-                over_budget(
-                    f"the response would be {len(payload)} bytes",
-                    self.max_response_bytes,
-                    "bytes",
-                    "serve.max_response_bytes",
-                    "send fewer texts per request",
-                ).message,
+            too_large = over_budget(
+                f"the response would be {len(payload)} bytes",
+                self.max_response_bytes,
+                "bytes",
+                "serve.max_response_bytes",
+                "send fewer texts per request",
             )
+            return self._fail(context, record, idx, too_large, texts)
+        record.outcome(200, reasons.OK, texts)
         context.set_response_content_type(idx, JSON)
         return payload
 
     @staticmethod
-    def _fail(context, idx: int, status: int, message: str) -> bytes:
+    def _fail(context, record: BatchRecord, idx: int, error: BadRequest, texts: int = 0) -> bytes:
+        """This request's error answer, counted by its status and reason."""
+        record.outcome(error.status, error.reason, texts)
         # The status line gets the standard reason (it must stay ASCII); the JSON body has the details.
-        context.set_response_status(status, _REASONS.get(status, "Error"), idx)
+        context.set_response_status(error.status, _REASONS.get(error.status, "Error"), idx)
         context.set_response_content_type(idx, JSON)
-        return compact_json(error_body(status, message))
+        return compact_json(error_body(error.status, error.message))
 
 
 def compact_json(value: Any) -> bytes:

@@ -17,6 +17,8 @@ from torchship.image.dockerfile import render_dockerfile, variant_for
 from torchship.locks import lock_file
 from torchship.rendering import render_template
 from torchship.serving.config import render_log_config
+from torchship.serving.metrics_config import FILE_NAME as METRICS_CONFIG
+from torchship.serving.metrics_config import render_metrics_config
 from torchship.spec import ModelSpec
 
 # The image's scripts are modules of the installed package (torchship/image/runtime), read as files.
@@ -50,6 +52,7 @@ def render_config(spec: ModelSpec, heap: str) -> str:
         version=spec.version,
         torchship_version=torchship.__version__,
         model_store=MODEL_STORE,
+        metrics_config=f"{IMAGE_ROOT}/{METRICS_CONFIG}",
         max_request_size=spec.serve.max_body_bytes,
         max_response_size=spec.serve.max_response_bytes,
         response_timeout_s=spec.serve.response_timeout_s,
@@ -96,6 +99,7 @@ def prepare_context(
     _link_or_copy(mar, directory / "model" / "model-store" / f"{spec.name}.mar")
     (directory / "model" / "config.properties").write_text(render_config(spec, heap))
     (directory / "model" / LOG_CONFIG).write_text(render_log_config(spec.serve.access_log))
+    (directory / "model" / METRICS_CONFIG).write_text(render_metrics_config())
     # The labels travel in the copied files too: a new commit or verdict changes this COPY layer, so the
     # layer cache cannot hand back a LABEL step made with older build arguments (buildah 1.28 keys its
     # LABEL cache on the instruction text, not on the argument values — caught by the label check).

@@ -74,6 +74,7 @@ class TorchServeConfig(BaseModel):
     ports: ServerPorts
     model_store: Path
     log_config: Path  # torchship's log4j2.xml (templates/log4j2.xml.j2 says why not TorchServe's)
+    metrics_config: Path  # the metrics TorchServe serves (serving/metrics_config.py)
     heap: Annotated[str, Field(pattern=HEAP_PATTERN)]
     token_expiration_min: Annotated[float, Field(gt=0, le=525_600)]
     max_request_size: Annotated[int, Field(ge=1024, le=2**31 - 1)]
@@ -89,10 +90,10 @@ class TorchServeConfig(BaseModel):
             )
         return host
 
-    @field_validator("model_store", "log_config")
+    @field_validator("model_store", "log_config", "metrics_config")
     @classmethod
     def _plain_absolute_path(cls, path: Path, info: ValidationInfo) -> Path:
-        what = "the model store path" if info.field_name == "model_store" else "the log config path"
+        what = f"the {(info.field_name or 'path').replace('_', ' ')} path"
         text = check_text(str(path), what)
         if not path.is_absolute():
             raise ValueError(f"{what} {text} is not absolute")
@@ -123,6 +124,7 @@ def render_config(config: TorchServeConfig) -> str:
         host=_properties_escape(config.host),
         ports=config.ports,
         model_store=_properties_escape(config.model_store),
+        metrics_config=_properties_escape(config.metrics_config),
         allowed_urls=_properties_escape(config.allowed_urls),
         token_expiration_min=f"{config.token_expiration_min:g}",
         max_request_size=config.max_request_size,
@@ -157,6 +159,7 @@ _ORIGIN = {
     "heap": " (TORCHSHIP_TORCHSERVE_HEAP)",
     "token_expiration_min": " (TORCHSHIP_TOKEN_EXPIRATION_MIN)",
     "model_store": " (under TMPDIR)",
+    "metrics_config": " (under TMPDIR)",
     "max_request_size": " (spec serve.max_body_bytes)",
     "max_response_size": " (spec serve.max_response_bytes)",
 }

@@ -36,6 +36,8 @@ from torchship.serving.config import (
     render_log_config,
 )
 from torchship.serving.environment import omp_environment, torchserve_environment
+from torchship.serving.metrics_config import FILE_NAME as METRICS_CONFIG
+from torchship.serving.metrics_config import render_metrics_config
 from torchship.serving.ports import HOST, ensure_port_free, free_ports
 from torchship.serving.signals import install_stop_handlers, restore_handlers, signals_held
 from torchship.settings import Settings
@@ -77,15 +79,21 @@ LOG_CONFIG = "log4j2.xml"
 
 
 def config_properties(
-    ports: Ports, model_store: Path, settings: Settings, limits: ServerLimits | None = None
+    ports: Ports,
+    model_store: Path,
+    settings: Settings,
+    limits: ServerLimits | None = None,
+    metrics_config: Path | None = None,
 ) -> str:
-    """config.properties for one TorchServe; raises ServingError naming any value that cannot be written."""
+    """config.properties for one TorchServe; raises ServingError naming any value that cannot be written.
+    `metrics_config`: the metrics file (default: beside the model store)."""
     limits = limits or ServerLimits.for_archives([])
     config = build_config(
         host=HOST,
         ports=ServerPorts(**ports.__dict__),
         model_store=model_store,
         log_config=model_store.parent / LOG_CONFIG,
+        metrics_config=metrics_config or model_store.parent / METRICS_CONFIG,
         heap=settings.torchserve_heap,
         token_expiration_min=settings.token_expiration_min,
         max_request_size=limits.max_request_size,
@@ -177,7 +185,9 @@ class TorchServe:
         for d in (store, tmp, logs):
             d.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.properties"
-        config.write_text(config_properties(self.ports, store, self.settings, limits))
+        metrics = self.workdir / METRICS_CONFIG
+        metrics.write_text(render_metrics_config())
+        config.write_text(config_properties(self.ports, store, self.settings, limits, metrics))
         # Beside the model store, where config_properties points the JVM; local servers keep no access log.
         (store.parent / LOG_CONFIG).write_text(render_log_config(access_log=False))
         for mar in self.mars.values():

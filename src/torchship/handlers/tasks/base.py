@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from ..config import HandlerConfig
 from ..encoder import Encoder, Tokenized
-from ..requests import BadRequest, ParsedRequest, ParseFunction, over_budget, parse_texts
+from ..requests import BAD_OPTION, BadRequest, ParsedRequest, ParseFunction, over_budget, parse_texts
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ TEXTS = RequestSchema(parse_texts, '{"text": "..."}', _combine_texts, _plain_tex
 
 def check_int(options: dict[str, Any], name: str, low: int, high: int) -> None:
     if name in options and not low <= options[name] <= high:
-        raise BadRequest(f"option '{name}' must be between {low} and {high}, got {options[name]}")
+        raise BadRequest(
+            f"option '{name}' must be between {low} and {high}, got {options[name]}", reason=BAD_OPTION
+        )
 
 
 class Task:
@@ -162,6 +164,23 @@ class Task:
     def respond(self, request: ParsedRequest, values: list[Any]) -> Any:
         """The request's answer from its items' values: one result, or the list in order."""
         return values[0] if request.single else values
+
+    # Whether this task's answers name a label (the handler then counts the served labels: a drift
+    # metric and alert). A task that has them overrides `served_label`.
+    labelled: ClassVar[bool] = False
+
+    @staticmethod
+    def served_label(value: Any) -> str | None:
+        """The label one item's value (an element of `run`'s result) was given, or None."""
+        return None
+
+    def truncated(self, tokenized: Tokenized, item: int) -> bool:
+        """Whether the item reached max_length tokens with truncation on (truncated, or exactly that long)."""
+        return (
+            self.encoder.truncation
+            and len(tokenized.item_rows[item]) == 1
+            and tokenized.tokens(item) >= self.encoder.max_length
+        )
 
 
 def read_model_config(model_dir: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..keywords import TooManyCandidates, candidates, select
-from ..requests import BadRequest, over_budget
+from ..requests import BAD_OPTION, BadRequest, over_budget
 from .base import TaskSettings, check_int, optional_int, setting, strings
 from .embeddings import EmbeddingSettings, EmbeddingsTask
 
@@ -65,7 +65,9 @@ class KeywordsTask(EmbeddingsTask):
     def check_options(self, options):
         check_int(options, "top_n", 1, 100)
         if "diversity" in options and not 0 <= options["diversity"] <= 1:
-            raise BadRequest(f"option 'diversity' must be between 0 and 1, got {options['diversity']}")
+            raise BadRequest(
+                f"option 'diversity' must be between 0 and 1, got {options['diversity']}", reason=BAD_OPTION
+            )
 
     def prepare(self, items: list[str]) -> list[list[str]]:
         """The candidate phrases of each text, within the per-text and per-request budgets."""

@@ -17,7 +17,16 @@ import torch
 from ..encoder import Tokenized
 from ..model_io import Outputs
 from ..qa_spans import PairError, Window, best_span, build_windows
-from ..requests import BadRequest, Limits, ParsedRequest, check_count, check_text, over_budget
+from ..requests import (
+    BAD_SCHEMA,
+    BAD_TEXT,
+    BadRequest,
+    Limits,
+    ParsedRequest,
+    check_count,
+    check_text,
+    over_budget,
+)
 from .base import RequestSchema, Task, TaskSettings, setting
 
 _KEYS = ("question", "context")
@@ -26,14 +35,19 @@ EXAMPLE = '{"question": "Where does the cat sit?", "context": "The cat sat on th
 
 def _pair(value: Any, where: str) -> tuple[str, str]:
     if not isinstance(value, dict):
-        raise BadRequest(f"{where} must be an object like {EXAMPLE}, got {type(value).__name__}")
+        raise BadRequest(
+            f"{where} must be an object like {EXAMPLE}, got {type(value).__name__}", reason=BAD_SCHEMA
+        )
     missing = [key for key in _KEYS if key not in value]
     if missing:
-        raise BadRequest(f"{where} lacks {' and '.join(map(repr, missing))}: send {EXAMPLE}")
+        raise BadRequest(
+            f"{where} lacks {' and '.join(map(repr, missing))}: send {EXAMPLE}", reason=BAD_SCHEMA
+        )
     unknown = sorted(set(value) - set(_KEYS))
     if unknown:
         raise BadRequest(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: question, context"
+            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: question, context",
+            reason=BAD_SCHEMA,
         )
     prefix = "" if where == "the JSON body" else f"{where}: "
     return check_text(value["question"], f'{prefix}"question"'), check_text(
@@ -76,6 +90,10 @@ class QuestionAnsweringTask(Task):
     Settings: ClassVar[type[TaskSettings]] = AnswerSettings
     item_name = "question/context pair"
 
+    def truncated(self, tokenized: Tokenized, item: int) -> bool:
+        """Never: a context longer than a window is read in overlapping windows, not cut."""
+        return False
+
     def tokenize(self, items: list[tuple[str, str]]) -> Windows:
         try:
             per_pair = build_windows(
@@ -88,7 +106,7 @@ class QuestionAnsweringTask(Task):
                 question_first=getattr(self.encoder.tokenizer, "padding_side", "right") == "right",
             )
         except PairError as exc:
-            raise BadRequest(exc.message) from None
+            raise BadRequest(exc.message, reason=BAD_TEXT) from None
         windows = [window for pair in per_pair for window in pair]
         encoding: dict[str, list[list[int]]] = {"input_ids": [list(w.input_ids) for w in windows]}
         if windows and windows[0].token_type_ids is not None:

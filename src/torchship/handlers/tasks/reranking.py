@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..model_io import Outputs
-from ..requests import BadRequest, Limits, ParsedRequest, check_count, check_options, check_text
+from ..requests import BAD_SCHEMA, BadRequest, Limits, ParsedRequest, check_count, check_options, check_text
 from .base import RequestSchema, Task, TaskSettings, check_int, setting
 
 _ITEM_KEYS = ("query", "texts")
@@ -28,17 +28,20 @@ EXAMPLE = (
 def parse_ranking(value: Any, limits: Limits, allowed_options: dict[str, type]) -> ParsedRequest:
     """{"query": str, "texts": [str, ...]} -> one (query, text) item per text."""
     if not isinstance(value, dict):
-        raise BadRequest(f"JSON body must be an object like {EXAMPLE}, got {type(value).__name__}")
+        raise BadRequest(
+            f"JSON body must be an object like {EXAMPLE}, got {type(value).__name__}", reason=BAD_SCHEMA
+        )
     missing = [key for key in _ITEM_KEYS if key not in value]
     if missing:
         raise BadRequest(
-            f'JSON body lacks {" and ".join(map(repr, missing))}: send {{"query": "...", "texts": ["...", ...]}}'
+            f'JSON body lacks {" and ".join(map(repr, missing))}: send {{"query": "...", "texts": ["...", ...]}}',
+            reason=BAD_SCHEMA,
         )
     options = check_options({k: v for k, v in value.items() if k not in _ITEM_KEYS}, allowed_options)
     query = check_text(value["query"], '"query"')
     texts = value["texts"]
     if not isinstance(texts, list):
-        raise BadRequest(f'"texts" must be a list of strings, got {type(texts).__name__}')
+        raise BadRequest(f'"texts" must be a list of strings, got {type(texts).__name__}', reason=BAD_SCHEMA)
     check_count(len(texts), '"texts"', limits)
     pairs = [(query, check_text(text, f'"texts"[{i}]')) for i, text in enumerate(texts)]
     return ParsedRequest(pairs, single=False, options=options)

@@ -46,8 +46,15 @@ class TextClassificationTask(Task):
         self.labels = {int(k): v for k, v in model_config.get("id2label", {}).items()}
         self.function = score_function(model_config)
 
+    labelled: ClassVar[bool] = True
+
     def check_options(self, options):
         check_int(options, "top_k", 1, max(1, len(self.labels)))
+
+    @staticmethod
+    def served_label(value: Any) -> str | None:
+        """The best label (the ranked list's first; top_k keeps at least one)."""
+        return str(value[0]["label"]) if value else None
 
     def reduce(self, outputs: Outputs, mask: torch.Tensor) -> torch.Tensor:
         return class_scores(outputs["logits"], self.function)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..ner import AGGREGATION_STRATEGIES, TokenizerFacts, entities
-from ..requests import BadRequest
+from ..requests import BAD_OPTION, BadRequest
 from .base import Task, TaskSettings, setting, strings
 
 
@@ -35,7 +35,8 @@ class TokenClassificationTask(Task):
         strategy = options.get("aggregation_strategy", self.strategy)
         if strategy not in AGGREGATION_STRATEGIES:
             raise BadRequest(
-                f"option 'aggregation_strategy' must be one of {', '.join(AGGREGATION_STRATEGIES)}, got {strategy!r}"
+                f"option 'aggregation_strategy' must be one of {', '.join(AGGREGATION_STRATEGIES)}, got {strategy!r}",
+                reason=BAD_OPTION,
             )
 
     def run(self, items, tokenized, indices, options, prepared):
