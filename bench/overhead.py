@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -31,9 +32,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import ts  # noqa: E402
+from processes import cpu_seconds, session_processes  # noqa: E402
 
 from torchship.archiver.package import mar_path  # noqa: E402
 from torchship.loadgen import load_test, make_texts  # noqa: E402
@@ -74,30 +77,6 @@ def stock_log_config() -> str:
     jar = Path(ts.__file__).parent / "frontend" / "model-server.jar"
     with zipfile.ZipFile(jar) as archive:
         return archive.read("log4j2.xml").decode()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def session_processes(leader: int) -> dict[str, list[int]]:
-    """TorchServe's Java frontend and Python workers: the processes of its session."""
-    found: dict[str, list[int]] = {"frontend": [], "worker": []}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) != leader:
-                continue
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"model_service_worker" in command:
-            found["worker"].append(int(entry.name))
-        elif b"org.pytorch.serve.ModelServer" in command:
-            found["frontend"].append(int(entry.name))
-    return found
 
 
 def measure(variant: str, round_: int, name: str, mar: Path, settings: Settings, bodies: list) -> Run:

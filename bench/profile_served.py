@@ -23,7 +23,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from processes import session_processes  # noqa: E402
 
 from torchship.archiver.package import mar_path  # noqa: E402
 from torchship.loadgen import load_test, make_texts  # noqa: E402
@@ -34,22 +37,6 @@ from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGES  # noqa: E402
-
-
-def worker_pids(session_leader: int) -> list[int]:
-    """TorchServe's Python workers: processes of its session running model_service_worker.py."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) != session_leader:
-                continue
-            if b"model_service_worker" in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except (OSError, ProcessLookupError):
-            continue
-    return pids
 
 
 def summarize(raw: Path, top: int = 25) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
@@ -93,7 +80,7 @@ def main() -> None:
         bodies = [{"text": t} for t in texts]  # the request bodies clients send
         load_test(url, token, bodies[:64], args.concurrency)  # warm the worker outside the profile
         assert server.process is not None, "TorchServe is started inside the with block"
-        (pid,) = worker_pids(server.process.pid)
+        (pid,) = session_processes(server.process.pid)["worker"]
         stop = threading.Event()
 
         def keep_loading() -> None:
