@@ -231,6 +231,42 @@ def test_chart_shows_every_configuration_and_escapes_text():
     assert "3 request bodies from requests&lt;script&gt;" in page
 
 
+def test_the_frontier_marks_engines_no_faster_closer_engine_beats_and_lists_refused_ones():
+    from torchship.tune.frontier import frontier
+    from torchship.tune.records import Agreement, BackendStatus
+
+    def status(backend, precision, floor, measure, value, better="higher", refused=None):
+        agreement = Agreement(measure=measure, value=value, better=better)
+        return BackendStatus(
+            backend=backend, precision=precision, floor_rps=floor, agreement=agreement, refused=refused
+        )
+
+    statuses = [
+        status("torchscript", "fp32", 300.0, "agreement", 1.0),
+        status("onnx", "fp32", 400.0, "agreement", 1.0),  # faster and as close: beats torchscript
+        status("onnx", "int8-dynamic", 700.0, "flip_rate", 0.01, better="lower"),  # fastest, 0.99
+        status("onnx", "int8-static", 900.0, "flip_rate", 0.2, "lower", refused="validate: flip_rate"),
+    ]
+    served = measured(config(batch=8), 250, 90).model_copy(
+        update={"backend": "onnx", "precision": "int8-dynamic"}
+    )
+    points = {p.label: p for p in frontier(tune_result([served], backends=statuses))}
+    # Worked by hand: onnx (400, 1.0) dominates torchscript (300, 1.0); int8-dynamic (700, 0.99) is the
+    # fastest accepted one; onnx fp32 is the closest among those at least as fast as it; int8-static is
+    # refused (never on the frontier, its point still drawn at 1 - 0.2).
+    assert {label: p.on_frontier for label, p in points.items()} == {
+        "torchscript": False,
+        "onnx": True,
+        "onnx int8-dynamic": True,
+        "onnx int8-static": False,
+    }
+    assert points["onnx int8-static"].agreement == pytest.approx(0.8)
+    assert points["onnx int8-dynamic"].served_rps == 250 and points["onnx"].served_rps is None
+    page = render_chart(tune_result([served], backends=statuses))
+    assert page.count('<tr class="frontier">') == 2 and page.count('<tr class="refused">') == 1
+    assert "refused: validate: flip_rate" in page and page.count("<circle") == 4
+
+
 def test_a_tune_json_written_before_pair_tasks_still_reads():
     """tune.json files from before request bodies said texts_origin/texts; bench/serving.py reads them."""
     ms = [measured(config(batch=8), 250, 90)]
