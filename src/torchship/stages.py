@@ -70,7 +70,8 @@ STAGES: list[Stage] = [
         "verify",
         "serve in a real TorchServe, check parity",
         run_verify,
-        ("fetch", "validate", "package"),
+        # compile: a reduced-precision model's served answers are compared with it run in-process.
+        ("fetch", "compile", "validate", "package"),
         ("name", "task", "compile", "validate", "serve", *TASK_KEYS),
         _verify_inputs,
         summarize_verify,

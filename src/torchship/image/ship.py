@@ -31,7 +31,7 @@ from torchship.image.settings import ImageSettings
 from torchship.image.wheelhouse import ensure_wheelhouse
 from torchship.locks import lock_file
 from torchship.pipeline import Runner, SilentReporter, replace_dir, temp_dir_beside
-from torchship.reference import source_results
+from torchship.reference import expected_answers
 from torchship.settings import Settings
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
@@ -176,7 +176,7 @@ def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, i
                    progress: Callable[[str], None]):  # fmt: skip
     bodies = load_examples(spec)
     progress("computing source-model outputs in-process")
-    expected = source_results(spec, root / "fetch" / MODEL_DIRNAME, bodies)
+    expected = expected_answers(spec, root / "fetch" / MODEL_DIRNAME, root / "compile", bodies)
     progress(f"running {reference} (read-only, UID {UID}, loopback ports) until its probe says READY")
     container = RunningImage(runtime, reference, spec.name, image_settings.image_ready_timeout_s)
     with container:

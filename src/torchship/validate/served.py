@@ -1,4 +1,5 @@
-"""The verify stage: the .mar in a real local TorchServe answers like the source model in-process.
+"""The verify stage: the .mar in a real local TorchServe answers like the source model in-process (a
+reduced-precision model: like itself in-process, the model the gate judged against the source).
 
 The examples (request bodies) go one request each, concurrently (so TorchServe batches them
 server-side), then, where the task's request schema has such forms, all of them in one request (text
@@ -28,7 +29,7 @@ from torchship.errors import ServedParityError, ServingError, ValidationFailed
 from torchship.examples import example_label, load_examples
 from torchship.handlers.tasks import RequestSchema
 from torchship.pipeline import StageContext
-from torchship.reference import source_results
+from torchship.reference import expected_answers
 from torchship.serving.torchserve import TorchServe
 from torchship.sources import MODEL_DIRNAME
 from torchship.tasks import task_definition
@@ -142,8 +143,14 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
             hint=f"Add an examples.jsonl with lines like {schema.example} and set validate.examples.",
         )
     mar = mar_path(ctx.input_dir("package"), spec)
-    ctx.progress("computing source-model outputs in-process")
-    expected = source_results(spec, ctx.input_dir("fetch") / MODEL_DIRNAME, bodies)
+    ctx.progress(
+        "computing source-model outputs in-process"
+        if spec.compile.precision == "fp32"
+        else f"computing the {spec.compile.precision} model's outputs in-process (what the gate judged)"
+    )
+    expected = expected_answers(
+        spec, ctx.input_dir("fetch") / MODEL_DIRNAME, ctx.input_dir("compile"), bodies
+    )
     ctx.progress("starting TorchServe 0.12.0 on 127.0.0.1")
     started = time.perf_counter()
     with TorchServe({spec.name: mar}, ctx.settings) as server:
@@ -226,13 +233,18 @@ def served_report(
     report = read_report(ctx.input_dir("validate") / REPORT_JSON)
     failure = parity["failure"]
     checks = [c for c in report.checks if not c.name.startswith("served")]
+    reference = (
+        "the source model"
+        if spec.compile.precision == "fp32"
+        else f"the {spec.compile.precision} model in-process"
+    )
     checks.append(
         check(
             "served_parity",
             failure
             and f"TorchServe's result for {failure['request']} ({failure['mode']} request) differs from "
-            f"the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
-            f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})",
+            f"{reference} at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
+            f"{parity['compared']} served results equal {reference}'s (max |Δ| {parity['max_abs']:.2e})",
             seconds=parity_s,
         )
     )
