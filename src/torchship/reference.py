@@ -3,10 +3,6 @@
 The same handler code that runs inside TorchServe runs here with the eager model in place of the traced
 one, so a served/in-process difference can only come from the .mar (the traced model, the packaged
 tokenizer and settings) or from TorchServe itself.
-
-A reduced-precision model (compile.precision not fp32) cannot equal its source within tolerances: the gate
-judged it against the source on the task's measures. What it serves must then equal the same compiled
-model run in-process (`compiled_results`), which is what the gate judged.
 """
 
 from __future__ import annotations
@@ -31,18 +27,3 @@ def source_results(spec: ModelSpec, model_dir: Path, bodies: list[Any]) -> list[
         model_dir, config, model=load_source_model(model_dir, spec.task, spec.spec_path).as_model()
     )
     return answer_bodies(task, bodies)
-
-
-def compiled_results(spec: ModelSpec, model_dir: Path, compiled_dir: Path, bodies: list[Any]) -> list[Any]:
-    """One answer per request body, as the handler answers it, from the compiled model in `compiled_dir`."""
-    spec = fit_to_model_dir(spec, model_dir)
-    config = in_process_settings(spec, model_dir, compiled_dir)
-    return answer_bodies(build_task(model_dir, config, compiled_dir=compiled_dir), bodies)
-
-
-def expected_answers(spec: ModelSpec, model_dir: Path, compiled_dir: Path, bodies: list[Any]) -> list[Any]:
-    """What the served .mar must answer (verify, the image check, rehearse): the source model's answers, or
-    for a reduced precision the compiled model's in-process (the gate judged those against the source)."""
-    if spec.compile.precision == "fp32":
-        return source_results(spec, model_dir, bodies)
-    return compiled_results(spec, model_dir, compiled_dir, bodies)

@@ -70,8 +70,7 @@ STAGES: list[Stage] = [
         "verify",
         "serve in a real TorchServe, check parity",
         run_verify,
-        # compile: a reduced-precision model's served answers are compared with it run in-process.
-        ("fetch", "compile", "validate", "package"),
+        ("fetch", "validate", "package"),
         ("name", "task", "compile", "validate", "serve", *TASK_KEYS),
         _verify_inputs,
         summarize_verify,

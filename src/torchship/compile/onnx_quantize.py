@@ -39,8 +39,8 @@ WEIGHT_OPS = ("MatMul", "Gemm")
 
 @dataclass(frozen=True)
 class Quantization:
-    """What the quantizer did: the nodes quantized by op type (counted in the written graph), those of the
-    same types kept fp32 (products of two activations), and the calibration it had."""
+    """What the quantizer did: the matrix products quantized, by op type, and those kept fp32 (products of
+    two activations), both counted in the written graph; and the calibration it had."""
 
     precision: str
     quantized: dict[str, int]
@@ -58,33 +58,37 @@ class Quantization:
         }
 
 
-def weight_products(model: Any) -> dict[str, str]:
-    """{node name: op type} of the MatMul/Gemm nodes that multiply by a constant weight."""
-    constants = {init.name for init in model.graph.initializer}
-    constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
-    return {
-        node.name: node.op_type
+def _constants(model: Any) -> set[str]:
+    found = {init.name for init in model.graph.initializer}
+    return found | {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+
+
+def activation_products(model: Any) -> list[str]:
+    """The MatMul/Gemm nodes that multiply two activations (attention's Q·Kᵀ and weights·V): kept fp32.
+    Excluded by name rather than the weight products included by name, because the quantizer rewrites
+    some nodes first (a Gemm becomes MatMul + Add under new names) and those must still be quantized."""
+    constants = _constants(model)
+    return [
+        node.name
         for node in model.graph.node
-        if node.op_type in WEIGHT_OPS and any(name in constants for name in node.input)
-    }
+        if node.op_type in WEIGHT_OPS and not any(name in constants for name in node.input)
+    ]
 
 
-def quantized_in(model: Any, selected: dict[str, str], static: bool) -> Counter[str]:
-    """The selected nodes the written graph really quantized, by their original op type: dynamic quantization
-    replaces a node (MatMulInteger under another name); static QDQ keeps it and feeds it dequantized int8."""
+def products_in(model: Any) -> tuple[Counter[str], Counter[str]]:
+    """(quantized, fp32) matrix products of a written graph, by op type: dynamic quantization writes
+    MatMulInteger; static QDQ keeps MatMul/Gemm and feeds it dequantized int8 weights."""
     dequantized = {
         out for node in model.graph.node if node.op_type == "DequantizeLinear" for out in node.output
     }
-    remaining = {node.name: node for node in model.graph.node}
-    counts: Counter[str] = Counter()
-    for name, op in selected.items():
-        node = remaining.get(name)
-        if static:
-            if node is not None and any(i in dequantized for i in node.input):
-                counts[op] += 1
-        elif node is None or node.op_type != op:
-            counts[op] += 1
-    return counts
+    quantized: Counter[str] = Counter()
+    fp32: Counter[str] = Counter()
+    for node in model.graph.node:
+        if node.op_type == "MatMulInteger":
+            quantized["MatMul"] += 1
+        elif node.op_type in WEIGHT_OPS:
+            (quantized if any(i in dequantized for i in node.input) else fp32)[node.op_type] += 1
+    return quantized, fp32
 
 
 @contextmanager
@@ -141,11 +145,9 @@ def quantize_onnx(fp32: Path, out: Path, precision: str, calibration: list[Featu
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     model = onnx.load(str(fp32))
-    selected = weight_products(model)
-    all_products = Counter(node.op_type for node in model.graph.node if node.op_type in WEIGHT_OPS)
     common: dict[str, Any] = {
         "op_types_to_quantize": list(WEIGHT_OPS),
-        "nodes_to_quantize": list(selected),
+        "nodes_to_exclude": activation_products(model),
         "per_channel": True,
         "weight_type": QuantType.QInt8,
     }
@@ -163,12 +165,11 @@ def quantize_onnx(fp32: Path, out: Path, precision: str, calibration: list[Featu
             )
         else:
             quantize_dynamic(str(fp32), str(out), **common)
-    counts = quantized_in(onnx.load(str(out)), selected, static)
-    kept = {op: n - counts.get(op, 0) for op, n in sorted(all_products.items()) if n - counts.get(op, 0)}
+    quantized, kept = products_in(onnx.load(str(out)))
     return Quantization(
         precision=precision,
-        quantized=dict(sorted(counts.items())),
-        kept_fp32=kept,
+        quantized=dict(sorted(quantized.items())),
+        kept_fp32=dict(sorted(kept.items())),
         calibration_batches=len(calibration) if static else 0,
         calibration_rows=sum(int(b["input_ids"].shape[0]) for b in calibration) if static else 0,
     )

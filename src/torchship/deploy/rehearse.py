@@ -174,12 +174,12 @@ def wait_ready(rehearsal: Rehearsal, deployment: dict, progress: Callable[[str],
 
 
 def check_parity(rehearsal: Rehearsal, spec: ModelSpec, settings: Settings) -> dict:
-    """The spec's examples through the played pod, against the source model in-process (a reduced-precision
-    model: against itself in-process, reference.expected_answers)."""
+    """The spec's examples through the played pod, against the source model in-process."""
     from torchship.examples import load_examples
-    from torchship.reference import expected_answers
+    from torchship.reference import source_results
     from torchship.sources import MODEL_DIRNAME
     from torchship.tasks import task_definition
+    from torchship.validate.precision import served_judge
     from torchship.validate.served import compare_served, query
 
     model_dir = settings.stage_root(spec.name, spec.version) / "fetch" / MODEL_DIRNAME
@@ -194,9 +194,10 @@ def check_parity(rehearsal: Rehearsal, spec: ModelSpec, settings: Settings) -> d
             f"{spec.spec_path}: no examples to check served parity with (validate.examples)"
         )
     served = query(rehearsal, spec.name, bodies, task_definition(spec.task).runtime.request)
-    compiled_dir = settings.stage_root(spec.name, spec.version) / "compile"
-    expected = expected_answers(spec, model_dir, compiled_dir, bodies)
-    return compare_served(served, expected, bodies, spec.validate.atol, spec.validate.rtol)
+    expected = source_results(spec, model_dir, bodies)
+    return compare_served(
+        served, expected, bodies, spec.validate.atol, spec.validate.rtol, judge=served_judge(spec)
+    )
 
 
 def play(documents: list[dict], directory: Path, model: str, ports: dict[str, int]) -> Rehearsal:

@@ -31,12 +31,13 @@ from torchship.image.settings import ImageSettings
 from torchship.image.wheelhouse import ensure_wheelhouse
 from torchship.locks import lock_file
 from torchship.pipeline import Runner, SilentReporter, replace_dir, temp_dir_beside
-from torchship.reference import expected_answers
+from torchship.reference import source_results
 from torchship.settings import Settings
 from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.stages import STAGES
 from torchship.tasks import task_definition
+from torchship.validate.precision import served_judge
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, i
                    progress: Callable[[str], None]):  # fmt: skip
     bodies = load_examples(spec)
     progress("computing source-model outputs in-process")
-    expected = expected_answers(spec, root / "fetch" / MODEL_DIRNAME, root / "compile", bodies)
+    expected = source_results(spec, root / "fetch" / MODEL_DIRNAME, bodies)
     progress(f"running {reference} (read-only, UID {UID}, loopback ports) until its probe says READY")
     container = RunningImage(runtime, reference, spec.name, image_settings.image_ready_timeout_s)
     with container:
@@ -184,7 +185,9 @@ def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, i
             f"READY in {container.time_to_ready_s:.1f} s; checking served parity on {len(bodies)} examples"
         )
         schema = task_definition(spec.task).runtime.request
-        checked = check_served(container, bodies, schema, expected, spec.validate.atol, spec.validate.rtol)
+        checked = check_served(
+            container, bodies, schema, expected, spec.validate.atol, spec.validate.rtol, served_judge(spec)
+        )
         container.stop()
     if not checked.parity["ok"]:
         failure = checked.parity["failure"]

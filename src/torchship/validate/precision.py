@@ -12,7 +12,7 @@ changed. The result is a typed PrecisionCheck in report.json; `read_precision_ch
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from torchship.diff.record import Breach, TaskDiff
 from torchship.examples import example_label
 from torchship.handlers.requests import BadRequest
 from torchship.spec import ModelSpec
-from torchship.tasks import TaskDefinition
+from torchship.tasks import TaskDefinition, task_definition
 from torchship.validate.records import (
     REPORT_JSON,
     Check,
@@ -151,3 +151,17 @@ def read_precision_check(report_path: Path) -> PrecisionCheck | None:
     validate-failed/); None for an fp32 model, whose gate has no such check."""
     path = report_path / REPORT_JSON if report_path.is_dir() else report_path
     return read_report(path).precision
+
+
+def served_judge(spec: ModelSpec) -> Callable[[list[Any], list[Any], list[Any]], str | None] | None:
+    """For the served checks (verify, the image, rehearse): a reduced-precision model's served answers
+    against the source's, judged like the gate judged them in-process; None for fp32 (tolerances apply)."""
+    if spec.compile.precision == "fp32":
+        return None
+    definition = task_definition(spec.task)
+
+    def judge(bodies: list[Any], source: list[Any], served: list[Any]) -> str | None:
+        record, _ = judge_precision(spec, definition, bodies, source, served)
+        return None if record.passed else f"the task level ({spec.compile.precision}): {record.message}"
+
+    return judge
