@@ -258,9 +258,9 @@ def served_report(
             and f"TorchServe's result for {failure['request']} ({failure['mode']} request) differs from "
             f"the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
             f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})"
-            if spec.compile.precision == "fp32"
+            if report.precision is None  # fp32: the gate had no precision check
             else f"{parity['compared']} served results meet validate.precision_limits against the source "
-            f"model ({spec.compile.precision}; max |Δ| {parity['max_abs']:.2e}, not gating)",
+            f"model ({report.precision.precision}; max |Δ| {parity['max_abs']:.2e}, not gating)",
             seconds=parity_s,
         )
     )
