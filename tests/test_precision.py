@@ -42,11 +42,20 @@ ARM_CPUINFO = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
 
 
 def precision_spec(
-    directory: Path, source: Path, backend: str, precision: str, *, task: str, limits: str = ""
+    directory: Path,
+    source: Path,
+    backend: str,
+    precision: str,
+    *,
+    task: str,
+    limits: str = "",
+    compile_: str = "",
 ):
     """A tiny model's spec at `precision`, with a labelled eval set (classification) beside the examples."""
     path = write_spec(directory, str(source), name="tiny-precision", task=task)
-    text = path.read_text().replace("backend: torchscript", f"backend: {backend}, precision: {precision}")
+    text = path.read_text().replace(
+        "backend: torchscript", f"backend: {backend}, precision: {precision}{compile_}"
+    )
     validate = "validate: {examples: examples.jsonl, atol: 1.0e-5, rtol: 1.0e-4"
     if task == "text-classification":
         (directory / "eval.jsonl").write_text(
@@ -165,6 +174,9 @@ def test_precision_limits_are_named_like_promote_limits(tmp_path, tiny_model_dir
     with pytest.raises(SpecError, match="the embeddings diff has no measure 'flip_rate'") as raised:
         precision_limits(spec, task_definition("embeddings"))
     assert "mean_cosine, min_cosine, neighbour_overlap" in raised.value.hint
+    with pytest.raises(SpecError, match=r"compile\.int8_keep_fp32 applies to the int8 precisions"):
+        precision_spec(tmp_path / "d", tiny_model_dir, "torchscript", "bf16", task="embeddings",
+                       compile_=", int8_keep_fp32: [ffn-output]")  # fmt: skip
     # The spec's keys lie over the task's defaults, key by key.
     spec = precision_spec(tmp_path / "c", tiny_model_dir, "onnx", "int8-dynamic", task="embeddings",
                           limits=", precision_limits: {min_mean_cosine: 0.5, min_min_cosine: 0.4}")  # fmt: skip
@@ -234,9 +246,12 @@ def test_int8_dynamic_classifier_passes_and_torchserve_serves_the_quantized_grap
     assert mar_path(stage_dir(spec, settings, "package"), spec).is_file()
 
 
-@pytest.mark.parametrize("precision", ["int8-dynamic", "int8-static"])
-def test_int8_encoder_keeps_its_vectors(tmp_path, tiny_model_dir, precision):
-    spec = precision_spec(tmp_path / "spec", tiny_model_dir, "onnx", precision, task="embeddings")
+@pytest.mark.parametrize(("precision", "keep"), [("int8-dynamic", False), ("int8-static", True)])
+def test_int8_encoder_keeps_its_vectors(tmp_path, tiny_model_dir, precision, keep):
+    extra = ", int8_keep_fp32: [ffn-output]" if keep else ""
+    spec = precision_spec(
+        tmp_path / "spec", tiny_model_dir, "onnx", precision, task="embeddings", compile_=extra
+    )
     settings = Settings(outputs_dir=tmp_path / "outputs")
     outcomes = run_stages(spec, settings, until="validate")
     assert outcomes[-1].status == "ran", outcomes[-1].error
@@ -253,20 +268,30 @@ def test_int8_encoder_keeps_its_vectors(tmp_path, tiny_model_dir, precision):
     assert check.value("mean_cosine") == pytest.approx(float(cosines.mean()), abs=1e-5)
     assert check.value("min_cosine") == pytest.approx(float(cosines.min()), abs=1e-5)
     assert 0.99 <= float(cosines.min()) < 1.0  # it moved, and not far
-    # Every linear layer of the encoder is quantized, and nothing else: static QDQ feeds each MatMul
-    # dequantized int8 weights, calibrated on the 5 examples (2 batches of 4) and 4 generated lengths.
+    # Every linear layer of the encoder is quantized (but with int8_keep_fp32: [ffn-output] each layer's
+    # feed-forward output projection) and nothing else. Static QDQ feeds each MatMul dequantized int8
+    # weights, calibrated on the 5 examples (2 batches of 4) and 4 generated lengths; dynamic writes
+    # MatMulInteger.
     import onnx
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(str(tiny_model_dir)).encoder
     linear = sum(isinstance(m, torch.nn.Linear) for m in encoder.modules())
+    ffn_outputs = [
+        name
+        for name, _ in encoder.named_modules()
+        if name.endswith(".output.dense") and "attention" not in name
+    ]
+    expected = linear - (len(ffn_outputs) if keep else 0)
     graph = onnx.load(str(stage_dir(spec, settings, "compile") / "model.onnx")).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     fed_int8 = sum(n.op_type == "MatMul" and any(i in dequantized for i in n.input) for n in graph.node)
     integer = sum(n.op_type == "MatMulInteger" for n in graph.node)
     quantization = outcomes[1].record["details"]["quantization"]
-    assert quantization["quantized"] == {"MatMul": linear}
-    assert (fed_int8, integer) == ((linear, 0) if precision == "int8-static" else (0, linear))
+    assert quantization["quantized"] == {"MatMul": expected}
+    assert (fed_int8, integer) == ((expected, 0) if precision == "int8-static" else (0, expected))
+    layers = len(encoder.layer)
+    assert quantization["kept_fp32"] == {"MatMul": 2 * layers + (len(ffn_outputs) if keep else 0)}
     assert quantization["calibration_batches"] == (2 + 4 if precision == "int8-static" else 0)
 
 

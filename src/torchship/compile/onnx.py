@@ -210,12 +210,15 @@ def _quantized(
     path, fp32 = ctx.out_dir / MODEL_FILE, ctx.out_dir / FP32_FILE
     path.replace(fp32)
     calibration = calibration_batches(ctx, eager, tokenizer) if precision == "int8-static" else []
+    kept = "".join(f", {part} fp32" for part in spec.compile.int8_keep_fp32)
     ctx.progress(
-        f"quantizing to {precision} (MatMul/Gemm weights int8 per channel; LayerNorm, Softmax, GELU fp32)"
+        f"quantizing to {precision} (MatMul/Gemm weights int8 per channel; LayerNorm, Softmax, GELU fp32"
+        + kept
+        + ")"
         + (f", calibrated on {len(calibration)} batches" if calibration else "")
     )
     try:
-        quantization = quantize_onnx(fp32, path, precision, calibration)
+        quantization = quantize_onnx(fp32, path, precision, calibration, spec.compile.int8_keep_fp32)
     except Exception as exc:  # the quantizer raises many types on graphs it does not expect
         raise CompileError(
             f"ONNX Runtime's quantizer failed on the export ({type(exc).__name__}: {str(exc).splitlines()[0]})",
