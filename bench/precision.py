@@ -6,7 +6,7 @@ it and with which task measures. Then every accepted variant's loaded forward (t
 timed on the same token batches, alternating variants round by round so the machine's load falls on all of
 them alike, like bench/backends.py. Prints a table and writes precision-<timestamp>.json beside the outputs.
 
-    .venv/bin/python bench/precision.py [--variants onnx:fp32,onnx:int8-dynamic,onnx:int8-static,torchscript:bf16]
+    .venv/bin/python bench/precision.py [--variants onnx:fp32,onnx:int8-dynamic,onnx:int8-dynamic:ffn-output,...]
         [--threads 2] [--rounds 20] [--spec models/minilm-embeddings/model.yaml]
 """
 
@@ -42,11 +42,16 @@ from torchship.validate.precision import read_precision_check  # noqa: E402
 
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
 SHAPES = [(8, 16), (8, 200)]  # short texts batched, long texts batched
-DEFAULT_VARIANTS = "torchscript:fp32,onnx:fp32,onnx:int8-dynamic,onnx:int8-static,torchscript:bf16"
+# backend:precision[:kept fp32 part] (compile.int8_keep_fp32)
+DEFAULT_VARIANTS = (
+    "torchscript:fp32,onnx:fp32,onnx:int8-dynamic,onnx:int8-dynamic:ffn-output,onnx:int8-static,"
+    "onnx:int8-static:ffn-output,torchscript:bf16"
+)
 
 
-def variant(spec: ModelSpec, backend: str, precision: str) -> ModelSpec:
-    compile_ = spec.compile.model_copy(update={"backend": backend, "precision": precision})
+def variant(spec: ModelSpec, backend: str, precision: str, keep: list[str]) -> ModelSpec:
+    update = {"backend": backend, "precision": precision, "int8_keep_fp32": keep}
+    compile_ = spec.compile.model_copy(update=update)
     return spec.model_copy(update={"compile": compile_})
 
 
@@ -80,15 +85,16 @@ def main() -> None:
     spec = load_spec(args.spec)
     outputs = args.outputs or Path(tempfile.mkdtemp(prefix="torchship-bench-precision-"))
     forwards, verdicts = {}, {}
+    model_dir = outputs
     for item in args.variants.split(","):
-        backend, precision = item.strip().split(":")
+        backend, precision, *keep = item.strip().split(":")
         why = unsupported_reason(backend, precision)
         if why is not None:
             print(f"skipping {item}: {why}", flush=True)
             continue
         print(f"compiling and gating {item} …", flush=True)
         settings = Settings(outputs_dir=outputs / item.replace(":", "-"))
-        compiled, verdicts[item] = gated(variant(spec, backend, precision), settings)
+        compiled, verdicts[item] = gated(variant(spec, backend, precision, keep), settings)
         forwards[item] = load_compiled(compiled)
         model_dir = settings.stage_root(spec.name, spec.version) / "fetch" / "model"
     names = list(forwards)
