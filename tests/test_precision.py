@@ -416,3 +416,41 @@ def test_bf16_torchscript_on_a_cpu_with_native_bf16(tmp_path):
     assert check is not None and check.precision == "bf16" and check.backend == "torchscript"
     assert check.value("flip_rate") == flips / len(texts)
     assert not math.isclose(check.value("score_shift") or 0.0, 0.0)  # bf16 moved the scores
+
+
+def test_served_answers_of_a_reduced_model_are_judged_on_the_task_measures(tmp_path, tiny_model_dir):
+    """verify, the image check and rehearse: a reduced-precision model's served answers against the source's
+    on the task's measures (a tolerance would refuse every int8 model; a flipped label must still fail)."""
+    from torchship.validate.precision import served_judge
+    from torchship.validate.served import compare_served
+
+    spec = precision_spec(
+        tmp_path / "spec", tiny_model_dir, "onnx", "int8-dynamic", task="text-classification"
+    )
+    bodies = [{"text": t} for t in EVAL_TEXTS]
+
+    def answer(top: str, score: float) -> list[dict]:
+        other = "negative" if top == "positive" else "positive"
+        return [{"label": top, "score": score}, {"label": other, "score": 1 - score}]
+
+    source = [answer("positive", 0.9), answer("negative", 0.8), answer("positive", 0.7)]
+    moved = [answer("positive", 0.9004), answer("negative", 0.7996), answer("positive", 0.7001)]
+    served = {"singles": moved, "batch": moved, "plain": moved[0]}
+    assert (
+        served_judge(
+            spec.model_copy(update={"compile": spec.compile.model_copy(update={"precision": "fp32"})})
+        )
+        is None
+    )
+    judged = compare_served(served, source, bodies, 1e-5, 1e-4, judge=served_judge(spec))
+    assert judged["ok"] and judged["compared"] == 3 + 3 + 3 and judged["max_abs"] == pytest.approx(4e-4)
+    flipped = [answer("positive", 0.9), answer("positive", 0.51), answer("positive", 0.7)]
+    judged = compare_served(
+        {**served, "batch": flipped}, source, bodies, 1e-5, 1e-4, judge=served_judge(spec)
+    )
+    assert not judged["ok"] and judged["failure"]["mode"] == "combined"
+    assert (
+        "flip_rate 0.3333 is above validate.precision_limits.max_flip_rate 0.01"
+        in judged["failure"]["mismatch"]
+    )
+    assert json.dumps(bodies[1]) in judged["failure"]["mismatch"]

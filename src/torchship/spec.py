@@ -71,8 +71,9 @@ class CompileSpec(_Strict):
     precision: Literal["fp32", "bf16", "int8-dynamic", "int8-static"] = "fp32"
     # int8 precisions: matrix products kept fp32 beyond the attention's products of two activations, for a
     # model the gate refuses fully quantized. "ffn-output": each layer's feed-forward output projection,
-    # whose input (after GELU) has the widest range. MiniLM int8-dynamic here: mean cosine to fp32 0.991 ->
-    # 0.995, at 8x16 tokens 14.8 -> 27.6 ms (fp32 34.7), 8x200 279 -> 320 ms (fp32 559; one disturbed run).
+    # whose input (after GELU) has the widest range. MiniLM int8-dynamic (bench/precision.py, one disturbed
+    # run): mean cosine to fp32 0.989 (refused) -> 0.994; 8x16 tokens 7.7 -> 10.8 ms, 8x200 135 -> 189 ms
+    # (fp32 ONNX: 23.4, 293 ms).
     int8_keep_fp32: list[Literal["ffn-output"]] = []
     neuron: NeuronSpec = NeuronSpec()
 
