@@ -50,7 +50,10 @@ def test_unknown_key_is_named_with_the_allowed_keys(tmp_path):
     message = error_of(tmp_path, GOOD.replace("batch_size: 4}", "batch_size: 4, dynamic: true}"))
     assert "model.yaml" in message
     assert "unknown key 'compile.dynamic'" in message
-    assert "backend, batch_size, batch_sizes, buckets, max_length, neuron, onnx_fusion, optimize" in message
+    assert (
+        "backend, batch_size, batch_sizes, buckets, int8_keep_fp32, max_length, neuron, onnx_fusion, optimize, "
+        "precision" in message
+    )
 
 
 def test_unknown_top_level_key(tmp_path):

@@ -15,8 +15,11 @@ from typing import Any
 
 from torchship.errors import SpecError
 from torchship.handlers.requests import BadRequest, Limits
+from torchship.handlers.service import limits_of
+from torchship.handlers.tasks import Task
 from torchship.spec import ModelSpec
 from torchship.tasks import TaskDefinition, task_definition
+from torchship.validate.eval_set import read_eval_set
 
 # Examples are the user's own requests: the serving limits on their number do not apply to them.
 _EXAMPLE_LIMITS = Limits(max_texts=1_000_000, max_body_bytes=1 << 40)
@@ -78,3 +81,28 @@ def check_example(definition: TaskDefinition, body: Any, where: str) -> None:
             f"{where}: not a request that a {definition.name} model accepts: {exc.message}",
             hint=f"Each line is the JSON body of one request, e.g. {runtime.request.example}",
         ) from None
+
+
+def eval_set_requests(spec: ModelSpec) -> list[Any]:
+    """The request bodies of `validate.eval_set` (none without one): real inputs beside the examples, for
+    calibrating a quantized model and for judging it."""
+    eval_format = task_definition(spec.task).eval_set
+    if not spec.validate.eval_set or eval_format is None:
+        return []
+    return [example.request for example in read_eval_set(spec.resolve(spec.validate.eval_set), eval_format)]
+
+
+def example_rows(task: Task, bodies: list[Any]) -> list[dict[str, list[int]]]:
+    """The model-input rows of the requests the task accepts, tokenized as the handler tokenizes them
+    (pairs with their token types, long contexts in windows): the parity check's real inputs, and the
+    calibration rows of a statically quantized model."""
+    items = []
+    for body in bodies:
+        try:
+            items.extend(task.request.parse(body, limits_of(task.config), task.options).items)
+        except BadRequest:
+            continue  # a request the handler refuses has no model input
+    if not items:
+        return []
+    tokenized = task.tokenize(items)
+    return tokenized.rows(range(len(tokenized.ids)))

@@ -64,7 +64,17 @@ class CompileSpec(_Strict):
     # fused graph was slower batched (8x14: 12.5 vs 9.3 ms; 8x200: 125.8 vs 113.9 ms) and faster alone
     # (1x16: 3.5 vs 4.5 ms) than the plain export that ONNX Runtime optimizes itself at load.
     onnx_fusion: bool = False
+    # The numbers the compiled model computes in. fp32: the source model's own weights, held to parity
+    # tolerances. The reduced ones trade exactness for speed and size, so the gate judges them on what
+    # users see (validate.precision_limits on the task's measures) instead of raw tensors; which backend
+    # can produce which on this machine is compile/precision.py's table (bf16 needs native CPU support).
     precision: Literal["fp32", "bf16", "int8-dynamic", "int8-static"] = "fp32"
+    # int8 precisions: matrix products kept fp32 beyond the attention's products of two activations, for a
+    # model the gate refuses fully quantized. "ffn-output": each layer's feed-forward output projection,
+    # whose input (after GELU) has the widest range. MiniLM int8-dynamic (bench/precision.py, one disturbed
+    # run): mean cosine to fp32 0.989 (refused) -> 0.994; 8x16 tokens 7.7 -> 10.8 ms, 8x200 135 -> 189 ms
+    # (fp32 ONNX: 23.4, 293 ms).
+    int8_keep_fp32: list[Literal["ffn-output"]] = []
     neuron: NeuronSpec = NeuronSpec()
 
     def fixed_batch_sizes(self) -> list[int]:
@@ -78,6 +88,14 @@ class CompileSpec(_Strict):
         if self.max_length is None:
             raise ValueError("compile.max_length is not known before the model is fetched")
         return self.max_length
+
+    @model_validator(mode="after")
+    def _keep_fp32_is_for_int8(self) -> CompileSpec:
+        if self.int8_keep_fp32 and not self.precision.startswith("int8"):
+            raise ValueError(
+                f"compile.int8_keep_fp32 applies to the int8 precisions, not compile.precision {self.precision}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _buckets_up_to_max_length(self) -> CompileSpec:
@@ -115,12 +133,24 @@ class ValidateSpec(_Strict):
         str, Annotated[float, Field(ge=0, le=1)] | dict[str, Annotated[float, Field(ge=0, le=1)]]
     ] = {}
     latency_ms: LatencySpec | None = None
+    # compile.precision other than fp32: limits on the task's own measures of compiled vs source answers
+    # (max_flip_rate: 0.01, min_mean_cosine: 0.99, ...; the names of promote's limits, without latency).
+    # Each overrides the task's default for that key (README "Reduced precision" lists them).
+    precision_limits: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _thresholds_need_an_eval_set(self) -> ValidateSpec:
         if self.thresholds and not self.eval_set:
             raise ValueError("validate.thresholds needs validate.eval_set (the labelled examples to score)")
         return self
+
+    @field_validator("precision_limits", mode="before")
+    @classmethod
+    def _limit_keys(cls, limits: Any) -> Any:
+        # Before pydantic's coercion, so `true` or "0.9" is an error here rather than a number.
+        for key, value in limits.items() if isinstance(limits, dict) else ():
+            check_limit_key("validate.precision_limits", str(key), value)
+        return limits
 
 
 class ServeSpec(_Strict):
@@ -228,6 +258,18 @@ DEFAULT_DIFF_INPUTS = "diff.jsonl"
 _LIMIT_KEY = re.compile(r"(max|min)_[a-z][a-z0-9_]*")
 
 
+def check_limit_key(section: str, key: str, value: object) -> None:
+    """A limit on a task measure (promote's, validate.precision_limits'): named max_<measure> or
+    min_<measure>, a number >= 0. Whether the task has that measure is checked where the task is known
+    (diff/limits.py)."""
+    if not _LIMIT_KEY.fullmatch(key):
+        raise ValueError(
+            f"{section}.{key}: a limit is named max_<measure> or min_<measure> (e.g. max_flip_rate)"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{section}.{key} must be a number >= 0, got {value!r}")
+
+
 class PromoteSpec(BaseModel):
     """How a new version is compared with the one a stage serves (`torchship diff`, `promote`).
 
@@ -252,8 +294,7 @@ class PromoteSpec(BaseModel):
                     f"unknown key {key!r}: promote takes inputs, latency_passes, clients and limits named "
                     "max_<measure> or min_<measure> (e.g. max_flip_rate: 0.05)"
                 )
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"promote.{key} must be a number >= 0, got {value!r}")
+            check_limit_key("promote", key, value)
         return self
 
     def limits(self) -> dict[str, float]:

@@ -16,6 +16,7 @@ from torchship.compile.eager import compile_eager
 from torchship.compile.neuron import compile_neuron
 from torchship.compile.onnx import SERVE_REQUIREMENTS as ONNX_SERVE_REQUIREMENTS
 from torchship.compile.onnx import compile_onnx
+from torchship.compile.precision import require_supported
 from torchship.compile.torchscript import compile_torchscript
 from torchship.errors import SpecError
 from torchship.modeling import load_source_model, load_tokenizer
@@ -61,6 +62,7 @@ def compile_backend(name: str) -> CompileBackend:
 
 def run_compile(ctx: StageContext) -> dict[str, Any]:
     backend = compile_backend(ctx.spec.compile.backend)
+    require_supported(backend.name, ctx.spec.compile.precision, ctx.spec.spec_path)
     model_dir = ctx.input_dir("fetch") / MODEL_DIRNAME
     ctx.progress("loading the source model and checking it fits the task")
     eager = load_source_model(model_dir, ctx.spec.task, ctx.spec.spec_path)
@@ -74,6 +76,20 @@ def run_compile(ctx: StageContext) -> dict[str, Any]:
 
 
 def summarize_compile(details: dict[str, Any]) -> str:
+    return _summary(details) + _precision_summary(details)
+
+
+def _precision_summary(details: dict[str, Any]) -> str:
+    """ " · int8-dynamic (MatMul 12 int8)": a reduced precision and what it quantized; nothing for fp32."""
+    precision = details.get("precision", "fp32")
+    if precision == "fp32":
+        return ""
+    quantized = (details.get("quantization") or {}).get("quantized") or {}
+    counts = ", ".join(f"{op} {n}" for op, n in sorted(quantized.items()))
+    return f" · {precision}" + (f" ({counts} int8)" if counts else "")
+
+
+def _summary(details: dict[str, Any]) -> str:
     mode = details.get("mode")
     if mode == "dynamic":
         shape = "x".join(map(str, details.get("traced_shape", [])))

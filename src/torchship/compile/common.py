@@ -9,6 +9,7 @@ outputs by name) and compare every named output.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,12 @@ def compare_at(
         ok = ok and torch.allclose(value.float(), want.float(), atol=atol, rtol=rtol)
     worst = max(diffs, key=lambda name: diffs[name])
     return shape | {"max_abs_diff": diffs[worst], "worst_output": worst, "outputs": diffs, "ok": ok}
+
+
+def broken_probe(probe: dict[str, Any]) -> bool:
+    """A probe whose compiled model failed to run, or gave a missing, misshapen or non-finite output: broken
+    at any precision (a reduced precision's other differences are for the gate to judge)."""
+    return bool(probe.get("error")) or not math.isfinite(probe["max_abs_diff"])
 
 
 def probe_failure(probe: dict[str, Any], atol: float) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from torchship.compile.common import (
+    broken_probe,
     compare_at,
     example_batch,
     positional,
@@ -35,6 +36,7 @@ from torchship.compile.common import (
     write_manifest,
 )
 from torchship.compile.onnx_fusion import Fusion, fuse_graph
+from torchship.compile.onnx_quantize import Quantization, calibration_batches, quantize_onnx
 from torchship.compile.torchscript import probe_inputs
 from torchship.errors import CompileError
 from torchship.handlers.loading import OnnxForward
@@ -43,6 +45,8 @@ from torchship.pipeline import StageContext
 
 MODEL_FILE = "model.onnx"
 PLAIN_FILE = "model-plain.onnx"  # the export before fusion; gone once model.onnx is chosen
+FP32_FILE = "model-fp32.onnx"  # the checked fp32 graph while it is quantized; gone after
+INT8 = ("int8-dynamic", "int8-static")
 OPSET = 17  # supported by every onnxruntime since 1.14; LayerNormalization is a single op from 17 on
 SERVE_REQUIREMENTS = ("onnxruntime",)
 
@@ -172,7 +176,13 @@ def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]
         )
     import onnxruntime
 
-    write_manifest(ctx.out_dir, {"format": "onnx", "file": MODEL_FILE}, eager.io)
+    manifest: dict[str, Any] = {"format": "onnx", "file": MODEL_FILE}
+    reduced: dict[str, Any] = {}
+    if spec.compile.precision in INT8:
+        quantization, reduced_probes = _quantized(ctx, eager, tokenizer, inputs)
+        manifest["precision"] = spec.compile.precision  # fp32 manifests stay as they were: no key
+        reduced = {"quantization": quantization.as_record(), "precision_probes": reduced_probes}
+    write_manifest(ctx.out_dir, manifest, eager.io)
     return {
         "backend": "onnx",
         "format": "onnx",
@@ -182,6 +192,46 @@ def compile_onnx(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]
         "probes": probes,
         "opset": OPSET,
         "fusion": fusion.as_record(),
+        "precision": spec.compile.precision,
+        **reduced,
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
     } | eager.io.to_manifest()
+
+
+def _quantized(
+    ctx: StageContext, eager: NamedIO, tokenizer, inputs: list[Features]
+) -> tuple[Quantization, list[dict[str, Any]]]:
+    """model.onnx (the fp32 graph the probes accepted) replaced by its int8 graph; the int8 graph's probes
+    against the source model. They record how far it moved but refuse only a graph that fails to run or
+    gives non-finite or misshapen outputs: whether the movement matters is the gate's task-level check."""
+    spec = ctx.spec
+    precision = spec.compile.precision
+    path, fp32 = ctx.out_dir / MODEL_FILE, ctx.out_dir / FP32_FILE
+    path.replace(fp32)
+    calibration = calibration_batches(ctx, eager, tokenizer) if precision == "int8-static" else []
+    kept = "".join(f", {part} fp32" for part in spec.compile.int8_keep_fp32)
+    ctx.progress(
+        f"quantizing to {precision} (MatMul/Gemm weights int8 per channel; LayerNorm, Softmax, GELU fp32"
+        + kept
+        + ")"
+        + (f", calibrated on {len(calibration)} batches" if calibration else "")
+    )
+    try:
+        quantization = quantize_onnx(fp32, path, precision, calibration, spec.compile.int8_keep_fp32)
+    except Exception as exc:  # the quantizer raises many types on graphs it does not expect
+        raise CompileError(
+            f"ONNX Runtime's quantizer failed on the export ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            hint="Serve this model at compile.precision: fp32, or try the other int8 precision.",
+        ) from None
+    finally:
+        fp32.unlink(missing_ok=True)
+    probes = _probes(eager, path, inputs, spec.validate.atol, spec.validate.rtol)
+    broken = next((p for p in probes if broken_probe(p)), None)
+    if broken is not None:
+        raise CompileError(
+            f"the {precision} graph does not run like the source model at batch {broken['batch']} x length "
+            f"{broken['length']}: {probe_failure(broken, spec.validate.atol)}",
+            hint="Serve this model at compile.precision: fp32, or try the other int8 precision.",
+        )
+    return quantization, probes

@@ -7,16 +7,23 @@ eager model, every named output compared. If it holds, one module serves every s
 and `compile.buckets` is set, one module is traced per bucket and batch size ("per-bucket", see
 fixed_shape.py); otherwise the stage refuses. `torch.jit.optimize_for_inference` is applied only where
 the result still matches.
+
+`compile.precision: bf16` traces the model cast to bfloat16 (Bfloat16IO; its float outputs cast back to
+float32, so the handler and the gate see fp32 tensors as from any backend). The trace is checked against
+that same bf16 model, so the checks above keep their meaning; how far bf16 moves the answers from the
+fp32 source is the gate's task-level check (validate/precision.py).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
 import torch
 
 from torchship.compile.common import (
+    broken_probe,
     compare_at,
     example_batch,
     positional,
@@ -30,6 +37,16 @@ from torchship.handlers.model_io import Features, ModelIO, NamedIO, positional_f
 from torchship.pipeline import StageContext
 
 MODEL_FILE = "model.pt"
+
+
+class Bfloat16IO(NamedIO):
+    """The source model with its weights in bfloat16; floating outputs come back as float32."""
+
+    def __init__(self, source: NamedIO):
+        super().__init__(copy.deepcopy(source.model).to(torch.bfloat16).eval(), source.io)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(out.float() if out.is_floating_point() else out for out in super().forward(*tensors))
 
 
 def trace_frozen(eager: NamedIO, features: Features) -> torch.jit.ScriptModule:
@@ -62,9 +79,14 @@ def _optimized(module, eager: NamedIO, probes: list[Features], atol: float, rtol
     return module, False
 
 
-def compile_torchscript(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[str, Any]:
+def compile_torchscript(ctx: StageContext, source: NamedIO, tokenizer) -> dict[str, Any]:
     spec = ctx.spec
     atol, rtol = spec.validate.atol, spec.validate.rtol
+    bf16 = spec.compile.precision == "bf16"
+    # What is traced, and what the trace is checked against: the source model, or its bf16 cast.
+    eager = Bfloat16IO(source) if bf16 else source
+    if bf16:
+        ctx.progress("casting the model to bfloat16 (the CPU computes bf16 natively)")
     traced_at = example_batch(tokenizer, eager.io, 2, min(16, spec.compile.known_max_length()))
     traced_shape = list(traced_at["input_ids"].shape)
     ctx.progress(f"tracing at batch {traced_shape[0]} x length {traced_shape[1]}")
@@ -85,6 +107,8 @@ def compile_torchscript(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[st
         torch.jit.save(module, str(ctx.out_dir / MODEL_FILE))
         manifest: dict[str, Any] = {"format": "torchscript", "file": MODEL_FILE}
         details |= {"mode": "dynamic", "dynamic_shapes": True, "optimized": optimized}
+        if bf16:
+            details["precision_probes"] = _against_source(source, module, inputs, atol, rtol)
     else:
         bad = next(p for p in probes if not p["ok"])
         where = f"batch {bad['batch']} x length {bad['length']}"
@@ -114,5 +138,28 @@ def compile_torchscript(ctx: StageContext, eager: NamedIO, tokenizer) -> dict[st
             "shapes": manifest["shapes"],
             "bucket_probes": manifest.pop("probes"),
         }
+    if bf16:
+        manifest["precision"] = "bf16"  # fp32 manifests stay as they were: no key
     write_manifest(ctx.out_dir, manifest, eager.io)
-    return details | {"format": manifest["format"], "torch": torch.__version__} | eager.io.to_manifest()
+    return (
+        details
+        | {"format": manifest["format"], "precision": spec.compile.precision, "torch": torch.__version__}
+        | eager.io.to_manifest()
+    )
+
+
+def _against_source(
+    source: NamedIO, module: Any, inputs: list[Features], atol: float, rtol: float
+) -> list[dict[str, Any]]:
+    """The bf16 module against the fp32 source model: how far it moved, recorded; only a module that
+    fails to run or gives non-finite or misshapen outputs is refused here."""
+    forward = positional_forward(module, source.io)
+    probes = [compare_at(source.named, forward, features, atol, rtol) for features in inputs]
+    broken = next((p for p in probes if broken_probe(p)), None)
+    if broken is not None:
+        raise CompileError(
+            f"the bf16 trace does not run like the source model at batch {broken['batch']} x length "
+            f"{broken['length']}: {probe_failure(broken, atol)}",
+            hint="Serve this model at compile.precision: fp32.",
+        )
+    return probes

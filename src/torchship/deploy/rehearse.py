@@ -179,6 +179,7 @@ def check_parity(rehearsal: Rehearsal, spec: ModelSpec, settings: Settings) -> d
     from torchship.reference import source_results
     from torchship.sources import MODEL_DIRNAME
     from torchship.tasks import task_definition
+    from torchship.validate.precision import served_judge
     from torchship.validate.served import compare_served, query
 
     model_dir = settings.stage_root(spec.name, spec.version) / "fetch" / MODEL_DIRNAME
@@ -194,7 +195,9 @@ def check_parity(rehearsal: Rehearsal, spec: ModelSpec, settings: Settings) -> d
         )
     served = query(rehearsal, spec.name, bodies, task_definition(spec.task).runtime.request)
     expected = source_results(spec, model_dir, bodies)
-    return compare_served(served, expected, bodies, spec.validate.atol, spec.validate.rtol)
+    return compare_served(
+        served, expected, bodies, spec.validate.atol, spec.validate.rtol, judge=served_judge(spec)
+    )
 
 
 def play(documents: list[dict], directory: Path, model: str, ports: dict[str, int]) -> Rehearsal:

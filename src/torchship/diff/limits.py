@@ -18,13 +18,33 @@ def measure_names(definition: TaskDefinition) -> tuple[str, ...]:
 
 def check_limit_names(spec: ModelSpec, definition: TaskDefinition) -> dict[str, float]:
     """The spec's limits, each naming a measure this task's diff has; else a SpecError listing them."""
-    limits = spec.promote.limits()
-    names = measure_names(definition)
+    return _named(spec, "promote", spec.promote.limits(), definition, measure_names(definition))
+
+
+def check_precision_limit_names(spec: ModelSpec, definition: TaskDefinition) -> dict[str, float]:
+    """`validate.precision_limits`, each naming one of the task's diff measures (a reduced-precision model
+    is compared with its source on answers, in-process: there is no latency side to limit)."""
+    return _named(
+        spec,
+        "validate.precision_limits",
+        spec.validate.precision_limits,
+        definition,
+        definition.diff_measures,
+    )
+
+
+def _named(
+    spec: ModelSpec,
+    section: str,
+    limits: dict[str, float],
+    definition: TaskDefinition,
+    names: tuple[str, ...],
+) -> dict[str, float]:
     for key in limits:
         measure = key.split("_", 1)[1]
         if measure not in names:
             raise SpecError(
-                f"{spec.spec_path}: key 'promote.{key}': the {definition.name} diff has no measure '{measure}'",
+                f"{spec.spec_path}: key '{section}.{key}': the {definition.name} diff has no measure '{measure}'",
                 hint=f"The {definition.name} measures: {', '.join(names)} (limits: max_<name> or min_<name>).",
             )
     return limits

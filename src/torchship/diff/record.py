@@ -117,9 +117,13 @@ class Breach(_Frozen):
 
     @property
     def message(self) -> str:
+        return self.describe("promote")
+
+    def describe(self, section: str) -> str:
+        """e.g. "flip_rate 0.2 is above promote.max_flip_rate 0.05", the limit named under `section`."""
         shown = "not measurable" if self.value is None else f"{self.value:.4g}"
         word = "above" if self.kind == "max" else "below"
-        return f"{self.measure} {shown} is {word} promote.{self.kind}_{self.measure} {self.limit:g}"
+        return f"{self.measure} {shown} is {word} {section}.{self.kind}_{self.measure} {self.limit:g}"
 
 
 class SkippedInput(_Frozen):

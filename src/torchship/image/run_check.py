@@ -18,7 +18,7 @@ from torchship.image.context import WRITABLE_PATHS
 from torchship.image.dockerfile import UID
 from torchship.image.errors import ImageServeError
 from torchship.serving.ports import HOST, free_ports
-from torchship.validate.served import compare_served, query
+from torchship.validate.served import Judge, compare_served, query
 
 PROBE = "/opt/torchship/bin/probe"
 
@@ -159,6 +159,7 @@ def check_served(
     expected: list[Any],
     atol: float,
     rtol: float,
+    judge: Judge | None = None,
 ) -> ServedCheck:
     """Query the running image the way verify queries TorchServe, and compare with the source model."""
     endpoint = _Endpoint(container.url)
@@ -171,5 +172,5 @@ def check_served(
             details=container.runtime.logs(container.name),
         )
     served = query(endpoint, container.model_name, bodies, schema)
-    parity = compare_served(served, expected, bodies, atol, rtol)
+    parity = compare_served(served, expected, bodies, atol, rtol, judge=judge)
     return ServedCheck(parity, served, container.time_to_ready_s, time_to_first_200, None, None)

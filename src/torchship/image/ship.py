@@ -37,6 +37,7 @@ from torchship.sources import MODEL_DIRNAME
 from torchship.spec import ModelSpec
 from torchship.stages import STAGES
 from torchship.tasks import task_definition
+from torchship.validate.precision import served_judge
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,9 @@ def _run_and_check(spec: ModelSpec, root: Path, runtime: Tool, reference: str, i
             f"READY in {container.time_to_ready_s:.1f} s; checking served parity on {len(bodies)} examples"
         )
         schema = task_definition(spec.task).runtime.request
-        checked = check_served(container, bodies, schema, expected, spec.validate.atol, spec.validate.rtol)
+        checked = check_served(
+            container, bodies, schema, expected, spec.validate.atol, spec.validate.rtol, served_judge(spec)
+        )
         container.stop()
     if not checked.parity["ok"]:
         failure = checked.parity["failure"]

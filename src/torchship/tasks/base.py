@@ -8,7 +8,7 @@ the .mar and cannot import torchship; the toolchain imports the handler package 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -101,6 +101,10 @@ class TaskDefinition:
 
     # The measures `diff` returns for this task, each named once: promote.max_<name> / min_<name> in the spec.
     diff_measures: ClassVar[tuple[str, ...]] = ()
+
+    # compile.precision other than fp32: the limits on diff measures that the compiled model's answers must
+    # meet against the fp32 source's (validate/precision.py); validate.precision_limits overrides per key.
+    precision_limits: ClassVar[Mapping[str, float]] = {}
 
     def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
         """What changed for users between two versions' served answers (`old[i]`, `new[i]`) to `requests[i]`."""

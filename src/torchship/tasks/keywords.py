@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +55,7 @@ class Keywords(Embeddings):
 
     # Not the embeddings' measures: users read the phrases, never the vectors they were ranked by.
     diff_measures: ClassVar[tuple[str, ...]] = ("topk_overlap", "changed_rate")
+    precision_limits: ClassVar[Mapping[str, float]] = {"min_topk_overlap": 0.9}
 
     def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
         check_lengths(requests, old, new)

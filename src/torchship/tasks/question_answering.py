@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,6 +81,7 @@ class QuestionAnswering(TaskDefinition):
         return answer["answer"]  # exact match and F1 compare answer texts
 
     diff_measures: ClassVar[tuple[str, ...]] = ("exact_match", "answer_f1", "changed_rate")
+    precision_limits: ClassVar[Mapping[str, float]] = {"min_answer_f1": 0.95}
 
     def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
         check_lengths(requests, old, new)

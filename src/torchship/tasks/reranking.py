@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -83,6 +83,7 @@ class Reranking(TaskDefinition):
         )
 
     diff_measures: ClassVar[tuple[str, ...]] = ("rank_correlation", "topk_overlap", "top1_changed_rate")
+    precision_limits: ClassVar[Mapping[str, float]] = {"min_rank_correlation": 0.95, "min_topk_overlap": 0.9}
 
     def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
         check_lengths(requests, old, new)

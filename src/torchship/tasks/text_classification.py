@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +34,8 @@ class TextClassification(TaskDefinition):
         return answer[0]["label"]
 
     diff_measures: ClassVar[tuple[str, ...]] = ("flip_rate", "score_shift")
+    # A label flip is what a client sees; one in a hundred inputs at most (none on a small example set).
+    precision_limits: ClassVar[Mapping[str, float]] = {"max_flip_rate": 0.01}
 
     def diff(self, requests: Sequence[Any], old: Sequence[Any], new: Sequence[Any]) -> TaskDiff:
         check_lengths(requests, old, new)

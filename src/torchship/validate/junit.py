@@ -212,9 +212,22 @@ def _latency_details(report: GateReport, served: bool) -> str:
     return f"p50 {run.p50:.1f} ms, p95 {run.p95:.1f} ms over {len(run.samples_ms)} samples; budget: {budget}"
 
 
+def _precision_details(report: GateReport) -> str:
+    precision = report.precision
+    if precision is None:
+        return ""
+    lines = [f"{precision.precision} ({precision.backend}) vs the fp32 source on {precision.inputs} requests"]
+    for row in precision.limits:
+        shown = "not measurable" if row.value is None else f"{row.value:.4g}"
+        lines.append(f"{row.key} {row.limit:g} ({row.origin}): {shown} {'ok' if row.ok else 'BROKEN'}")
+    lines += [f"changed: {c.request}: {c.why}" for c in precision.changed]
+    return "\n".join(lines)
+
+
 # A check whose own message is not the whole story: the extra lines a reader of the failure wants.
 _DETAILS = {
     "agreement": lambda report: _agreement_details(report),
+    "precision": lambda report: _precision_details(report),
     "latency": lambda report: _latency_details(report, served=False),
     "served_latency": lambda report: _latency_details(report, served=True),
 }

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from torchship.diff.record import Measure
 from torchship.pipeline import replace_dir, temp_dir_beside
 from torchship.validate.junit import GateStage, render_junit
 from torchship.validate.report import render_html
@@ -125,6 +126,44 @@ class Latency(_Record):
     )
 
 
+class PrecisionLimit(_Record):
+    """One limit of the precision check: `min_<measure>` / `max_<measure>`, the task's default or the spec's."""
+
+    key: str  # "max_flip_rate"
+    measure: str  # "flip_rate"
+    kind: Literal["max", "min"]
+    limit: float
+    value: float | None  # None: not measurable on these inputs (which breaks the limit)
+    ok: bool
+    origin: Literal["default", "spec"]  # the task definition's default, or validate.precision_limits
+
+
+class PrecisionChange(_Record):
+    """A request whose answer moved, as the task's diff tells it (e.g. "positive -> negative")."""
+
+    request: str  # the body, one line (shortened)
+    why: str
+
+
+class PrecisionCheck(_Record):
+    """The reduced-precision gate: the task's own diff measures of the compiled model's answers against the
+    fp32 source's, on the examples and the eval set's requests, against the limits (validate/precision.py)."""
+
+    precision: str  # compile.precision: bf16, int8-dynamic, int8-static
+    backend: str
+    inputs: int  # requests compared (one answer each)
+    skipped: int  # requests with several items, duplicates, or that the source model refuses
+    measures: list[Measure]
+    limits: list[PrecisionLimit]
+    passed: bool
+    refused_by: str | None  # the measure of the first broken limit; None when it passed
+    message: str  # the check's message: what passed, or the refusal with the inputs that changed
+    changed: list[PrecisionChange]  # the first ten
+
+    def value(self, measure: str) -> float | None:
+        return next((m.value for m in self.measures if m.name == measure), None)
+
+
 class GateReport(_Record):
     model: ModelRef
     generated_at: str
@@ -136,6 +175,8 @@ class GateReport(_Record):
     agreement: Agreement
     metrics: Metrics | None  # None: no eval set
     latency: Latency
+    # compile.precision other than fp32: the task-level check that replaces exact agreement; absent for fp32.
+    precision: PrecisionCheck | None = Field(default=None, exclude_if=lambda value: value is None)
 
     def first_failure(self, prefix: str = "") -> Check | None:
         """The first failing check whose name starts with `prefix`."""

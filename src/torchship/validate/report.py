@@ -326,6 +326,7 @@ def _context(report: dict) -> dict[str, Any]:
     metrics, latency = _section(report.get("metrics")), _section(report.get("latency"))
     checks = [_as_dict(c) for c in _as_list(report.get("checks"))]
     verdict = _status(report.get("verdict"))
+    precision = _section(report.get("precision"))  # only for compile.precision other than fp32
     return {
         "model": _as_dict(report.get("model")),
         "generated_at": report.get("generated_at"),
@@ -343,6 +344,10 @@ def _context(report: dict) -> dict[str, Any]:
         "agreement": agreement,
         "disagreements": [_as_dict(d) for d in _as_list(agreement.get("disagreements"))] if agreement else [],
         "max_disagreements": MAX_DISAGREEMENTS,
+        "precision": precision,
+        "precision_limits": [_as_dict(r) for r in _as_list(precision.get("limits"))] if precision else [],
+        "precision_measures": [_as_dict(r) for r in _as_list(precision.get("measures"))] if precision else [],
+        "precision_changes": [_as_dict(r) for r in _as_list(precision.get("changed"))] if precision else [],
         "metrics": metrics,
         "thresholds": [_as_dict(t) for t in _as_list(metrics.get("thresholds"))] if metrics else [],
         "metric_values": _flatten(_as_dict(metrics.get("values"))) if metrics else [],

@@ -1,5 +1,9 @@
 """The verify stage: the .mar in a real local TorchServe answers like the source model in-process.
 
+A reduced-precision model (compile.precision not fp32) is held to the gate's precision limits instead of
+tolerances: its served answers are compared with the source's on the task's measures (int8-dynamic's
+answers even depend a little on what else is in a batch, so they are not those of any one in-process run).
+
 The examples (request bodies) go one request each, concurrently (so TorchServe batches them
 server-side), then, where the task's request schema has such forms, all of them in one request (text
 tasks: `{"texts": [...]}`) and the first as a text/plain body. Every served result must equal the source
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,6 +38,7 @@ from torchship.serving.torchserve import TorchServe
 from torchship.sources import MODEL_DIRNAME
 from torchship.tasks import task_definition
 from torchship.validate.jsondiff import compare_json
+from torchship.validate.precision import served_judge
 from torchship.validate.records import (
     REPORT_HTML,
     REPORT_JSON,
@@ -97,15 +103,29 @@ def query(server: InferenceServer, name: str, bodies: list[Any], schema: Request
     }
 
 
+# (bodies, expected answers, served answers) of one view -> why they differ too much, or None.
+Judge = Callable[[list[Any], list[Any], list[Any]], str | None]
+
+
 def compare_served(
-    served: dict[str, Any], expected: list[Any], bodies: list[Any], atol: float, rtol: float
+    served: dict[str, Any],
+    expected: list[Any],
+    bodies: list[Any],
+    atol: float,
+    rtol: float,
+    judge: Judge | None = None,
 ) -> dict[str, Any]:
-    """Every served result (single requests, the combined request, the text/plain one) vs the source's."""
+    """Every served result (single requests, the combined request, the text/plain one) vs the source's:
+    each within tolerance, or with `judge` (a reduced-precision model, validate/precision.served_judge) each
+    view's answers together on the task's measures; the largest raw difference is reported either way."""
     views = [("single", served["singles"])]
     if served.get("batch") is not None:
         views.append(("combined", served["batch"]))
     if served.get("plain") is not None:
-        views.append(("text/plain", [served["plain"]]))
+        # Judged on a whole view (a measure such as neighbour overlap needs several inputs): the plain
+        # answer stands in for the first request's among the single answers.
+        plain = [served["plain"], *served["singles"][1:]] if judge else [served["plain"]]
+        views.append(("text/plain", plain))
     max_abs, failure = 0.0, None
     for mode, results in views:
         if len(results) > len(expected):
@@ -115,8 +135,11 @@ def compare_served(
         for i, result in enumerate(results):
             diff = compare_json(result, expected[i], atol, rtol)
             max_abs = max(max_abs, diff.max_abs)
-            if not diff.ok and failure is None:
+            if judge is None and not diff.ok and failure is None:
                 failure = {"request": example_label(bodies[i]), "mode": mode, "mismatch": diff.mismatch}
+        why = judge(bodies[: len(results)], expected[: len(results)], results) if judge else None
+        if why is not None and failure is None:
+            failure = {"request": f"{len(results)} requests", "mode": mode, "mismatch": why}
     compared = sum(len(r) for _, r in views)
     return {
         "ok": failure is None,
@@ -152,7 +175,9 @@ def run_verify(ctx: StageContext) -> dict[str, Any]:
         asked = time.perf_counter()
         served = query(server, spec.name, bodies, schema)
         sheet = record_answers(ctx, server)
-    parity = compare_served(served, expected, bodies, spec.validate.atol, spec.validate.rtol)
+    parity = compare_served(
+        served, expected, bodies, spec.validate.atol, spec.validate.rtol, judge=served_judge(spec)
+    )
     parity_s = time.perf_counter() - asked
     preview = [
         # A vector (embeddings) is shortened to its first dims; structured results are shown whole.
@@ -232,7 +257,10 @@ def served_report(
             failure
             and f"TorchServe's result for {failure['request']} ({failure['mode']} request) differs from "
             f"the source model at {failure['mismatch']} (atol {spec.validate.atol}, rtol {spec.validate.rtol})",
-            f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})",
+            f"{parity['compared']} served results equal the source model's (max |Δ| {parity['max_abs']:.2e})"
+            if report.precision is None  # fp32: the gate had no precision check
+            else f"{parity['compared']} served results meet validate.precision_limits against the source "
+            f"model ({report.precision.precision}; max |Δ| {parity['max_abs']:.2e}, not gating)",
             seconds=parity_s,
         )
     )
