@@ -45,10 +45,10 @@ from torchship.settings import Settings  # noqa: E402
 from torchship.sources import MODEL_DIRNAME  # noqa: E402
 from torchship.spec import load_spec  # noqa: E402
 from torchship.stages import STAGES  # noqa: E402
-from torchship.tune.backends import package_backend, with_engine  # noqa: E402
+from torchship.tune.backends import package_engine, spec_engine, with_engine  # noqa: E402
 from torchship.tune.floor import floor_rps  # noqa: E402
 from torchship.tune.outputs import TUNE_DIRNAME  # noqa: E402
-from torchship.tune.plan import FP32, Engine, current_config  # noqa: E402
+from torchship.tune.plan import Engine, current_config  # noqa: E402
 from torchship.tune.records import TuneResult  # noqa: E402
 from torchship.tune.variant import write_variant  # noqa: E402
 
@@ -86,15 +86,15 @@ def main() -> None:
     if not tune_json.is_file():
         raise SystemExit(f"no {tune_json}: run `torchship tune {args.spec}` first")
     tuned = TuneResult.model_validate_json(tune_json.read_text())
-    if tuned.chosen is None or tuned.chosen_backend is None:
+    if tuned.chosen is None or tuned.chosen_engine is None:
         raise SystemExit(f"{tune_json}: the tune chose nothing")
-    engine = Engine(backend=tuned.chosen_backend, precision=tuned.chosen_precision or FP32)
-    own = Engine(backend=spec.compile.backend, precision=spec.compile.precision)
+    engine = tuned.chosen_engine
+    own = spec_engine(spec)
     roots = {own: runner.root}
     mars = {own: mar_path(runner.stage_dir("package"), spec)}
     for wanted in {engine, Engine(backend=engine.backend)} - {own}:
-        package = package_backend(spec, settings, runner.root, wanted.backend, say, wanted.precision)
-        if package.mar is None or package.stage_root is None:
+        package = package_engine(spec, settings, runner.root, wanted, say)
+        if package.mar is None:
             raise SystemExit(f"{wanted.label}: {package.refused}")
         roots[wanted], mars[wanted] = package.stage_root, package.mar
     fp32_engine = Engine(backend=engine.backend)

@@ -362,36 +362,59 @@ def test_tune_measures_picks_the_best_and_writes_serve(own_package, monkeypatch)
     assert "compile: {backend: torchscript" in result.output
 
 
-def test_tune_compares_backends_gated_first_and_writes_the_chosen_backend(
+def test_tune_compares_engines_gated_first_refuses_reduced_precision_the_task_measure_refuses(
     tmp_path, tiny_model_dir, monkeypatch
 ):
-    """eager is compiled, gated and packaged in a tree of its own, then measured beside the spec's
-    torchscript; neuron cannot compile on this CPU, so it is refused and said to be, not measured."""
-    spec, settings, _ = packaged(
-        write_spec(tmp_path / "models" / "tiny", str(tiny_model_dir)), tmp_path / "out"
-    )
+    """onnx is compiled, gated and packaged in a tree of its own, then measured beside the spec's torchscript;
+    neuron cannot compile on this CPU and torchscript has no int8, so those are said, not measured; onnx
+    int8-dynamic fails the spec's precision limit (a mean cosine of 1 to the source: only exact answers), is
+    retried with its feed-forward outputs in fp32, fails again: both refused, neither packaged, both on the
+    frontier table with their in-process floor and the measure that refused them."""
+    spec_path = write_spec(tmp_path / "models" / "tiny", str(tiny_model_dir))
+    strict = "validate: {examples: examples.jsonl, atol: 1.0e-5, rtol: 1.0e-4, precision_limits: {min_mean_cosine: 1.0}}"
+    spec_path.write_text(spec_path.read_text().replace(
+        "validate: {examples: examples.jsonl, atol: 1.0e-5, rtol: 1.0e-4}", strict
+    ))  # fmt: skip
+    spec, settings, _ = packaged(spec_path, tmp_path / "out")
     grid = [config(workers=1, threads=1, batch=4, delay=5)]
     monkeypatch.setattr(tune_command, "sweep_grid", lambda serve, cores: grid)
     monkeypatch.setenv("TORCHSHIP_OUTPUTS_DIR", str(settings.outputs_dir))
-    args = ["tune", str(spec.spec_path), "--minutes", "3", "--requests", "32", "--backends", "eager,neuron"]
-    args += ["--precisions", "fp32", "--max-tail-ratio", "0"]
+    args = ["tune", str(spec.spec_path), "--minutes", "3", "--requests", "32", "--backends", "onnx,neuron"]
+    args += ["--precisions", "fp32,int8-dynamic", "--max-tail-ratio", "0"]
     result = CliRunner().invoke(app, [*args, "--write"])
     assert result.exit_code == 0, result.output
     root = settings.stage_root(spec.name, spec.version)
     recorded = json.loads((root / "tune" / "tune.json").read_text())
-    assert [m["backend"] for m in recorded["measurements"]] == ["torchscript", "eager"]
-    refused = {b["backend"]: b["refused"] for b in recorded["backends"] if b["refused"]}
-    assert list(refused) == ["neuron"] and refused["neuron"].startswith("compile:")
+    assert [(m["backend"], m["precision"]) for m in recorded["measurements"]] == [
+        ("torchscript", "fp32"),
+        ("onnx", "fp32"),
+    ]
+    statuses = {(b["backend"], b["precision"], tuple(b["keep_fp32"])): b for b in recorded["backends"]}
+    refused = {key: b["refused"] for key, b in statuses.items() if b["refused"]}
+    assert refused[("neuron", "fp32", ())].startswith("compile:")
+    for key in (("onnx", "int8-dynamic", ()), ("onnx", "int8-dynamic", ("ffn-output",))):
+        assert refused[key].startswith("validate:") and "mean_cosine" in refused[key]
+        agreement = statuses[key]["agreement"]
+        assert agreement["measure"] == "mean_cosine" and agreement["value"] < 1.0
+        assert agreement["refused_by"] == "min_mean_cosine 1"
+        assert statuses[key]["floor_rps"] > 0  # its compiled model still ran in-process
+    assert not list((root / "tune-backends").glob("onnx-int8-dynamic*/**/*.mar"))  # never packaged
+    assert "torchscript int8-dynamic: not tried (torchscript: torchscript does not quantize" in result.output
     assert "not measured: neuron: compile:" in result.output
+    assert "not measured: onnx int8-dynamic (ffn-output fp32): validate:" in result.output
+    for key in (("torchscript", "fp32", ()), ("onnx", "fp32", ())):
+        assert statuses[key]["agreement"]["value"] == 1.0 and statuses[key]["floor_rps"] > 0
+    html = (root / "tune" / "tune.html").read_text()
+    assert html.count('<tr class="refused">') == 3  # neuron (no floor, no agreement) and the two int8
     # The other backend's package lives beside the spec's outputs, never in them.
-    eager_record = json.loads(
-        (root / "tune-backends" / "eager" / spec.name / spec.version / "compile" / "stage.json").read_text()
+    onnx_record = json.loads(
+        (root / "tune-backends" / "onnx" / spec.name / spec.version / "compile" / "stage.json").read_text()
     )
-    assert eager_record["details"]["backend"] == "eager"
+    assert onnx_record["details"]["backend"] == "onnx"
     assert json.loads((root / "compile" / "stage.json").read_text())["details"]["backend"] == "torchscript"
     fastest = max(recorded["measurements"], key=lambda m: m["throughput_rps"])
     assert recorded["chosen_backend"] == fastest["backend"]
-    # --write: compile.backend follows the chosen backend; only serve: and compile: lines change.
+    # --write: compile.backend follows the chosen engine; only serve: and compile: lines change.
     assert load_spec(spec.spec_path).compile.backend == fastest["backend"]
     assert f"compile: {{backend: {fastest['backend']}" in result.output
 

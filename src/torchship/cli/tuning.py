@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # imported where used: `tune` pulls in the sweep machinery
 commands = typer.Typer()
 
 
-def _print_tune_outcome(outcome: TuneOutcome, spec_engine: Engine) -> Measurement:
+def _print_tune_outcome(outcome: TuneOutcome, own: Engine) -> Measurement:
     """Where tune wrote its results and the configuration it chose (the measurement); none met the budget:
     TorchshipError."""
     result = outcome.result
@@ -47,7 +47,7 @@ def _print_tune_outcome(outcome: TuneOutcome, spec_engine: Engine) -> Measuremen
             out.print(f"not measured: {status.engine.label}: {status.refused}", highlight=False, markup=False)
     unchanged = (
         " (unchanged)"
-        if chosen.candidate.engine == spec_engine
+        if chosen.candidate.engine == own
         else " (another engine: `torchship run` compiles and gates it after pasting)"
     )
     out.print("paste into the spec:", highlight=False)
@@ -108,8 +108,8 @@ def tune(
 ) -> None:
     """Sweep engine (backend × precision) × workers × threads × batch size × batch delay in a real
     TorchServe; pick the fastest within the p95 budget and the p99 bound."""
+    from torchship.tune.backends import spec_engine
     from torchship.tune.command import run_tune
-    from torchship.tune.plan import Engine
     from torchship.tune.spec_edit import write_tuned
 
     with reported(on_interrupt="[red]interrupted[/]: TorchServe stopped; tune outputs left as they were"):
@@ -126,10 +126,9 @@ def tune(
             precisions=_comma_list(precisions),
             max_tail_ratio=max_tail_ratio or None,
         )
-        spec_engine = Engine(backend=spec.compile.backend, precision=spec.compile.precision)
-        chosen = _print_tune_outcome(outcome, spec_engine)
+        chosen = _print_tune_outcome(outcome, spec_engine(spec))
         if write:
-            for line in write_tuned(spec.spec_path, chosen.config, chosen.backend, chosen.precision):
+            for line in write_tuned(spec.spec_path, chosen.config, chosen.candidate.engine):
                 out.print(f"wrote {line} into {spec.spec_path}", highlight=False, markup=False)
             out.print("(other lines unchanged)", highlight=False)
 

@@ -35,15 +35,14 @@ class BackendPackage:
     """One engine's packaged .mar, or why it is not measured; `root` is its outputs tree (the compile and
     validate records are there whether or not the gate passed)."""
 
-    backend: str
+    engine: Engine
     mar: Path | None
-    refused: str | None = None  # the compile or gate failure, one line
-    precision: str = FP32
-    stage_root: Path | None = None
+    refused: str | None  # the compile or gate failure, one line
+    stage_root: Path
 
     @property
-    def engine(self) -> Engine:
-        return Engine(backend=self.backend, precision=self.precision)
+    def backend(self) -> str:
+        return self.engine.backend
 
 
 def allowed_backends() -> tuple[str, ...]:
@@ -63,6 +62,23 @@ def backends_to_sweep(spec: ModelSpec, requested: list[str] | None) -> list[str]
             hint=f"Choose from {', '.join(allowed)} (comma-separated).",
         )
     return list(dict.fromkeys([spec.compile.backend, *requested]))
+
+
+def spec_engine(spec: ModelSpec) -> Engine:
+    """The engine the spec compiles."""
+    return Engine(
+        backend=spec.compile.backend,
+        precision=spec.compile.precision,
+        keep_fp32=tuple(spec.compile.int8_keep_fp32),
+    )
+
+
+def with_keep_fp32(engine: Engine) -> Engine | None:
+    """The int8 engine to try when `engine` is refused: the same with the feed-forward output projections in
+    fp32 (compile.int8_keep_fp32: [ffn-output]); None when `engine` is not int8 or already keeps them."""
+    if not engine.precision.startswith("int8") or engine.keep_fp32:
+        return None
+    return engine.model_copy(update={"keep_fp32": ("ffn-output",)})
 
 
 def precisions_to_try(requested: list[str] | None) -> list[str]:
@@ -87,7 +103,7 @@ def engines_to_sweep(
     names = backends_to_sweep(spec, backends)
     # [] (--precisions spec): the spec's own precision alone.
     wanted = precisions_to_try(precisions or None) if precisions != [] else [spec.compile.precision]
-    own = Engine(backend=spec.compile.backend, precision=spec.compile.precision)
+    own = spec_engine(spec)
     engines, skipped = [own], {}
     for backend in names:
         for precision in wanted:
@@ -112,34 +128,38 @@ def engines_to_sweep(
     return engines, skipped
 
 
-def with_backend(spec: ModelSpec, backend: str, precision: str | None = None) -> ModelSpec:
-    """`spec` compiled with `backend` (and `precision`, default the spec's own)."""
-    update: dict[str, str] = {"backend": backend}
-    if precision is not None:
-        update["precision"] = precision
-    return spec.model_copy(update={"compile": spec.compile.model_copy(update=update)})
+def with_backend(spec: ModelSpec, backend: str) -> ModelSpec:
+    """`spec` compiled with `backend` (its precision as the spec says)."""
+    return spec.model_copy(update={"compile": spec.compile.model_copy(update={"backend": backend})})
 
 
 def with_engine(spec: ModelSpec, engine: Engine) -> ModelSpec:
-    return with_backend(spec, engine.backend, engine.precision)
+    """`spec` compiled as `engine`: its backend, precision and the products an int8 one keeps in fp32."""
+    update = {
+        "backend": engine.backend,
+        "precision": engine.precision,
+        "int8_keep_fp32": list(engine.keep_fp32),
+    }
+    return spec.model_copy(update={"compile": spec.compile.model_copy(update=update)})
 
 
 def engine_dirname(engine: Engine) -> str:
     # fp32 keeps the backend's bare name: the trees earlier tunes cached stay in use.
-    return engine.backend if engine.precision == FP32 else f"{engine.backend}-{engine.precision}"
+    name = engine.backend if engine.precision == FP32 else f"{engine.backend}-{engine.precision}"
+    return name + "".join(f"-keep-{part}" for part in engine.keep_fp32)
 
 
 def package_backend(
-    spec: ModelSpec,
-    settings: Settings,
-    root: Path,
-    backend: str,
-    progress: Callable[[str], None],
-    precision: str = FP32,
+    spec: ModelSpec, settings: Settings, root: Path, backend: str, progress: Callable[[str], None]
 ) -> BackendPackage:
-    """Compile, gate and package `spec` with `backend` at `precision` under
-    `root`/tune-backends/<backend>[-<precision>]/ (cached)."""
-    engine = Engine(backend=backend, precision=precision)
+    """`package_engine` for `backend` at fp32 (the benchmarks' way to name one)."""
+    return package_engine(spec, settings, root, Engine(backend=backend), progress)
+
+
+def package_engine(
+    spec: ModelSpec, settings: Settings, root: Path, engine: Engine, progress: Callable[[str], None]
+) -> BackendPackage:
+    """Compile, gate and package `spec` as `engine` under `root`/tune-backends/<engine_dirname>/ (cached)."""
     variant = with_engine(spec, engine)
     variant_settings = settings.model_copy(
         update={"outputs_dir": root / BACKENDS_DIRNAME / engine_dirname(engine)}
@@ -149,10 +169,8 @@ def package_backend(
     failed = outcomes[-1]
     if failed.status == "failed":
         reason = str(failed.error).splitlines()[0] if failed.error else "failed"
-        return BackendPackage(backend, None, f"{failed.stage}: {reason}", precision, runner.root)
-    return BackendPackage(
-        backend, mar_path(runner.stage_dir("package"), variant), None, precision, runner.root
-    )
+        return BackendPackage(engine, None, f"{failed.stage}: {reason}", runner.root)
+    return BackendPackage(engine, mar_path(runner.stage_dir("package"), variant), None, runner.root)
 
 
 class _ProgressReporter(SilentReporter):

@@ -20,7 +20,7 @@ from torchship.spec import ModelSpec
 from torchship.stages import STAGES
 from torchship.tasks import TaskDefinition, task_definition
 from torchship.tasks.base import text_bodies
-from torchship.tune.backends import engines_to_sweep, package_backend, with_engine
+from torchship.tune.backends import engines_to_sweep, package_engine, with_engine, with_keep_fp32
 from torchship.tune.floor import floor_rps
 from torchship.tune.frontier import engine_agreement
 from torchship.tune.outputs import write_outputs
@@ -88,32 +88,35 @@ def packaged_engines(
     progress: Callable[[str], None],
 ) -> tuple[dict[Engine, Path], list[BackendStatus]]:
     """(.mar per engine to measure, every engine's status: refused or not, its in-process floor and its
-    agreement with the source model); the spec's own engine is `engines[0]` and its package is the spec's."""
+    agreement with the source model); the spec's own engine is `engines[0]` and its package is the spec's.
+    An int8 engine the gate refuses is tried once more with its feed-forward output projections in fp32
+    (the products whose inputs have the widest range), the variant that passes where full int8 does not."""
     definition = task_definition(spec.task)
     mars: dict[Engine, Path] = {engines[0]: mar_path(runner.stage_dir("package"), spec)}
     roots = {engines[0]: runner.root}
-    statuses: dict[Engine, BackendStatus] = {
-        engines[0]: BackendStatus(backend=engines[0].backend, precision=engines[0].precision)
-    }
-    for engine in engines[1:]:
+    statuses = {engines[0]: BackendStatus.of(engines[0])}
+    queue = list(engines[1:])
+    while queue:
+        engine = queue.pop(0)
         progress(
             f"{engine.label}: compile, gate and package this engine to compare it (cached for the next tune)"
         )
-        package = package_backend(spec, settings, runner.root, engine.backend, progress, engine.precision)
-        roots[engine] = package.stage_root or runner.root
-        statuses[engine] = BackendStatus(
-            backend=engine.backend, precision=engine.precision, refused=package.refused
-        )
-        if package.mar is None:
-            progress(f"{engine.label}: not measured: {package.refused}")
-        else:
+        package = package_engine(spec, settings, runner.root, engine, progress)
+        roots[engine] = package.stage_root
+        statuses[engine] = BackendStatus.of(engine, refused=package.refused)
+        if package.mar is not None:
             mars[engine] = package.mar
+            continue
+        progress(f"{engine.label}: not measured: {package.refused}")
+        retry = with_keep_fp32(engine) if package.refused and package.refused.startswith("validate") else None
+        if retry is not None and retry not in statuses:
+            queue.insert(0, retry)
     for engine, status in statuses.items():
-        agreement = engine_agreement(roots[engine], definition)
         floor = None
-        if (roots[engine] / "compile").is_dir():  # a refused engine's compiled model still runs in-process
+        if (roots[engine] / "compile" / "stage.json").is_file():  # a refused engine still runs in-process
             floor = floor_rps(with_engine(spec, engine), roots[engine], bodies)
             progress(f"{engine.label}: in-process floor {floor:.1f} req/s")
+        agreement = engine_agreement(roots[engine], definition)
         statuses[engine] = status.model_copy(update={"floor_rps": floor, "agreement": agreement})
     return mars, list(statuses.values())
 
@@ -177,11 +180,7 @@ def run_tune(
     out_dir = write_outputs(runner.root, result)
     current = spec.serve.model_dump(mode="json", exclude_defaults=True)
     line = serve_line(serve_values(current, result.chosen)) if result.chosen else None
-    chosen_spec = (
-        with_engine(spec, Engine(backend=result.chosen_backend, precision=result.chosen_precision or "fp32"))
-        if result.chosen_backend
-        else spec
-    )
+    chosen_spec = with_engine(spec, result.chosen_engine) if result.chosen_engine else spec
     return TuneOutcome(
         result=result, out_dir=out_dir, serve_line=line, compile_line=compile_line(chosen_spec)
     )

@@ -10,12 +10,42 @@ from pathlib import Path
 
 from torchship.tasks import TaskDefinition
 from torchship.tune.records import Agreement, BackendStatus, TuneResult
+from torchship.validate.records import REPORT_JSON, read_report
+
+# What an fp32 engine's agreement is: the gate's own check that its answers are the source's (same label,
+# spans, keywords; cosine >= 1 - 1e-4), as a rate. A reduced precision has the task's diff measure instead.
+FP32_AGREEMENT = "answers identical to the source"
 
 
 def engine_agreement(stage_root: Path, definition: TaskDefinition) -> Agreement | None:
-    """The engine's agreement with the source, from its gate report (placeholder until the gate records
-    the precision check)."""
-    return None
+    """The engine's agreement with the fp32 source, from its gate report (passed or refused). A reduced
+    precision: the precision check's value of the task's first diff measure (flip rate, changed rate, mean
+    cosine, top-k overlap, rank correlation, exact match), with the limit that refused it. fp32: the gate's
+    own agreement check, identical answers (same label, spans, keywords; cosine >= 1 - 1e-4), as a rate.
+    None: the engine never reached the gate (its compile failed)."""
+    report_path = next(
+        (
+            stage_root / d / REPORT_JSON
+            for d in ("validate", "validate-failed")
+            if (stage_root / d / REPORT_JSON).is_file()
+        ),
+        None,
+    )
+    if report_path is None:
+        return None
+    report = read_report(report_path)
+    check = report.precision
+    if check is None:
+        return Agreement(measure=FP32_AGREEMENT, value=report.agreement.rate, better="higher")
+    name = definition.diff_measures[0]
+    found = next((m for m in check.measures if m.name == name), None)
+    refused = next((f"{row.key} {row.limit:g}" for row in check.limits if not row.ok), None)
+    return Agreement(
+        measure=name,
+        value=found.value if found else None,
+        better=found.better if found else "higher",
+        refused_by=refused if not check.passed else None,
+    )
 
 
 @dataclass(frozen=True)

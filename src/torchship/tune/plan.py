@@ -53,10 +53,12 @@ class Engine(BaseModel):
 
     backend: str
     precision: str = FP32
+    keep_fp32: tuple[str, ...] = ()  # compile.int8_keep_fp32: products an int8 engine keeps in fp32
 
     @property
     def label(self) -> str:
-        return self.backend if self.precision == FP32 else f"{self.backend} {self.precision}"
+        label = self.backend if self.precision == FP32 else f"{self.backend} {self.precision}"
+        return label + (f" ({', '.join(self.keep_fp32)} fp32)" if self.keep_fp32 else "")
 
 
 class Candidate(BaseModel):
@@ -66,11 +68,12 @@ class Candidate(BaseModel):
 
     backend: str
     precision: str = FP32  # absent in tune.json written before reduced precision: fp32
+    keep_fp32: tuple[str, ...] = ()
     config: ServeConfig
 
     @property
     def engine(self) -> Engine:
-        return Engine(backend=self.backend, precision=self.precision)
+        return Engine(backend=self.backend, precision=self.precision, keep_fp32=self.keep_fp32)
 
     @property
     def label(self) -> str:
@@ -80,7 +83,11 @@ class Candidate(BaseModel):
 def candidates(configs: list[ServeConfig], engines: list[Engine]) -> list[Candidate]:
     """Every engine at every configuration, the engines varying fastest: a sweep cut short by its time
     bound has compared the engines at the spec's own configuration first."""
-    return [Candidate(backend=e.backend, precision=e.precision, config=c) for c in configs for e in engines]
+    return [
+        Candidate(backend=e.backend, precision=e.precision, keep_fp32=e.keep_fp32, config=c)
+        for c in configs
+        for e in engines
+    ]
 
 
 def current_config(serve: ServeSpec, cores: int) -> ServeConfig:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import AliasChoices, BaseModel, Field
 
 from torchship.tune.plan import FP32, Candidate, Engine, ServeConfig
@@ -17,6 +19,7 @@ class Measurement(BaseModel):
     config: ServeConfig
     backend: str  # the compiled backend of the .mar measured
     precision: str = FP32  # absent in tune.json written before reduced precision
+    keep_fp32: tuple[str, ...] = ()
     requests: int
     failures: int
     throughput_rps: float
@@ -41,7 +44,9 @@ class Measurement(BaseModel):
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(backend=self.backend, precision=self.precision, config=self.config)
+        return Candidate(
+            backend=self.backend, precision=self.precision, keep_fp32=self.keep_fp32, config=self.config
+        )
 
 
 class Agreement(BaseModel):
@@ -60,13 +65,20 @@ class BackendStatus(BaseModel):
 
     backend: str
     precision: str = FP32
+    keep_fp32: tuple[str, ...] = ()
     refused: str | None = None
     floor_rps: float | None = None  # requests/s of the handler code on this engine in-process
     agreement: Agreement | None = None
 
     @property
     def engine(self) -> Engine:
-        return Engine(backend=self.backend, precision=self.precision)
+        return Engine(backend=self.backend, precision=self.precision, keep_fp32=self.keep_fp32)
+
+    @staticmethod
+    def of(engine: Engine, **values: Any) -> BackendStatus:
+        return BackendStatus(
+            backend=engine.backend, precision=engine.precision, keep_fp32=engine.keep_fp32, **values
+        )
 
 
 class TuneResult(BaseModel):
@@ -91,15 +103,22 @@ class TuneResult(BaseModel):
     chosen: ServeConfig | None
     chosen_backend: str | None = None
     chosen_precision: str | None = None
+    chosen_keep_fp32: tuple[str, ...] = ()
     baseline: ServeConfig  # the spec's configuration when the sweep ran
     max_tail_ratio: float | None = None  # absent before the tail bound: none
 
     def meets(self, measurement: Measurement) -> bool:
         return measurement.meets(self.budget_p95_ms, self.max_tail_ratio)
 
-    def is_chosen(self, measurement: Measurement) -> bool:
-        return (
-            measurement.config == self.chosen
-            and measurement.backend == self.chosen_backend
-            and measurement.precision == (self.chosen_precision or FP32)
+    @property
+    def chosen_engine(self) -> Engine | None:
+        if self.chosen_backend is None:
+            return None
+        return Engine(
+            backend=self.chosen_backend,
+            precision=self.chosen_precision or FP32,
+            keep_fp32=self.chosen_keep_fp32,
         )
+
+    def is_chosen(self, measurement: Measurement) -> bool:
+        return measurement.config == self.chosen and measurement.candidate.engine == self.chosen_engine

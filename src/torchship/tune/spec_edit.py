@@ -19,7 +19,7 @@ import yaml
 
 from torchship.errors import SpecError
 from torchship.spec import ServeSpec, load_spec
-from torchship.tune.plan import ServeConfig
+from torchship.tune.plan import Engine, ServeConfig
 
 _TOP_LEVEL_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")
 
@@ -70,11 +70,9 @@ def with_entry(text: str, key: str, values: dict) -> str:
     return "".join(lines[:start]) + new + "".join(lines[end:])
 
 
-def write_tuned(
-    spec_path: Path, config: ServeConfig, backend: str | None = None, precision: str | None = None
-) -> list[str]:
-    """Rewrite `spec_path`'s serve: entry with `config` and, when `backend` or `precision` differs from
-    the spec's, its compile: entry with them; returns the lines written."""
+def write_tuned(spec_path: Path, config: ServeConfig, engine: Engine | None = None) -> list[str]:
+    """Rewrite `spec_path`'s serve: entry with `config` and, when `engine` (backend, precision, products
+    kept fp32) differs from the spec's, its compile: entry with it; returns the lines written."""
     original = spec_path.read_text(encoding="utf-8")
     before = load_spec(spec_path)
     document = yaml.safe_load(original) or {}
@@ -82,12 +80,17 @@ def write_tuned(
     updated = with_serve(original, values)
     written = [serve_line(values)]
     expected = before.model_copy(update={"serve": before.serve.model_copy(update=values)})
-    engine = {"backend": backend, "precision": precision}
-    changes = {k: v for k, v in engine.items() if v is not None and v != getattr(before.compile, k)}
+    wanted = (
+        {"backend": engine.backend, "precision": engine.precision, "int8_keep_fp32": list(engine.keep_fp32)}
+        if engine
+        else {}
+    )
+    changes = {k: v for k, v in wanted.items() if v != getattr(before.compile, k)}
     if changes:
         compile_values = {**(document.get("compile") or {}), **changes}
-        if compile_values.get("precision") == "fp32":
-            del compile_values["precision"]  # the default: a spec says it only when it differs
+        for key, default in (("precision", "fp32"), ("int8_keep_fp32", [])):
+            if compile_values.get(key) == default:
+                del compile_values[key]  # the default: a spec says it only when it differs
         updated = with_entry(updated, "compile", compile_values)
         written.append(entry_line("compile", compile_values))
         expected = expected.model_copy(update={"compile": before.compile.model_copy(update=changes)})

@@ -54,6 +54,7 @@ def measure(
         config=candidate.config,
         backend=candidate.backend,
         precision=candidate.precision,
+        keep_fp32=candidate.keep_fp32,
         requests=result.requests,
         failures=result.failures,
         throughput_rps=result.throughput_rps,
@@ -136,6 +137,7 @@ def sweep(
         chosen=chosen.config if chosen else None,
         chosen_backend=chosen.backend if chosen else None,
         chosen_precision=chosen.precision if chosen else None,
+        chosen_keep_fp32=chosen.keep_fp32 if chosen else (),
         baseline=candidates[0].config,
         max_tail_ratio=max_tail_ratio,
     )
