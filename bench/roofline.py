@@ -43,16 +43,16 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
-def _timed_gflops(product: Callable[[], object], size: int, min_seconds: float) -> float:
-    """GFLOP/s of `product` (one size x size matmul, 2·n³ FLOP), after a warm-up, timed over at least
-    `min_seconds`: the one timing loop every engine's figure comes from, so they compare."""
+def _timed_gflops(product: Callable[[], object], flop: float, min_seconds: float) -> float:
+    """GFLOP/s of `product` (`flop` FLOP each), after a warm-up, timed over at least `min_seconds`: the one
+    timing loop every engine's figure comes from, so they compare."""
     for _ in range(3):
         product()
     products, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < min_seconds:
         product()
         products += 1
-    return 2 * size**3 * products / elapsed / 1e9
+    return flop * products / elapsed / 1e9
 
 
 def matmul_gflops(
@@ -65,7 +65,7 @@ def matmul_gflops(
     try:
         a = torch.randn(size, size).to(dtype)
         b = torch.randn(size, size).to(dtype)
-        return _timed_gflops(lambda: torch.mm(a, b), size, min_seconds)
+        return _timed_gflops(lambda: torch.mm(a, b), 2 * size**3, min_seconds)
     finally:
         torch.set_num_threads(previous)
 
@@ -76,13 +76,21 @@ def onnxruntime_matmul_gflops(
     """The same fp32 product through ONNX Runtime's MatMul (MLAS kernels), None without onnxruntime. On some
     CPUs its kernels reach twice torch's (AMD EPYC with AVX-512: 416 vs 212 GFLOP/s at 2 threads), so the
     roofline is the faster of the two: a ceiling torch alone sets would be one engines can beat."""
+    return onnxruntime_gemm_gflops(threads, size, size, size, min_seconds)
+
+
+def onnxruntime_gemm_gflops(
+    threads: int, m: int, k: int, n: int, min_seconds: float = MIN_SECONDS
+) -> float | None:
+    """GFLOP/s of an (m x k) · (k x n) fp32 product in ONNX Runtime (2·m·k·n FLOP), None without it."""
     try:
         import numpy as np
         import onnxruntime
         from onnx import TensorProto, helper
     except ImportError:
         return None
-    tensor = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("a", "b", "c")]
+    shapes = {"a": [m, k], "b": [k, n], "c": [m, n]}
+    tensor = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in shapes.items()]
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", tensor[:2], tensor[2:]
     )
@@ -90,8 +98,26 @@ def onnxruntime_matmul_gflops(
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = onnxruntime.InferenceSession(model.SerializeToString(), options)
-    feeds = {n: np.random.randn(size, size).astype(np.float32) for n in ("a", "b")}
-    return _timed_gflops(lambda: session.run(None, feeds), size, min_seconds)
+    feeds = {name: np.random.randn(*shapes[name]).astype(np.float32) for name in ("a", "b")}
+    return _timed_gflops(lambda: session.run(None, feeds), 2 * m * k * n, min_seconds)
+
+
+def shaped_ceiling_gflops(config: dict, rows: int, threads: int, min_seconds: float = 0.5) -> float | None:
+    """What ONNX Runtime's matmuls reach at the shapes this encoder runs at `rows` tokens per batch (batch x
+    tokens): the projections (rows x h · h x h, four per layer), the feed-forward (rows x h · h x i and
+    rows x i · i x h), FLOP-weighted. Small batches of short texts make thin products far from the square
+    roofline's efficiency: this is the ceiling for those shapes, the reason a short-text floor stays below
+    the square one. None without onnxruntime."""
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    products = [(rows, hidden, hidden, 4), (rows, hidden, inner, 1), (rows, inner, hidden, 1)]
+    flop = seconds = 0.0
+    for m, k, n, count in products:
+        gflops = onnxruntime_gemm_gflops(threads, m, k, n, min_seconds)
+        if gflops is None:
+            return None
+        flop += 2 * m * k * n * count
+        seconds += 2 * m * k * n * count / (gflops * 1e9)
+    return flop / seconds / 1e9
 
 
 @dataclass(frozen=True)
