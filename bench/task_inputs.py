@@ -58,7 +58,8 @@ def text_tokens(tokenizer, text: str) -> int:
 def keyword_rows(tokenizer, text: str) -> list[int]:
     """The text's row and one row per candidate phrase, as the served keywords spec (its defaults) splits it."""
     spec = KeywordsSpec()
-    phrases = candidates(text, tuple(spec.ngram_range), stop_word_list(spec.stop_words))
+    low, high = spec.ngram_range
+    phrases = candidates(text, (low, high), stop_word_list(spec.stop_words))
     return [text_tokens(tokenizer, text), *(text_tokens(tokenizer, p) for p in phrases)]
 
 

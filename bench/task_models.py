@@ -49,11 +49,10 @@ def _bert_base_dir(task: str, root: Path) -> Path:
         model = transformers.BertModel(transformers.BertConfig())
     else:
         auto_class, labels = HEADS[task]
-        config = transformers.BertConfig(
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-        )
+        config = transformers.BertConfig()
+        # id2label sets num_labels too (the head's outputs); BertConfig's own signature does not list it.
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
         model_class = getattr(transformers, auto_class.replace("AutoModel", "Bert"))
         model = model_class(config)
     model.save_pretrained(str(model_dir))

@@ -163,7 +163,8 @@ def main() -> None:
 
     def record(system: str, size: str, task: str, length: str, url: str, token: str) -> None:
         key = (size, task, length)
-        load = timed_load(url, token, inputs[task, length].bodies, CLIENTS, window_s, MAX_TAIL_S)
+        bodies = inputs[task, length].bodies
+        load = timed_load(url, token, bodies, CLIENTS, window_s, MAX_TAIL_S, warmup_s=window_s / 2)
         roofline_rps = roofline.fp32_gflops / costs[key]
         figure = figure_of(system, load, inputs[task, length], roofline_rps)
         figures.setdefault(key, []).append(figure)

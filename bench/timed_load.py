@@ -3,8 +3,10 @@
 The same client as torchship.loadgen (one asyncio loop, httpx, a bearer token), closed-loop: each client
 sends its next body as soon as its last one answered, until the window closes; requests in flight then
 finish and count. Throughput is answered requests over the time from the window's start to the last
-answer. Before the window: one request alone (its latency says how slow the system is) and one unmeasured
-round at the clients' concurrency (connections, the JIT's first shapes, the first batches).
+answer. Before the window: one request alone, then another (its latency says how slow the system is) and an unmeasured
+warm-up at the clients' concurrency, `warmup_s` long and at least one request per client: connections,
+the first batches, and TorchScript's profiling executor, which re-optimizes the graph for the first few
+new input shapes it meets (each costs a slow call, and dynamic padding meets many).
 
 A system whose lone request takes long is given fewer clients (never fewer than one): with every
 client's request still in flight when the window closes, the tail would otherwise run for clients x the
@@ -48,13 +50,25 @@ def clients_for(single_request_s: float, clients: int, max_tail_s: float) -> int
 
 
 def timed_load(
-    url: str, token: str, bodies: list[Any], clients: int, window_s: float, max_tail_s: float
+    url: str,
+    token: str,
+    bodies: list[Any],
+    clients: int,
+    window_s: float,
+    max_tail_s: float,
+    warmup_s: float = 0.0,
 ) -> TimedLoad:
-    return asyncio.run(_timed_load(url, token, bodies, clients, window_s, max_tail_s))
+    return asyncio.run(_timed_load(url, token, bodies, clients, window_s, max_tail_s, warmup_s))
 
 
 async def _timed_load(
-    url: str, token: str, bodies: list[Any], clients: int, window_s: float, max_tail_s: float
+    url: str,
+    token: str,
+    bodies: list[Any],
+    clients: int,
+    window_s: float,
+    max_tail_s: float,
+    warmup_s: float,
 ) -> TimedLoad:
     cycle = itertools.cycle(bodies)
     latencies: list[float] = []
@@ -74,18 +88,24 @@ async def _timed_load(
             failures += failed
             return time.perf_counter() - started
 
+        async def closed_loop(seconds: float, answered: list[float]) -> None:
+            """Every client sends at least once, then again as long as the `seconds` last."""
+            deadline = time.perf_counter() + seconds
+
+            async def client_loop() -> None:
+                answered.append(await one() * 1000)
+                while time.perf_counter() < deadline:
+                    answered.append(await one() * 1000)
+
+            await asyncio.gather(*(client_loop() for _ in range(used)))
+
+        await one()  # the very first request pays for loading and the first shapes: not a lone request's time
         single = await one()
         used = clients_for(single, clients, max_tail_s)
-        await asyncio.gather(*(one() for _ in range(used)))
+        await closed_loop(warmup_s, [])
         failures = 0
-        deadline = time.perf_counter() + window_s
-
-        async def client_loop() -> None:
-            while time.perf_counter() < deadline:
-                latencies.append(await one() * 1000)
-
         cpu, started = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(client_loop() for _ in range(used)))
+        await closed_loop(window_s, latencies)
         seconds = time.perf_counter() - started
         client_cpu = time.process_time() - cpu
     figures = percentiles(latencies)
