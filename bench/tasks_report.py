@@ -139,7 +139,7 @@ def _requests(cell: Cell, system: str) -> str:
     if cell.texts_per_request > 1:
         shown += f" ({rate(figure.texts_per_s)} texts/s)"
     if figure.clients != 16:
-        shown += f" [{figure.clients} clients]"
+        shown += f" [{figure.clients} client{'s' if figure.clients > 1 else ''}]"
     return shown
 
 
