@@ -2,7 +2,7 @@
 
 Usage:
 
-    .venv/bin/python bench/tasks.py                 # the full run (~25 min on 2 cores)
+    .venv/bin/python bench/tasks.py                 # the full run (44 min on 2 cores shared with other work)
     .venv/bin/python bench/tasks.py --quick         # a smoke run: embeddings, short, MiniLM (~2-3 min)
     .venv/bin/python bench/tasks.py --tasks reranking,keywords --sizes bert-base --lengths long
     .venv/bin/python bench/tasks.py --readme [README.md]   # only regenerate the README table
