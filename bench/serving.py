@@ -111,9 +111,12 @@ def ensure_packaged(spec, settings) -> None:
         raise SystemExit(f"packaging {spec.name} failed: {outcomes[-1].error}")
 
 
-def build_baseline_mar(spec, settings, workdir: Path) -> Path:
+def build_baseline_mar(spec, settings, workdir: Path, name: str = "baseline") -> Path:
+    """The stock-style handler (bench/baseline_handler.py) on the spec's traced model, for its task."""
     root = settings.stage_root(spec.name, spec.version)
     model_dir = root / "fetch" / MODEL_DIRNAME
+    workdir = workdir / name  # one archive's staging per name: several share a workdir
+    workdir.mkdir(parents=True, exist_ok=True)
     bundle = workdir / "bundle"
     build_bundle(spec, model_dir, bundle)
     config = {
@@ -125,11 +128,11 @@ def build_baseline_mar(spec, settings, workdir: Path) -> Path:
         "handler": {
             "max_length": spec.compile.max_length,
             "threads": handler_config(spec, model_dir)["threads"],
+            "task": spec.task,
         },
     }
     config_file = workdir / MODEL_CONFIG_FILE
     config_file.write_text(yaml.safe_dump(config))
-    name = "baseline"
     return run_archiver(
         name,
         "1.0",
@@ -143,12 +146,21 @@ def build_baseline_mar(spec, settings, workdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def fastapi_peer(model_dir: Path, threads: int):
-    """The FastAPI peer in its own process on a free loopback port; yields (url, seconds to first 200)."""
+def fastapi_peer(model_dir: Path, threads: int, task: str = "embeddings", warm_body: dict | None = None):
+    """The FastAPI peer for `task` in its own process on a free loopback port; yields (url, seconds to the
+    first 200 for `warm_body`, default a one-word text)."""
     port = free_port()
     started = time.perf_counter()
+    warm_body = warm_body or {"text": "warm"}
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "fastapi_peer.py"), str(model_dir), str(port), str(threads)],
+        [
+            sys.executable,
+            str(REPO / "bench" / "fastapi_peer.py"),
+            str(model_dir),
+            str(port),
+            str(threads),
+            task,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -159,7 +171,7 @@ def fastapi_peer(model_dir: Path, threads: int):
             if process.poll() is not None:
                 raise SystemExit(f"the FastAPI peer exited: {process.communicate()[1].decode()[-2000:]}")
             try:
-                if httpx.post(url, json={"text": "warm"}, timeout=30).status_code == 200:
+                if httpx.post(url, json=warm_body, timeout=30).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
