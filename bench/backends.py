@@ -53,6 +53,31 @@ def compiled_dir(spec, settings: Settings) -> Path:
     return runner.stage_dir("compile")
 
 
+def median_forward_ms(forwards: dict, tokenizer, batch: int, length: int, rounds: int) -> dict[str, float]:
+    """Median milliseconds of one forward of `batch` rows of `length` tokens per engine, the engines
+    alternating round by round (so a load swing hits them alike), after three warm-up runs each."""
+    names = list(forwards)
+    io = forwards[names[0]].io
+    features = pad_features(
+        feature_rows(tokenizer, [length] * batch, seed=1, token_types=io.token_types),
+        io.inputs,
+        pad_id_of(tokenizer),
+        width=length,
+        pad_type_id=pad_type_id_of(tokenizer),
+    )
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for name in names:  # warm-up: the JIT's profiling runs, ONNX Runtime's first allocation
+            for _ in range(3):
+                forwards[name].forward(features)
+        for _ in range(rounds):
+            for name in names:
+                started = time.perf_counter()
+                forwards[name].forward(features)
+                times[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="torchscript,onnx,onnx-plain")
@@ -85,24 +110,7 @@ def main() -> None:
     print(f"  {roofline.fp32_gflops:.1f} GFLOP/s fp32 (matmul {args.threads} threads: {engines})", flush=True)
     rows = []
     for batch, length in SHAPES:
-        features = pad_features(
-            feature_rows(tokenizer, [length] * batch, seed=1, token_types=forwards[names[0]].io.token_types),
-            forwards[names[0]].io.inputs,
-            pad_id_of(tokenizer),
-            width=length,
-            pad_type_id=pad_type_id_of(tokenizer),
-        )
-        times: dict[str, list[float]] = {name: [] for name in names}
-        with torch.inference_mode():
-            for name in names:  # warm-up: the JIT's profiling runs, ONNX Runtime's first allocation
-                for _ in range(3):
-                    forwards[name].forward(features)
-            for _ in range(args.rounds):
-                for name in names:
-                    started = time.perf_counter()
-                    forwards[name].forward(features)
-                    times[name].append((time.perf_counter() - started) * 1000)
-        medians = {name: statistics.median(values) for name, values in times.items()}
+        medians = median_forward_ms(forwards, tokenizer, batch, length, args.rounds)
         base = medians[names[0]]
         # GFLOP of the batch over its time, against the matmul roofline measured in this run.
         batch_gflop = batch * gflop_per_text(config, length)

@@ -16,10 +16,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,17 +25,17 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from backends import median_forward_ms  # noqa: E402
 
 from torchship.compile.precision import unsupported_reason  # noqa: E402
-from torchship.handlers.encoder import pad_id_of, pad_type_id_of  # noqa: E402
 from torchship.handlers.loading import load_compiled  # noqa: E402
-from torchship.handlers.model_io import pad_features  # noqa: E402
 from torchship.modeling import load_tokenizer  # noqa: E402
 from torchship.pipeline import Runner, SilentReporter  # noqa: E402
 from torchship.settings import Settings  # noqa: E402
 from torchship.spec import ModelSpec, load_spec  # noqa: E402
 from torchship.stages import STAGES  # noqa: E402
-from torchship.synthetic import feature_rows  # noqa: E402
 from torchship.validate.precision import read_precision_check  # noqa: E402
 
 DEMO_SPEC = REPO / "models" / "minilm-embeddings" / "model.yaml"
@@ -101,25 +99,7 @@ def main() -> None:
     tokenizer = load_tokenizer(model_dir)
     rows = []
     for batch, length in SHAPES:
-        io = forwards[names[0]].io
-        features = pad_features(
-            feature_rows(tokenizer, [length] * batch, seed=1, token_types=io.token_types),
-            io.inputs,
-            pad_id_of(tokenizer),
-            width=length,
-            pad_type_id=pad_type_id_of(tokenizer),
-        )
-        times: dict[str, list[float]] = {name: [] for name in names}
-        with torch.inference_mode():
-            for name in names:  # warm-up: the JIT's profiling runs, ONNX Runtime's first allocation
-                for _ in range(3):
-                    forwards[name].forward(features)
-            for _ in range(args.rounds):
-                for name in names:
-                    started = time.perf_counter()
-                    forwards[name].forward(features)
-                    times[name].append((time.perf_counter() - started) * 1000)
-        medians = {name: statistics.median(values) for name, values in times.items()}
+        medians = median_forward_ms(forwards, tokenizer, batch, length, args.rounds)
         rows.append({"batch": batch, "tokens": length, "median_ms": medians})
         base = medians[names[0]]
         line = " · ".join(f"{name} {ms:.1f} ms ({base / ms:.2f}x)" for name, ms in medians.items())
