@@ -449,7 +449,7 @@ def bad_model_drill(
         "probes": len(probes),
         "ever_ready": ever_ready,
         "last_probe": probes[-1] if probes else None,
-        "worker_load_failures": logs.count("Backend worker error"),
+        "load_attempts_logged": sum(bool(telling) and telling[0] in line for line in logs.splitlines()),
         "telling_log_lines": telling[:5],
         "ok": not ever_ready and bool(telling),
     }

@@ -97,6 +97,18 @@ def _print_derivations(rendered) -> None:
         f"namespace {c.namespace}; {c.replicas} to {d.max_replicas} replicas",
         highlight=False,
     )
+    if c.autoscaling is not None:
+        a = c.autoscaling
+        rps = (
+            f"{a.rps_target:g} req/s per pod ({a.share:.0%} of tune's {a.measured.throughput_rps:.1f})"
+            if a.rps_target is not None and a.measured is not None
+            else f"no req/s target: {a.why_no_rps}"
+        )
+        out.print(
+            f"autoscaling on {a.inflight_target:g} requests in flight per pod ({a.share:.0%} of {a.slots} = workers x batch), "
+            f"{rps}, CPU {c.target_cpu_percent}%",
+            highlight=False,
+        )
 
 
 @commands.command(name="render")
