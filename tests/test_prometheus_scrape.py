@@ -14,7 +14,7 @@ import pytest
 
 from torchship.deploy.prometheus_local import LocalPrometheus, ScrapeTarget, prometheus_binary
 
-pytestmark = pytest.mark.skipif(
+needs_prometheus = pytest.mark.skipif(
     prometheus_binary() is None,
     reason="Prometheus is not installed (apt-get install prometheus; scripts/install-lint-tools.sh does)",
 )
@@ -26,6 +26,7 @@ def by_code_and_reason(samples) -> Counter:
     return Counter({(s.labels.get("code"), s.labels.get("reason")): s.value for s in samples})
 
 
+@needs_prometheus
 def test_prometheus_scrapes_the_requests_by_reason_as_the_test_counted_them(torchserve, sentiment_package):
     spec, _, _ = sentiment_package
     model = spec.name
@@ -93,6 +94,7 @@ def test_prometheus_scrapes_the_requests_by_reason_as_the_test_counted_them(torc
     assert prometheus.process is None and prometheus.directory is None  # stopped, its data removed
 
 
+@needs_prometheus
 def test_the_rehearsals_metrics_proof_against_a_local_torchserve(torchserve, sentiment_package):
     """deploy/metrics_proof.py, as `torchship rehearse` runs it against the played pod: 3 good requests,
     2 with an unknown key and 1 malformed body must arrive in Prometheus as exactly those counts."""
@@ -112,3 +114,25 @@ def test_the_rehearsals_metrics_proof_against_a_local_torchserve(torchserve, sen
     assert proof.seen == expected
     assert proof.requests_total_seen == 6
     assert proof.ok and "arrived as sent" in proof.summary()
+
+
+def test_without_prometheus_the_proof_says_how_to_get_it(monkeypatch):
+    from torchship.deploy import prometheus_local
+    from torchship.deploy.prometheus_local import PrometheusUnavailable
+
+    monkeypatch.setattr(prometheus_local, "prometheus_binary", lambda: None)
+    prometheus = LocalPrometheus([ScrapeTarget(JOB, "127.0.0.1:9")])
+    with pytest.raises(PrometheusUnavailable) as raised:
+        prometheus.start()
+    assert "apt-get install prometheus" in raised.value.hint
+    assert prometheus.process is None and prometheus.directory is None  # nothing started, nothing left
+
+
+@needs_prometheus
+def test_a_target_that_does_not_answer_is_reported_down():
+    from torchship.serving.ports import free_port
+
+    with LocalPrometheus([ScrapeTarget(JOB, f"127.0.0.1:{free_port()}")]) as prometheus:
+        assert not prometheus.wait_for_scrape(JOB, timeout_s=6)
+        health = prometheus.target_health()[JOB]
+        assert health.health == "down" and "connection refused" in health.last_error
