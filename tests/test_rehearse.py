@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from deploy_helpers import CONTAINER_TOOLS_INSTALLER, DEMO_SPEC, REPO, demo, write_image_record
 from torchship.cli import app
+from torchship.deploy.prometheus_local import prometheus_binary
 from torchship.deploy.rehearse import PORT_KEYS, REHEARSAL_ANNOTATION, rehearsal_documents
 from torchship.spec import load_spec
 
@@ -119,6 +120,13 @@ def test_demo_model_rehearsed_end_to_end_with_parity(demo_image_built, monkeypat
         assert result.exit_code == 0, result.output
         assert "rehearsal ok: ready in " in result.output and "served parity ok" in result.output
         assert f"podman kube play minilm-embeddings ({record.reference})" in result.output
+        if prometheus_binary() is not None:
+            # A real Prometheus scraped the pod's metrics port: 3 good requests, 2 with an unknown key and
+            # one malformed body, counted by the rehearsal, arrived as exactly those counts.
+            metrics = next(line for line in result.output.splitlines() if line.startswith("metrics ok: "))
+            assert "Prometheus scraped 127.0.0.1:" in metrics
+            assert "{200 ok 3, 400 bad_schema 2, 400 malformed_json 1} arrived as sent" in metrics
+            assert "ts_inference_requests_total +6" in metrics
         assert "minilm-embeddings-pod-0" not in _pods(containers)  # torn down
 
 

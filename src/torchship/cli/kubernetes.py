@@ -97,6 +97,18 @@ def _print_derivations(rendered) -> None:
         f"namespace {c.namespace}; {c.replicas} to {d.max_replicas} replicas",
         highlight=False,
     )
+    if c.autoscaling is not None:
+        a = c.autoscaling
+        rps = (
+            f"{a.rps_target:g} req/s per pod ({a.share:.0%} of tune's {a.measured.throughput_rps:.1f})"
+            if a.rps_target is not None and a.measured is not None
+            else f"no req/s target: {a.why_no_rps}"
+        )
+        out.print(
+            f"autoscaling on {a.inflight_target:g} requests in flight per pod ({a.share:.0%} of {a.slots} = workers x batch), "
+            f"{rps}, CPU {c.target_cpu_percent}%",
+            highlight=False,
+        )
 
 
 @commands.command(name="render")
@@ -310,8 +322,16 @@ def rehearse_command(
             help="with --canary: the stable version to play beside the spec's (its image.json must exist)",
         ),
     ] = None,
+    prometheus: Annotated[
+        bool | None,
+        typer.Option(
+            "--prometheus/--no-prometheus",
+            help="prove the pod's metrics with a real local Prometheus (default: when /usr/bin/prometheus exists)",
+        ),
+    ] = None,
 ) -> None:
-    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, tear down.
+    """Play the rendered manifests with podman kube play, wait for readiness, check served parity, prove the
+    metrics arrive in a local Prometheus, tear down.
 
     With --canary PERCENT --stable-version V: the stable (V's image) and the canary side by side."""
     import time
@@ -381,9 +401,15 @@ def rehearse_command(
             return
         rehearsal = rehearse(
             spec, Settings(), on_ready=keep_serving,
-            progress=progress,
+            progress=progress, prometheus=prometheus,
         )  # fmt: skip
     parity = rehearsal.parity
+    if rehearsal.metrics is not None:
+        out.print(f"metrics ok: {rehearsal.metrics.summary()}", highlight=False)
+    else:
+        out.print(
+            "metrics not proven: no Prometheus installed (apt-get install prometheus), or --no-prometheus"
+        )
     out.print(
         f"rehearsal ok: ready in {rehearsal.ready_s:.1f} s; served parity ok (max |Δ| {parity['max_abs']:.2e} over "
         f"{parity['compared']} results); torn down",

@@ -48,7 +48,8 @@ class CheckReport:
                 else "promtool not installed: rules not parsed"
             )
             monitoring = (
-                f"; {len(self.monitoring_findings)} monitoring finding(s) (dashboard schema, metrics of the model; "
+                f"; {len(self.monitoring_findings)} monitoring finding(s) (dashboard schema, metrics of the model, "
+                "prometheus-adapter rules and the HPAs' pod metrics; "
                 f"{rules})"
             )
         return (

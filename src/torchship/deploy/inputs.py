@@ -17,10 +17,12 @@ from torchship.deploy.served_labels import read_verified_labels
 from torchship.image.record import ImageRecord
 from torchship.settings import Settings
 from torchship.spec import ModelSpec
+from torchship.tune.records import TuneResult
 
 IMAGE_RECORD = Path("image") / "image.json"
 VERIFY_RECORD = Path("verify") / "stage.json"
 VERIFY_ANSWERS = Path("verify") / "answers.json"
+TUNE_RECORD = Path("tune") / "tune.json"
 
 # The image contract: TorchServe runs as this numeric UID/GID, writes only under these paths and answers
 # on these ports; /opt/torchship/bin/probe tells readiness (a READY worker) from liveness (/ping).
@@ -54,6 +56,8 @@ class DeployInputs:
     # verify's served p50 per request (ms), and its answer sheet's top labels (label -> texts), if measured.
     served_p50_ms: float | None = None
     verified_labels: dict[str, int] = field(default_factory=dict)
+    # What `tune` measured on this machine (tune/tune.json), for the HPA's load targets (deploy/autoscale.py).
+    tune: TuneResult | None = None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -95,6 +99,19 @@ def read_image_record(path: Path) -> ImageRecord | None:
         ) from None
 
 
+def read_tune(path: Path) -> TuneResult | None:
+    """tune.json as `tune` wrote it, or None when no tune ran."""
+    if not path.is_file():
+        return None
+    try:
+        return TuneResult.model_validate_json(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or pydantic's ValidationError
+        raise DeployError(
+            f"{path} is not a readable tune record ({str(exc).splitlines()[0]})",
+            hint="Re-run `torchship tune SPEC`, or delete it to render without its measurements.",
+        ) from None
+
+
 def image_of(spec: ModelSpec, record: ImageRecord | None) -> tuple[str, str]:
     """The image reference to deploy: pinned by the registry digest once the image was pushed.
 
@@ -131,9 +148,16 @@ def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
     p50 = (details.get("latency_ms") or {}).get("p50")
     served_p50_ms = float(p50) if isinstance(p50, int | float) and p50 > 0 else None
     verified_labels = dict(read_verified_labels(spec.task, root / VERIFY_ANSWERS))
+    tune = read_tune(root / TUNE_RECORD)
     if record is None:
         return DeployInputs(
-            image, pinned_by, ready_s, source, served_p50_ms=served_p50_ms, verified_labels=verified_labels
+            image,
+            pinned_by,
+            ready_s,
+            source,
+            served_p50_ms=served_p50_ms,
+            verified_labels=verified_labels,
+            tune=tune,
         )
     # The container's own time to ready (archive extraction, JVM start in the image) beats the host's.
     if record.time_to_ready_s > 0:
@@ -148,4 +172,5 @@ def gather_inputs(spec: ModelSpec, settings: Settings) -> DeployInputs:
         ports=Ports(record.ports.inference, record.ports.management, record.ports.metrics),
         served_p50_ms=served_p50_ms,
         verified_labels=verified_labels,
+        tune=tune,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torchship
+from torchship.deploy.autoscale import LoadMetrics
 from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import DeployInputs
 from torchship.handlers.metrics import MetricDef, metrics_for
@@ -26,8 +27,11 @@ SERVICE_MONITOR = f"{FOLDER}/servicemonitor.yaml"
 PROMETHEUS_RULE = f"{FOLDER}/prometheusrule.yaml"
 DASHBOARD = f"{FOLDER}/dashboard.json"
 KUSTOMIZATION = f"{FOLDER}/kustomization.yaml"
-MONITORING_FILES = (SERVICE_MONITOR, PROMETHEUS_RULE, DASHBOARD, KUSTOMIZATION)
+# prometheus-adapter's rules for the HPA's load metrics (deploy/autoscale.py): config, not a Kubernetes object.
+ADAPTER_RULES = f"{FOLDER}/prometheus-adapter-rules.yaml"
+MONITORING_FILES = (SERVICE_MONITOR, PROMETHEUS_RULE, DASHBOARD, KUSTOMIZATION, ADAPTER_RULES)
 TEMPLATES = {
+    ADAPTER_RULES: "monitoring/prometheus-adapter-rules.yaml.j2",
     SERVICE_MONITOR: "monitoring/servicemonitor.yaml.j2",
     PROMETHEUS_RULE: "monitoring/prometheusrule.yaml.j2",
     DASHBOARD: "monitoring/dashboard.json.j2",
@@ -181,6 +185,7 @@ def render_monitoring(context: MonitoringContext, spec_file: str) -> dict[str, s
             torchship_version=torchship.__version__,
             spec_file=spec_file,
             label_shift_min_texts=LABEL_SHIFT_MIN_TEXTS,
+            a=LoadMetrics(),
         ).rstrip("\n")
         + "\n"
         for path, template in TEMPLATES.items()

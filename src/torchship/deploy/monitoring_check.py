@@ -16,7 +16,14 @@ from typing import Any
 import jsonschema
 import yaml
 
-from torchship.deploy.monitoring import DASHBOARD, PROMETHEUS_RULE, MonitoringContext, metric_names
+from torchship.deploy.autoscale_schema import ADAPTER_RULES as ADAPTER_RULES_SCHEMA
+from torchship.deploy.monitoring import (
+    ADAPTER_RULES,
+    DASHBOARD,
+    PROMETHEUS_RULE,
+    MonitoringContext,
+    metric_names,
+)
 from torchship.deploy.monitoring_schema import DASHBOARD as DASHBOARD_SCHEMA
 
 # Series names of torchship's and TorchServe's metrics in a query (recording rules have a ':' instead).
@@ -93,14 +100,76 @@ def _unknown_metrics(files: dict[str, str], context: MonitoringContext) -> list[
     return findings
 
 
+def adapter_queries(files: dict[str, str], namespace: str = "default") -> dict[str, str]:
+    """Each adapter rule's metric name -> its metricsQuery with the adapter's placeholders filled in as the
+    adapter fills them for one namespace's pods: plain PromQL, for promtool and for a real Prometheus."""
+    config: Any = yaml.safe_load(files.get(ADAPTER_RULES, "")) or {}
+    filled = {}
+    for rule in config.get("rules") or []:
+        series = re.search(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", str(rule.get("seriesQuery", "")))
+        query = str(rule.get("metricsQuery", ""))
+        if not query:
+            continue  # the schema check names it
+        filled[str((rule.get("name") or {}).get("as"))] = (
+            query.replace("<<.Series>>", series.group(1) if series else "up")
+            .replace("<<.LabelMatchers>>", f'namespace="{namespace}",pod=~".+"')
+            .replace("<<.GroupBy>>", "pod")
+        )
+    return filled
+
+
+def _adapter_findings(files: dict[str, str], context: MonitoringContext) -> list[MonitoringFinding]:
+    """The rules against the adapter's config schema, their series against the model's metrics, and every
+    Pods metric an HPA of the base scales on against the names the rules serve."""
+    try:
+        config = yaml.safe_load(files[ADAPTER_RULES])
+    except yaml.YAMLError as exc:
+        return [MonitoringFinding(ADAPTER_RULES, f"not YAML: {exc}")]
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.Draft202012Validator(ADAPTER_RULES_SCHEMA).iter_errors(config)
+    )
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        return [MonitoringFinding(ADAPTER_RULES, f"{where}: {error.message}")]
+    findings = []
+    known = set(metric_names(context.metrics))
+    series = {name for rule in config["rules"] for name in _SERIES.findall(rule["seriesQuery"])}
+    if series - known:
+        findings.append(
+            MonitoringFinding(
+                ADAPTER_RULES,
+                f"rules read {', '.join(sorted(series - known))}, which this model does not have",
+            )
+        )
+    served = {rule["name"]["as"] for rule in config["rules"]}
+    for file, text in files.items():
+        if not (file.startswith("hpa") and file.endswith(".yaml")):
+            continue
+        hpa = yaml.safe_load(text) or {}
+        for metric in (hpa.get("spec") or {}).get("metrics") or []:
+            name = ((metric.get("pods") or {}).get("metric") or {}).get("name")
+            if metric.get("type") == "Pods" and name not in served:
+                findings.append(
+                    MonitoringFinding(
+                        file, f"scales on the Pods metric {name}, which {ADAPTER_RULES} does not serve"
+                    )
+                )
+    return findings
+
+
 def _promtool(files: dict[str, str]) -> tuple[list[MonitoringFinding], str | None]:
     promtool = shutil.which("promtool")
     if promtool is None:
         return [], None
     rule: Any = yaml.safe_load(files[PROMETHEUS_RULE]) or {}
+    groups = list((rule.get("spec") or {}).get("groups") or [])
+    # The adapter's queries parse as recording rules do: checked in the same promtool run.
+    adapter = [{"record": f"adapter:{name}", "expr": expr} for name, expr in adapter_queries(files).items()]
+    if adapter:
+        groups.append({"name": "prometheus-adapter", "rules": adapter})
     with tempfile.TemporaryDirectory(prefix="torchship-rules-") as tmp:
         path = Path(tmp) / "rules.yaml"
-        path.write_text(yaml.safe_dump({"groups": (rule.get("spec") or {}).get("groups") or []}))
+        path.write_text(yaml.safe_dump({"groups": groups}))
         checked = subprocess.run(
             [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
         )
@@ -123,5 +192,7 @@ def _promtool(files: dict[str, str]) -> tuple[list[MonitoringFinding], str | Non
 def check_monitoring(files: dict[str, str], context: MonitoringContext) -> MonitoringCheck:
     findings = [MonitoringFinding(DASHBOARD, message) for message in _dashboard_findings(files[DASHBOARD])]
     findings += _unknown_metrics(files, context)
+    if ADAPTER_RULES in files:
+        findings += _adapter_findings(files, context)
     promtool_findings, promtool = _promtool(files)
     return MonitoringCheck(findings + promtool_findings, promtool)

@@ -10,6 +10,10 @@ security context, read-only root, emptyDir volumes, resources, probes and enviro
 
 podman does not enforce startup/readiness probes, so readiness is waited for here: the readiness probe's
 exec command, run in the container every period, within the startup probe's budget.
+
+With Prometheus installed (or `--prometheus`), a real Prometheus then scrapes the pod's metrics port while
+counted good and bad requests go to it, and the rehearsal fails unless they arrive with the values sent
+(deploy/metrics_proof.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import yaml
 from torchship.deploy.check import check_base
 from torchship.deploy.errors import DeployError, RehearsalFailed
 from torchship.deploy.inputs import IMAGE_RECORD, gather_inputs, read_image_record
+from torchship.deploy.metrics_proof import MetricsProof, prove_metrics
+from torchship.deploy.prometheus_local import prometheus_binary
 from torchship.deploy.render import RenderedBase, render
 from torchship.errors import ServedParityError
 from torchship.image.record import ImageRecord
@@ -56,8 +62,10 @@ class Rehearsal:
     model: str
     ready_s: float = 0.0
     parity: dict = field(default_factory=dict)
-    # Seconds per phase: play (kube play), ready (probe passing), parity (examples compared), down.
+    # Seconds per phase: play (kube play), ready (probe passing), parity (examples compared), metrics
+    # (the Prometheus proof), down.
     timings: dict[str, float] = field(default_factory=dict)
+    metrics: MetricsProof | None = None  # None: no Prometheus asked for or installed
 
     @property
     def url(self) -> str:
@@ -237,6 +245,27 @@ def tear_down(rehearsal: Rehearsal) -> None:
         )
 
 
+def wants_prometheus(asked: bool | None) -> bool:
+    """`--prometheus` (True) or `--no-prometheus` (False) decide; unsaid, whenever Prometheus is installed."""
+    return asked if asked is not None else prometheus_binary() is not None
+
+
+def check_metrics(rehearsal: Rehearsal, spec: ModelSpec, namespace: str) -> MetricsProof:
+    """A real Prometheus scrapes the pod's metrics port; counted requests must arrive as sent."""
+    from torchship.examples import load_examples
+
+    metrics_address = f"{HOST}:{rehearsal.ports['TORCHSHIP_METRICS_PORT']}"
+    proof = prove_metrics(
+        rehearsal.url, metrics_address, spec.name, load_examples(spec)[0], labels={"namespace": namespace}
+    )
+    if not proof.ok:
+        raise RehearsalFailed(
+            f"the pod's metrics did not arrive in Prometheus as sent: {proof.summary()}",
+            hint="The handler's metrics (README 'Metrics') or the image's metrics config are wrong.",
+        )
+    return proof
+
+
 def rendered_for_rehearsal(spec: ModelSpec, settings: Settings) -> RenderedBase:
     rendered = render(spec, gather_inputs(spec, settings))
     check_base(rendered, spec).raise_if_failed()
@@ -248,8 +277,10 @@ def rehearse(
     settings: Settings,
     on_ready: Callable[[Rehearsal], None] = lambda rehearsal: None,
     progress: Callable[[str], None] = lambda message: None,
+    prometheus: bool | None = None,
 ) -> Rehearsal:
-    """Play, wait, compare, then `on_ready` (e.g. keep serving until Ctrl-C); always tear down."""
+    """Play, wait, compare, prove the metrics (`prometheus`: see wants_prometheus), then `on_ready` (e.g.
+    keep serving until Ctrl-C); always tear down."""
     record = image_record(spec, settings)
     rendered = rendered_for_rehearsal(spec, settings)
     ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True))
@@ -273,6 +304,11 @@ def rehearse(
                     f"model at {failure['mismatch']}",
                     hint="The image serves different answers than the verified package: rebuild it with torchship image.",
                 )
+            if wants_prometheus(prometheus):
+                progress("a local Prometheus scrapes the pod's metrics port; counted good and bad requests")
+                started = time.monotonic()
+                rehearsal.metrics = check_metrics(rehearsal, spec, rendered.context.namespace)
+                rehearsal.timings["metrics"] = time.monotonic() - started
             on_ready(rehearsal)
         finally:
             progress("podman kube down")

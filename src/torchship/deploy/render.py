@@ -20,11 +20,17 @@ import jinja2
 import yaml
 
 import torchship
+from torchship.deploy.autoscale import Autoscaling, autoscaling
 from torchship.deploy.derive import Derived, derive
 from torchship.deploy.errors import DeployError
 from torchship.deploy.inputs import CONTRACT_GRPC_PORTS, PROBE, DeployInputs, Ports
+from torchship.deploy.monitoring import (
+    ADAPTER_RULES,
+    MonitoringContext,
+    monitoring_context,
+    render_monitoring,
+)
 from torchship.deploy.monitoring import FOLDER as MONITORING_FOLDER
-from torchship.deploy.monitoring import MonitoringContext, monitoring_context, render_monitoring
 from torchship.spec import ModelSpec
 
 # Order matters for a reader only: what the Deployment needs comes before it.
@@ -94,6 +100,7 @@ class RenderContext:
     suffix: str = ""  # appended to the names of a track's own objects: "-canary"
     track: str = "stable"  # the pods' torchship.dev/track label
     canary: CanaryView | None = None  # the split, for the comments of a canary rendering
+    autoscaling: Autoscaling | None = None  # the HPA's load metrics (deploy/autoscale.py); set by context_of
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,7 @@ def context_of(spec: ModelSpec, inputs: DeployInputs) -> RenderContext:
         derived=derived,
         time_to_ready_s=inputs.time_to_ready_s,
         time_to_ready_source=inputs.time_to_ready_source,
+        autoscaling=autoscaling(spec, derived, inputs.tune),
     )
 
 
@@ -232,10 +240,11 @@ def _jinja() -> jinja2.Environment:
 
 
 def parse_manifests(files: dict[str, str]) -> list[Manifest]:
-    """The Kubernetes objects of the YAML files (not the kustomizations; the dashboard is JSON)."""
+    """The Kubernetes objects of the YAML files (not the kustomizations nor prometheus-adapter's rules; the
+    dashboard is JSON)."""
     manifests = []
     for file in files:
-        if Path(file).name == KUSTOMIZATION or not file.endswith(".yaml"):
+        if Path(file).name == KUSTOMIZATION or file == ADAPTER_RULES or not file.endswith(".yaml"):
             continue
         for doc in yaml.safe_load_all(files[file]):
             if doc:
