@@ -88,6 +88,11 @@ def test_prometheus_scrapes_the_requests_by_reason_as_the_test_counted_them(torc
         from torchship.deploy.monitoring_check import adapter_queries
 
         for metric, query in adapter_queries(demo()[1].files, namespace="rehearsal").items():
+            # Fresh requests: the queries are rates over the last minute, and on a loaded machine the
+            # checks above can take longer than that.
+            with torchserve.client() as client:
+                for _ in range(3):
+                    assert client.post(f"/predictions/{model}", json={"text": "again"}).status_code == 200
             samples = prometheus.wait_until(query, lambda s: any(x.value > 0 for x in s), timeout_s=30)
             assert [s.labels for s in samples] == [{"pod": "tiny-pod"}], (metric, query, samples)
             assert samples[0].value > 0, (metric, query)
