@@ -32,13 +32,14 @@ DEFAULT_CANDIDATES = ("torchscript", "onnx")
 
 @dataclass(frozen=True)
 class BackendPackage:
-    """One engine's packaged .mar, or why it is not measured; `root` is its outputs tree (the compile and
-    validate records are there whether or not the gate passed)."""
+    """One engine's packaged .mar, or why it is not measured; `stage_root` is its outputs tree (the compile
+    and validate records are there whether or not the gate passed)."""
 
     engine: Engine
     mar: Path | None
     refused: str | None  # the compile or gate failure, one line
     stage_root: Path
+    failed_stage: str | None = None  # the stage that refused it (validate: the gate)
 
     @property
     def backend(self) -> str:
@@ -102,7 +103,7 @@ def engines_to_sweep(
     backend can build here is an error: the user asked for something tune would silently not try."""
     names = backends_to_sweep(spec, backends)
     # [] (--precisions spec): the spec's own precision alone.
-    wanted = precisions_to_try(precisions or None) if precisions != [] else [spec.compile.precision]
+    wanted = [spec.compile.precision] if precisions == [] else precisions_to_try(precisions)
     own = spec_engine(spec)
     engines, skipped = [own], {}
     for backend in names:
@@ -169,7 +170,7 @@ def package_engine(
     failed = outcomes[-1]
     if failed.status == "failed":
         reason = str(failed.error).splitlines()[0] if failed.error else "failed"
-        return BackendPackage(engine, None, f"{failed.stage}: {reason}", runner.root)
+        return BackendPackage(engine, None, f"{failed.stage}: {reason}", runner.root, failed.stage)
     return BackendPackage(engine, mar_path(runner.stage_dir("package"), variant), None, runner.root)
 
 

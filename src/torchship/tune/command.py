@@ -108,7 +108,7 @@ def packaged_engines(
             mars[engine] = package.mar
             continue
         progress(f"{engine.label}: not measured: {package.refused}")
-        retry = with_keep_fp32(engine) if package.refused and package.refused.startswith("validate") else None
+        retry = with_keep_fp32(engine) if package.failed_stage == "validate" else None
         if retry is not None and retry not in statuses:
             queue.insert(0, retry)
     for engine, status in statuses.items():
